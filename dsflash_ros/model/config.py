@@ -1,0 +1,171 @@
+"""Model configuration as plain data: backbone, relation head, post-processing, labels.
+
+A ``ModelConfig`` travels with every checkpoint (as YAML/JSON next to the safetensors
+weights) and the presets ``tiny``/``S``/``B``/``L`` are YAML files in ``presets/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dsflash_ros.labels import PSG_CLASSES, PSG_IS_THING, PSG_PREDICATES
+
+PRESET_DIR = Path(__file__).with_name("presets")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or inconsistent."""
+
+
+def evenly_spaced_layers(num_layers: int, count: int = 4) -> tuple[int, ...]:
+    """Indices of ``count`` evenly spaced blocks ending with the last one.
+
+    12 blocks -> (2, 5, 8, 11); 24 blocks -> (5, 11, 17, 23), as in the DSFlash code.
+    """
+    if num_layers < count:
+        raise ConfigError(f"need at least {count} backbone blocks, got {num_layers}")
+    return tuple((i + 1) * num_layers // count - 1 for i in range(count))
+
+
+@dataclass
+class BackboneConfig:
+    """EoMT: a plain ViT whose last ``num_blocks`` blocks also process ``num_queries`` queries."""
+
+    flavour: str = "dinov3"  # "dinov3" (RoPE, no abs. pos-embed) or "dinov2" (learned pos-embed)
+    image_size: int = 640  # square model input; images are resized + zero-padded to it
+    patch_size: int = 16
+    hidden_size: int = 384
+    num_layers: int = 12
+    num_heads: int = 6
+    intermediate_size: int = 1536
+    num_register_tokens: int = 4
+    num_queries: int = 200
+    num_blocks: int = 3  # query blocks: queries join before block num_layers - num_blocks
+    num_labels: int = 133  # classes, without the extra "no object" logit
+    layer_norm_eps: float = 1e-5
+    layerscale_value: float = 1.0
+    rope_theta: float = 100.0
+    use_gated_mlp: bool = False  # SwiGLU MLP (DINOv3 H+/7B); plain GELU MLP otherwise
+    hidden_act: str = "gelu"  # MLP / mask-head / upscale activation: gelu, gelu_tanh, silu, relu
+    feature_layers: tuple[int, ...] = ()  # empty -> evenly_spaced_layers(num_layers)
+
+    def __post_init__(self) -> None:
+        self.feature_layers = tuple(self.feature_layers) or evenly_spaced_layers(self.num_layers)
+
+    @property
+    def grid_size(self) -> int:
+        return self.image_size // self.patch_size
+
+
+@dataclass
+class HeadConfig:
+    """DSFormer-style relation head with the DSFlash bidirectional gate."""
+
+    hidden_size: int = 384
+    num_layers: int = 6
+    num_heads: int = 8
+    ffn_size: int = 1536
+    pool: int = 3  # backbone cells per relation-head patch token (3x3 stride 3: 40x40 -> 13x13)
+    num_predicates: int = 56  # predicates, without the extra NONE logit
+    classifier_hidden: int = 768
+    bidirectional: bool = True  # one pass per unordered pair yields both directions
+    prune: bool = False  # mask-based dynamic pruning of patch tokens
+    prune_dilation: int = 1  # grow the kept patch set by this many cells
+    tome_ratio: float = 0.0  # share of patch tokens merged by ToMe across the head blocks
+    max_pairs_per_chunk: int = 4096  # pairs per batched forward (memory budget)
+
+
+@dataclass
+class PanopticConfig:
+    """EoMT panoptic post-processing thresholds (EoMT defaults)."""
+
+    score_threshold: float = 0.8
+    overlap_threshold: float = 0.8
+    mask_threshold: float = 0.5
+    max_segments: int = 0  # 0 = no cap; otherwise keep the best-scoring segments
+
+
+@dataclass
+class ModelConfig:
+    name: str = "dsflash"
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    panoptic: PanopticConfig = field(default_factory=PanopticConfig)
+    class_names: list[str] = field(default_factory=lambda: list(PSG_CLASSES))
+    is_thing: list[bool] = field(default_factory=lambda: list(PSG_IS_THING))
+    predicate_names: list[str] = field(default_factory=lambda: list(PSG_PREDICATES))
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if len(self.class_names) != self.backbone.num_labels:
+            raise ConfigError(
+                f"{len(self.class_names)} class names but backbone.num_labels = "
+                f"{self.backbone.num_labels}"
+            )
+        if len(self.is_thing) != len(self.class_names):
+            raise ConfigError("is_thing must have one flag per class")
+        if len(self.predicate_names) != self.head.num_predicates:
+            raise ConfigError(
+                f"{len(self.predicate_names)} predicate names but head.num_predicates = "
+                f"{self.head.num_predicates}"
+            )
+        b = self.backbone
+        if b.image_size % b.patch_size:
+            raise ConfigError("backbone.image_size must be a multiple of backbone.patch_size")
+        if not 0 < b.num_blocks <= b.num_layers:
+            raise ConfigError("backbone.num_blocks must be in 1..num_layers")
+        if any(not 0 <= i < b.num_layers for i in b.feature_layers) or len(b.feature_layers) != 4:
+            raise ConfigError("backbone.feature_layers must be 4 block indices in range")
+        if b.hidden_size % b.num_heads or self.head.hidden_size % self.head.num_heads:
+            raise ConfigError("hidden sizes must be divisible by the number of heads")
+        if not 0.0 <= self.head.tome_ratio < 1.0:
+            raise ConfigError("head.tome_ratio must be in [0, 1)")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["backbone"]["feature_layers"] = list(self.backbone.feature_layers)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        data = dict(data)
+        try:
+            sub = {
+                "backbone": BackboneConfig(**data.pop("backbone", {})),
+                "head": HeadConfig(**data.pop("head", {})),
+                "panoptic": PanopticConfig(**data.pop("panoptic", {})),
+            }
+            return cls(**sub, **data)
+        except TypeError as e:  # unknown or missing keys
+            raise ConfigError(f"invalid model config: {e}") from None
+
+    def to_yaml(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> ModelConfig:
+        data = yaml.safe_load(Path(path).read_text())
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        return cls.from_dict(data)
+
+
+def available_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def load_preset(name: str, **overrides: Any) -> ModelConfig:
+    """Load a preset (``tiny``, ``S``, ``B``, ``L``); ``overrides`` replace top-level keys."""
+    path = PRESET_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown preset {name!r}; available: {', '.join(available_presets())}")
+    data = yaml.safe_load(path.read_text())
+    data.update(overrides)
+    return ModelConfig.from_dict(data)

@@ -1,0 +1,215 @@
+"""numpy <-> sensor_msgs/Image and sensor_msgs/CompressedImage, without cv_bridge.
+
+The PyPI ROS 2 wheels have no cv_bridge; where it is importable (a ROS install),
+``HAVE_CV_BRIDGE`` is true and the tests prove both give identical arrays. Reading is
+zero-copy: the returned array is a view of the message buffer (rows with padding are
+sliced, not copied), so callers that keep it beyond the message's lifetime must copy.
+"""
+
+from __future__ import annotations
+
+import array
+import sys
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
+
+try:  # pragma: no cover - only on machines with a ROS install
+    from cv_bridge import CvBridge
+
+    HAVE_CV_BRIDGE = True
+except ImportError:
+    CvBridge = None
+    HAVE_CV_BRIDGE = False
+
+# Images beyond this many pixels are refused before any allocation (a 8000x8000 frame
+# is almost certainly a misconfigured driver, and would stall a real-time pipeline).
+MAX_PIXELS = 40_000_000
+
+
+class ImageConversionError(ValueError):
+    """A message cannot be turned into an image (or back); the text says why."""
+
+
+@dataclass(frozen=True)
+class EncodingInfo:
+    dtype: np.dtype
+    channels: int
+
+
+ENCODINGS: dict[str, EncodingInfo] = {
+    "rgb8": EncodingInfo(np.dtype(np.uint8), 3),
+    "bgr8": EncodingInfo(np.dtype(np.uint8), 3),
+    "rgba8": EncodingInfo(np.dtype(np.uint8), 4),
+    "bgra8": EncodingInfo(np.dtype(np.uint8), 4),
+    "mono8": EncodingInfo(np.dtype(np.uint8), 1),
+    "8UC1": EncodingInfo(np.dtype(np.uint8), 1),
+    "8UC3": EncodingInfo(np.dtype(np.uint8), 3),
+    "mono16": EncodingInfo(np.dtype(np.uint16), 1),
+    "16UC1": EncodingInfo(np.dtype(np.uint16), 1),
+}
+
+# How to get RGB from each encoding (None = already RGB).
+_TO_RGB = {
+    "rgb8": None,
+    "8UC3": None,
+    "bgr8": cv2.COLOR_BGR2RGB,
+    "rgba8": cv2.COLOR_RGBA2RGB,
+    "bgra8": cv2.COLOR_BGRA2RGB,
+    "mono8": cv2.COLOR_GRAY2RGB,
+    "8UC1": cv2.COLOR_GRAY2RGB,
+}
+
+
+def _check_size(height: int, width: int) -> None:
+    if height <= 0 or width <= 0:
+        raise ImageConversionError(f"empty image ({width}x{height})")
+    if height * width > MAX_PIXELS:
+        raise ImageConversionError(
+            f"image too large ({width}x{height} > {MAX_PIXELS} pixels); refusing to process"
+        )
+
+
+def image_to_numpy(msg: Image) -> np.ndarray:
+    """View a sensor_msgs/Image as an (H, W) or (H, W, C) array in its own encoding."""
+    info = ENCODINGS.get(msg.encoding)
+    if info is None:
+        raise ImageConversionError(
+            f"unsupported encoding {msg.encoding!r}; supported: {', '.join(ENCODINGS)}"
+        )
+    _check_size(msg.height, msg.width)
+    row_bytes = msg.width * info.channels * info.dtype.itemsize
+    if msg.step < row_bytes:
+        raise ImageConversionError(
+            f"step {msg.step} is smaller than width*channels*bytes = {row_bytes} "
+            f"({msg.width}x{msg.height} {msg.encoding})"
+        )
+    if msg.step % info.dtype.itemsize:
+        raise ImageConversionError(f"step {msg.step} is not a multiple of the pixel size")
+    expected = msg.step * msg.height
+    if len(msg.data) < expected:
+        raise ImageConversionError(
+            f"data holds {len(msg.data)} bytes, step*height needs {expected} "
+            f"({msg.width}x{msg.height} {msg.encoding}, step {msg.step}): truncated image"
+        )
+    buf = np.frombuffer(msg.data, dtype=np.uint8, count=expected)
+    rows = buf.reshape(msg.height, msg.step)[:, :row_bytes]
+    dtype = info.dtype
+    if dtype.itemsize > 1:
+        msg_big = bool(msg.is_bigendian)
+        dtype = dtype.newbyteorder(">" if msg_big else "<")
+    pixels = rows.view(dtype) if rows.flags.c_contiguous else np.ascontiguousarray(rows).view(dtype)
+    if dtype.byteorder not in ("=", "|") and dtype.byteorder != _native_order():
+        pixels = pixels.astype(info.dtype)  # swap to native order (copies)
+    shape = (
+        (msg.height, msg.width) if info.channels == 1 else (msg.height, msg.width, info.channels)
+    )
+    return pixels.reshape(shape)
+
+
+def _native_order() -> str:
+    return "<" if sys.byteorder == "little" else ">"
+
+
+def image_to_rgb8(msg: Image) -> np.ndarray:
+    """Decode any supported colour/mono 8-bit Image into a contiguous (H, W, 3) RGB array."""
+    if msg.encoding in ("mono16", "16UC1"):
+        raise ImageConversionError(f"{msg.encoding} is not a colour image; cannot run on it")
+    arr = image_to_numpy(msg)
+    code = _TO_RGB[msg.encoding]
+    return np.ascontiguousarray(arr) if code is None else cv2.cvtColor(arr, code)
+
+
+def numpy_to_image(arr: np.ndarray, encoding: str, header: Header | None = None) -> Image:
+    """Build a sensor_msgs/Image (dense rows, native byte order) from an array."""
+    info = ENCODINGS.get(encoding)
+    if info is None:
+        raise ImageConversionError(f"unsupported encoding {encoding!r}")
+    if arr.dtype != info.dtype:
+        raise ImageConversionError(f"{encoding} needs dtype {info.dtype}, got {arr.dtype}")
+    channels = 1 if arr.ndim == 2 else arr.shape[2]
+    if arr.ndim not in (2, 3) or channels != info.channels:
+        raise ImageConversionError(
+            f"{encoding} needs {info.channels} channel(s), got array of shape {arr.shape}"
+        )
+    _check_size(arr.shape[0], arr.shape[1])
+    arr = np.ascontiguousarray(arr)
+    msg = Image()
+    if header is not None:
+        msg.header = header
+    msg.height, msg.width = int(arr.shape[0]), int(arr.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = sys.byteorder == "big"
+    msg.step = int(arr.shape[1] * info.channels * info.dtype.itemsize)
+    data = array.array("B")
+    data.frombytes(arr.reshape(-1).view(np.uint8))  # one copy, into the message buffer
+    msg.data = data
+    return msg
+
+
+def compressed_to_rgb8(msg: CompressedImage) -> np.ndarray:
+    """Decode a CompressedImage (jpeg/png/...) into (H, W, 3) RGB."""
+    if len(msg.data) == 0:
+        raise ImageConversionError("empty CompressedImage (0 bytes)")
+    buf = np.frombuffer(msg.data, dtype=np.uint8)
+    declared = declared_size(buf.tobytes()[:65536])
+    if declared is not None:  # refuse a huge image before decoding (allocating) it
+        _check_size(*declared)
+    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if img is None:
+        raise ImageConversionError(
+            f"cannot decode CompressedImage (format {msg.format!r}, {len(msg.data)} bytes): "
+            "corrupt or unsupported data"
+        )
+    _check_size(img.shape[0], img.shape[1])
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def declared_size(head: bytes) -> tuple[int, int] | None:
+    """(height, width) from a PNG or JPEG header, or None when it cannot be read."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and len(head) >= 24:
+        return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
+    if not head.startswith(b"\xff\xd8"):
+        return None
+    i = 2
+    while i + 9 <= len(head):
+        if head[i] != 0xFF:
+            return None
+        marker = head[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        seg_len = int.from_bytes(head[i + 2 : i + 4], "big")
+        # SOF0..SOF15 carry the frame size, except DHT (C4), JPG (C8) and DAC (CC).
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return int.from_bytes(head[i + 5 : i + 7], "big"), int.from_bytes(
+                head[i + 7 : i + 9], "big"
+            )
+        i += 2 + seg_len
+    return None
+
+
+def rgb8_to_compressed(
+    rgb: np.ndarray, fmt: str = "jpeg", header: Header | None = None, quality: int = 90
+) -> CompressedImage:
+    """Encode an (H, W, 3) RGB array as a CompressedImage (``jpeg`` or ``png``)."""
+    if fmt not in ("jpeg", "png"):
+        raise ImageConversionError(f"unsupported compressed format {fmt!r} (jpeg, png)")
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ImageConversionError(f"expected (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
+    _check_size(rgb.shape[0], rgb.shape[1])
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if fmt == "jpeg" else []
+    ok, enc = cv2.imencode(".jpg" if fmt == "jpeg" else ".png", rgb[..., ::-1], params)
+    if not ok:  # pragma: no cover - OpenCV failure
+        raise ImageConversionError("OpenCV failed to encode the image")
+    msg = CompressedImage()
+    if header is not None:
+        msg.header = header
+    msg.format = fmt
+    data = array.array("B")
+    data.frombytes(enc.data)
+    msg.data = data
+    return msg
