@@ -1,0 +1,147 @@
+"""dsflash model: inspect a checkpoint (info) or build one from foreign weights (convert)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+HELP = "inspect a model checkpoint, or convert a Hugging Face EoMT model to one"
+_SHOWN_NAMES = 8  # names listed before "..." unless --all
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="model_command", metavar="ACTION", required=True)
+    info = sub.add_parser(
+        "info", help="describe a checkpoint", description="describe a DSFlash checkpoint"
+    )
+    info.add_argument("path", metavar="PATH", help="checkpoint (.safetensors)")
+    info.add_argument("--all", action="store_true", help="list every class and predicate")
+    info.add_argument("--json", action="store_true", help="print the description as JSON")
+    info.set_defaults(_action=_info)
+
+    conv = sub.add_parser(
+        "convert",
+        help="build a checkpoint from a Hugging Face EoMT directory",
+        description="build a DSFlash checkpoint from a Hugging Face EoMT save_pretrained "
+        "directory, optionally with the trained relation head of another DSFlash checkpoint",
+    )
+    conv.add_argument(
+        "--hf-eomt", required=True, metavar="DIR", help="HF EoMT directory (config.json + weights)"
+    )
+    conv.add_argument(
+        "--head", metavar="CKPT", help="take the trained relation head from this checkpoint"
+    )
+    conv.add_argument("--out", required=True, metavar="PATH", help="output checkpoint path")
+    conv.add_argument("--name", help="model name stored in the checkpoint")
+    conv.set_defaults(_action=_convert)
+
+
+def run(args: argparse.Namespace) -> int:
+    return args._action(args)
+
+
+def _abbreviate(names: list[str], show_all: bool) -> str:
+    if show_all or len(names) <= _SHOWN_NAMES + 2:
+        return ", ".join(names)
+    return ", ".join(names[:_SHOWN_NAMES]) + f", ... (+{len(names) - _SHOWN_NAMES} more)"
+
+
+def describe_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Everything ``info`` prints, as plain data (no model is built)."""
+    from dsflash_ros.model.checkpoint import file_id, model_id, read_checkpoint
+
+    path = Path(path)
+    state, cfg, extra = read_checkpoint(path)
+
+    def params(prefix: str) -> int:
+        return sum(t.numel() for k, t in state.items() if k.startswith(prefix))
+
+    b, h = cfg.backbone, cfg.head
+    return {
+        "file": path.name,
+        "size_mb": round(path.stat().st_size / 2**20, 2),
+        "name": cfg.name,
+        "model_id": f"{cfg.name}-{file_id(path)}",
+        "content_hash": model_id(cfg, state),
+        "image_size": b.image_size,
+        "backbone": {
+            "flavour": b.flavour,
+            "hidden_size": b.hidden_size,
+            "layers": b.num_layers,
+            "heads": b.num_heads,
+            "patch_size": b.patch_size,
+            "queries": b.num_queries,
+            "query_blocks": b.num_blocks,
+            "feature_layers": list(b.feature_layers),
+            "parameters": params("backbone."),
+        },
+        "head": {
+            "hidden_size": h.hidden_size,
+            "layers": h.num_layers,
+            "pool": h.pool,
+            "bidirectional": h.bidirectional,
+            "parameters": params("head."),
+        },
+        "classes": list(cfg.class_names),
+        "things": sum(cfg.is_thing),
+        "predicates": list(cfg.predicate_names),
+        "provenance": extra,
+    }
+
+
+def _millions(n: int) -> str:
+    return f"{n / 1e6:.2f} M" if n >= 1e5 else f"{n:,}"
+
+
+def _info(args: argparse.Namespace) -> int:
+    d = describe_checkpoint(args.path)
+    if args.json:
+        json.dump(d, sys.stdout, indent=2)
+        print()
+        return 0
+    b, h = d["backbone"], d["head"]
+    classes, predicates = d["classes"], d["predicates"]
+    lines = [
+        f"file:        {d['file']} ({d['size_mb']} MB)",
+        f"name:        {d['name']}",
+        f"model id:    {d['model_id']} (content hash {d['content_hash']})",
+        f"image size:  {d['image_size']} px (patch {b['patch_size']}, "
+        f"{d['image_size'] // b['patch_size']}x{d['image_size'] // b['patch_size']} tokens)",
+        f"backbone:    EoMT-{b['flavour']}, {b['layers']} blocks x {b['hidden_size']} wide, "
+        f"{b['queries']} queries in the last {b['query_blocks']} blocks, features from blocks "
+        f"{b['feature_layers']}: {_millions(b['parameters'])} parameters",
+        f"head:        {h['layers']} blocks x {h['hidden_size']} wide, pool {h['pool']}, "
+        f"{'bidirectional' if h['bidirectional'] else 'unidirectional'}: "
+        f"{_millions(h['parameters'])} parameters",
+        f"parameters:  {_millions(b['parameters'] + h['parameters'])} in all",
+        f"classes:     {len(classes)} ({d['things']} things, {len(classes) - d['things']} "
+        f"stuff): {_abbreviate(classes, args.all)}",
+        f"predicates:  {len(predicates)}: {_abbreviate(predicates, args.all)}",
+    ]
+    if d["provenance"]:
+        lines.append("provenance:")
+        for key, value in d["provenance"].items():
+            text = json.dumps(value) if isinstance(value, dict | list) else str(value)
+            lines.append(f"  {key}: {text}")
+    else:
+        lines.append("provenance:  (none recorded)")
+    print("\n".join(lines))
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from dsflash_ros.offline.convert import convert_to_file
+
+    path, conversion = convert_to_file(args.hf_eomt, args.out, args.head, args.name)
+    for note in conversion.notes:
+        print(f"note: {note}", file=sys.stderr)
+    cfg = conversion.model.config
+    print(
+        f"wrote {path}: {cfg.name}, {cfg.backbone.image_size} px, "
+        f"{len(cfg.class_names)} classes, {len(cfg.predicate_names)} predicates, head "
+        f"{'trained' if conversion.extra.get('head_trained') else 'untrained'}"
+    )
+    return 0

@@ -1,0 +1,232 @@
+"""Run a Pipeline over image files and videos and write its scene graphs to a folder.
+
+Per image ``<name>``: ``<name>.json`` (the scene-graph document, :mod:`.scene_graph_json`),
+``<name>_panoptic.png`` (16-bit grey PNG, pixel = object id of the JSON, 0 = none),
+``<name>_overlay.png`` (the image with segments and relations drawn) and
+``<name>_graph.png`` (the node-link picture).
+
+Per video ``<name>``: ``<name>.jsonl`` (one document per processed frame, with ``frame`` and
+``timestamp_ms``), ``<name>_overlay.mp4`` (or ``.avi`` with MJPG when this OpenCV build
+cannot write mp4v) at the source rate divided by the stride, and ``<name>_graph.png`` of the
+last processed frame.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from dsflash_ros.offline.graph_picture import save_graph_png
+from dsflash_ros.offline.inputs import (
+    InputItem,
+    expand_inputs,
+    expected_frames,
+    iter_video_frames,
+    probe_video,
+    read_image,
+)
+from dsflash_ros.offline.scene_graph_json import result_to_document
+from dsflash_ros.runtime.result import SceneGraphResult
+from dsflash_ros.visualize import draw_overlay
+
+# (fourcc, extension), tried in order: mp4v plays everywhere; MJPG/avi is always built in.
+VIDEO_WRITERS = (("mp4v", ".mp4"), ("MJPG", ".avi"))
+_DEFAULT_FPS = 10.0  # overlay video rate when the source does not report one
+
+
+class OutputError(OSError):
+    """An output file could not be written."""
+
+
+@dataclass
+class InferenceSummary:
+    """What a run processed and wrote."""
+
+    images: int = 0
+    videos: int = 0
+    frames: int = 0  # pipeline calls (images + processed video frames)
+    objects: int = 0
+    relations: int = 0
+    seconds: float = 0.0
+    outputs: list[Path] = field(default_factory=list)
+
+
+def _write_image(path: Path, image: np.ndarray) -> Path:
+    """PNG via ``imencode`` + a plain write, so failures (full disk...) surface as errors."""
+    pixels = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    ok, data = cv2.imencode(".png", pixels)
+    if not ok:
+        raise OutputError(f"cannot encode {path.name} as PNG")
+    try:
+        path.write_bytes(data.tobytes())
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from e
+    return path
+
+
+def _write_json(path: Path, doc: dict) -> Path:
+    try:
+        path.write_text(json.dumps(doc, indent=2) + "\n")
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from e
+    return path
+
+
+class _VideoSink:
+    """Overlay video writer, opened lazily at the first frame (its size is known then)."""
+
+    def __init__(self, stem: Path, fps: float) -> None:
+        self.stem, self.fps = stem, fps
+        self.writer: cv2.VideoWriter | None = None
+        self.path: Path | None = None
+
+    def write(self, rgb: np.ndarray) -> None:
+        if self.writer is None:
+            self._open(rgb.shape[1], rgb.shape[0])
+        assert self.writer is not None
+        self.writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+    def _open(self, width: int, height: int) -> None:
+        tried = []
+        for fourcc, ext in VIDEO_WRITERS:
+            path = self.stem.with_name(self.stem.name + "_overlay" + ext)
+            writer = cv2.VideoWriter(
+                str(path), cv2.VideoWriter_fourcc(*fourcc), self.fps, (width, height)
+            )
+            if writer.isOpened():
+                self.writer, self.path = writer, path
+                return
+            writer.release()
+            path.unlink(missing_ok=True)
+            tried.append(f"{fourcc}{ext}")
+        raise OutputError(
+            f"cannot write an overlay video next to {self.stem} (tried {', '.join(tried)}); "
+            "use --no-video to skip it"
+        )
+
+    def close(self) -> Path | None:
+        if self.writer is not None:
+            self.writer.release()
+        return self.path
+
+
+def process_image(
+    item: InputItem, out_dir: Path, pipeline: Callable[[np.ndarray], SceneGraphResult]
+) -> tuple[SceneGraphResult, list[Path]]:
+    """Scene graph of one image file and its four output files."""
+    rgb = read_image(item.path)
+    result = pipeline(rgb)
+    base = out_dir / item.name
+    panoptic = _write_image(base.with_name(f"{item.name}_panoptic.png"), result.panoptic)
+    doc = result_to_document(result, source=item.path.name, panoptic_png=panoptic.name)
+    written = [
+        _write_json(base.with_name(f"{item.name}.json"), doc),
+        panoptic,
+        _write_image(base.with_name(f"{item.name}_overlay.png"), draw_overlay(rgb, result)),
+        save_graph_png(result, base.with_name(f"{item.name}_graph.png"), title=item.path.name),
+    ]
+    return result, written
+
+
+def process_video(
+    item: InputItem,
+    out_dir: Path,
+    pipeline: Callable[[np.ndarray], SceneGraphResult],
+    stride: int = 1,
+    max_frames: int | None = None,
+    write_video: bool = True,
+    progress: bool = True,
+    summary: InferenceSummary | None = None,
+) -> list[Path]:
+    """Scene graphs of a video's frames: a JSON-lines file, an overlay video, a graph."""
+    summary = summary if summary is not None else InferenceSummary()
+    info = probe_video(item.path)
+    fps = (info.fps or _DEFAULT_FPS) / stride
+    sink = _VideoSink(out_dir / item.name, fps) if write_video else None
+    lines_path = out_dir / f"{item.name}.jsonl"
+    last: SceneGraphResult | None = None
+    last_frame = 0
+    written: list[Path] = []
+    try:
+        with lines_path.open("w") as lines:
+            frames = iter_video_frames(item.path, stride, max_frames)
+            total = expected_frames(info, stride, max_frames)
+            bar = tqdm(
+                frames, total=total, desc=item.path.name, unit="frame", leave=False,
+                disable=not progress,
+            )  # fmt: skip
+            for index, stamp, rgb in bar:
+                result = pipeline(rgb)
+                doc = result_to_document(
+                    result, source=item.path.name, frame=index, timestamp_ms=stamp
+                )
+                lines.write(json.dumps(doc) + "\n")
+                if sink is not None:
+                    sink.write(draw_overlay(rgb, result))
+                last, last_frame = result, index
+                summary.frames += 1
+                summary.objects += result.num_objects
+                summary.relations += result.num_relations
+    except OSError as e:
+        if isinstance(e, OutputError):
+            raise
+        raise OutputError(f"cannot write {lines_path}: {e.strerror or e}") from e
+    finally:
+        video_path = sink.close() if sink is not None else None
+    written.append(lines_path)
+    if video_path is not None:
+        written.append(video_path)
+    if last is not None:
+        title = f"{item.path.name} (frame {last_frame})"
+        written.append(save_graph_png(last, out_dir / f"{item.name}_graph.png", title=title))
+    return written
+
+
+def run_inference(
+    inputs: Sequence[str | Path | InputItem],
+    out_dir: str | Path,
+    pipeline: Callable[[np.ndarray], SceneGraphResult],
+    video_stride: int = 1,
+    max_frames: int | None = None,
+    write_video: bool = True,
+    progress: bool = True,
+) -> InferenceSummary:
+    """Process every input (paths are expanded and checked first, see
+    :func:`.inputs.expand_inputs`) and write the outputs into ``out_dir``."""
+    if video_stride < 1:
+        raise ValueError(f"video stride (--every) must be >= 1, got {video_stride}")
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max frames must be >= 1, got {max_frames}")
+    items = [i for i in inputs if isinstance(i, InputItem)]
+    paths = [i for i in inputs if not isinstance(i, InputItem)]
+    items += expand_inputs(paths) if paths else []
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create the output folder {out}: {e.strerror or e}") from e
+
+    summary = InferenceSummary()
+    start = time.perf_counter()
+    for item in tqdm(items, desc="inputs", unit="input", disable=not progress or len(items) < 2):
+        if item.kind == "image":
+            result, written = process_image(item, out, pipeline)
+            summary.images += 1
+            summary.frames += 1
+            summary.objects += result.num_objects
+            summary.relations += result.num_relations
+        else:
+            written = process_video(
+                item, out, pipeline, video_stride, max_frames, write_video, progress, summary
+            )
+            summary.videos += 1
+        summary.outputs.extend(written)
+    summary.seconds = time.perf_counter() - start
+    return summary

@@ -1,0 +1,248 @@
+"""Command-line inputs -> a list of images and videos, each with a unique output name.
+
+Inputs are checked *before* any model is loaded or frame is processed, so a typo or a bad
+file in a long list fails in a second rather than after an hour of work: images must have
+a decodable header, videos must open and yield a first frame.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+
+IMAGE_EXTENSIONS = (
+    ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm",
+)  # fmt: skip
+VIDEO_EXTENSIONS = (
+    ".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv",
+)  # fmt: skip
+
+
+class InputError(ValueError):
+    """An input path is missing, empty or cannot be decoded."""
+
+
+@dataclass(frozen=True)
+class InputItem:
+    """One image or video to process; ``name`` is its collision-free output stem."""
+
+    path: Path
+    kind: Literal["image", "video"]
+    name: str
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    fps: float  # frames per second (0 when the container does not say)
+    frame_count: int  # as reported by the container (0 = unknown; may be approximate)
+    width: int
+    height: int
+
+
+# --------------------------------------------------------------------------- images
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 RGB (grey and alpha are converted)."""
+    path = Path(path)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as e:
+        raise InputError(f"cannot read image {path}: {e.strerror or e}") from e
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if bgr is None:
+        raise InputError(
+            f"cannot read image {path}: the file is empty, corrupt or not in a supported "
+            f"image format ({', '.join(IMAGE_EXTENSIONS)})"
+        )
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _check_image(path: Path) -> None:
+    """Cheap pre-check: the header must name a format OpenCV can decode."""
+    if not os.access(path, os.R_OK):
+        raise InputError(f"cannot read image {path}: permission denied")
+    if path.stat().st_size == 0 or not cv2.haveImageReader(str(path)):
+        raise InputError(
+            f"cannot read image {path}: the file is empty, corrupt or not in a supported "
+            "image format"
+        )
+
+
+# --------------------------------------------------------------------------- videos
+
+
+def _codec_hint(path: Path) -> str:
+    return (
+        f"the file is corrupt or its codec is not supported by this OpenCV build; "
+        f"re-encode it, e.g. `ffmpeg -i {path.name} -c:v libx264 -pix_fmt yuv420p out.mp4`"
+    )
+
+
+def _open_video(path: Path) -> cv2.VideoCapture:
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        cap.release()
+        raise InputError(f"cannot open video {path}: {_codec_hint(path)}")
+    return cap
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """Open a video and decode its first frame; ``InputError`` if either fails."""
+    path = Path(path)
+    cap = _open_video(path)
+    try:
+        ok, frame = cap.read()
+        if not ok or frame is None:
+            raise InputError(f"video {path} opened but yielded no frame: {_codec_hint(path)}")
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        return VideoInfo(
+            fps=fps if math.isfinite(fps) and fps > 0 else 0.0,
+            frame_count=max(count, 0),
+            width=int(frame.shape[1]),
+            height=int(frame.shape[0]),
+        )
+    finally:
+        cap.release()
+
+
+def _timestamp_ms(cap: cv2.VideoCapture, index: int) -> float | None:
+    """Position of the frame just read: the container's, else index / fps, else None."""
+    msec = float(cap.get(cv2.CAP_PROP_POS_MSEC) or 0.0)
+    if math.isfinite(msec) and (msec > 0 or index == 0):
+        return msec
+    fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    return index * 1000.0 / fps if math.isfinite(fps) and fps > 0 else None
+
+
+def iter_video_frames(
+    path: str | Path, stride: int = 1, max_frames: int | None = None
+) -> Iterator[tuple[int, float | None, np.ndarray]]:
+    """Yield ``(frame index, timestamp ms or None, RGB frame)`` of every ``stride``-th frame,
+    at most ``max_frames`` of them."""
+    if stride < 1:
+        raise ValueError(f"video stride must be >= 1, got {stride}")
+    path = Path(path)
+    cap = _open_video(path)
+    try:
+        index = emitted = 0
+        while max_frames is None or emitted < max_frames:
+            if index % stride:
+                if not cap.grab():  # skip without decoding
+                    break
+                index += 1
+                continue
+            ok, bgr = cap.read()
+            if not ok or bgr is None:
+                break
+            stamp = _timestamp_ms(cap, index)
+            yield index, stamp, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            emitted += 1
+            index += 1
+        if emitted == 0:
+            raise InputError(f"video {path} yielded no frame: {_codec_hint(path)}")
+    finally:
+        cap.release()
+
+
+def expected_frames(info: VideoInfo, stride: int, max_frames: int | None) -> int | None:
+    """How many frames :func:`iter_video_frames` will yield, if the container says."""
+    if info.frame_count <= 0:
+        return max_frames
+    n = math.ceil(info.frame_count / stride)
+    return n if max_frames is None else min(n, max_frames)
+
+
+# --------------------------------------------------------------------------- expansion
+
+
+def _classify(path: Path) -> Literal["image", "video"]:
+    """By extension; files with other extensions are probed (image first, then video)."""
+    ext = path.suffix.lower()
+    if ext in IMAGE_EXTENSIONS:
+        _check_image(path)
+        return "image"
+    if ext in VIDEO_EXTENSIONS:
+        probe_video(path)
+        return "video"
+    if path.stat().st_size and cv2.haveImageReader(str(path)):
+        return "image"
+    try:
+        probe_video(path)
+    except InputError:
+        raise InputError(
+            f"{path} is neither a readable image ({', '.join(IMAGE_EXTENSIONS)}) nor a "
+            f"readable video ({', '.join(VIDEO_EXTENSIONS)})"
+        ) from None
+    return "video"
+
+
+def _folder_images(folder: Path) -> list[Path]:
+    files = sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
+    if not files:
+        raise InputError(
+            f"folder {folder} contains no images (looked for {', '.join(IMAGE_EXTENSIONS)}; "
+            "sub-folders are not searched)"
+        )
+    return files
+
+
+def unique_names(paths: Sequence[Path]) -> list[str]:
+    """Output stems: the file stem; stems shared by several inputs get their parent folder's
+    name prefixed (``a/img.png``, ``b/img.png`` -> ``a_img``, ``b_img``), and any clash
+    left gets ``_2``, ``_3``... in input order."""
+    stems = [p.stem or "input" for p in paths]
+    counts = Counter(stems)
+    names = [
+        f"{p.parent.name}_{s}" if counts[s] > 1 and p.parent.name else s
+        for p, s in zip(paths, stems)
+    ]
+    taken: set[str] = set()
+    out = []
+    for name in names:
+        candidate, k = name, 2
+        while candidate in taken:
+            candidate, k = f"{name}_{k}", k + 1
+        taken.add(candidate)
+        out.append(candidate)
+    return out
+
+
+def expand_inputs(inputs: Sequence[str | Path]) -> list[InputItem]:
+    """Files and folders (their images, sorted, not recursive) -> checked ``InputItem``s.
+
+    The same file named twice is processed once. Raises ``InputError`` naming the first
+    bad input.
+    """
+    if not inputs:
+        raise InputError("no inputs given")
+    found: list[tuple[Path, Literal["image", "video"]]] = []
+    seen: set[Path] = set()
+    for raw in inputs:
+        path = Path(raw)
+        if not path.exists():
+            raise InputError(f"input not found: {path}")
+        if path.is_dir():
+            entries = [(p, "image") for p in _folder_images(path)]
+            for p, _ in entries:
+                _check_image(p)
+        else:
+            entries = [(path, _classify(path))]
+        for p, kind in entries:
+            key = p.resolve()
+            if key not in seen:
+                seen.add(key)
+                found.append((p, kind))  # type: ignore[arg-type]
+    names = unique_names([p for p, _ in found])
+    return [InputItem(p, kind, name) for (p, kind), name in zip(found, names)]

@@ -1,0 +1,242 @@
+"""Every user error of `dsflash infer` / `dsflash model` gives exit code 2 and one line that
+says what is wrong (no traceback)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from dsflash_ros.cli import main
+from dsflash_ros.model.backbone import EoMTBackbone
+from dsflash_ros.model.config import BackboneConfig, HeadConfig, ModelConfig
+from dsflash_ros.model.dsflash import build_model, save_model
+
+LABELS = ["person", "cup", "table-merged", "wall-other-merged", "widget"]
+
+
+def _backbone_cfg(hidden: int = 64, labels: int = len(LABELS)) -> BackboneConfig:
+    return BackboneConfig(
+        image_size=64, patch_size=16, hidden_size=hidden, num_layers=4, num_heads=2,
+        intermediate_size=2 * hidden, num_queries=6, num_blocks=2, num_labels=labels,
+    )  # fmt: skip
+
+
+def _small_config(hidden: int = 64, labels: int = len(LABELS)) -> ModelConfig:
+    """A model small enough to build in milliseconds (64 px input)."""
+    names = (LABELS + [f"extra{i}" for i in range(labels)])[:labels]
+    return ModelConfig(
+        name=f"small-{hidden}",
+        backbone=_backbone_cfg(hidden, labels),
+        head=HeadConfig(
+            hidden_size=32,
+            num_layers=1,
+            num_heads=2,
+            ffn_size=64,
+            pool=2,
+            num_predicates=3,
+            classifier_hidden=32,
+        ),
+        class_names=names,
+        is_thing=[True] * labels,
+        predicate_names=["on", "near", "holding"],
+    )
+
+
+def _hf_dir(path: Path) -> Path:
+    """An HF-format EoMT-DINOv3 directory (config.json + model.safetensors); our backbone's
+    parameter names are the HF ones, so its state dict is a valid HF checkpoint."""
+    cfg = _backbone_cfg()
+    path.mkdir()
+    config = {
+        "model_type": "eomt_dinov3",
+        "hidden_size": cfg.hidden_size,
+        "num_hidden_layers": cfg.num_layers,
+        "num_attention_heads": cfg.num_heads,
+        "intermediate_size": cfg.intermediate_size,
+        "image_size": cfg.image_size,
+        "patch_size": cfg.patch_size,
+        "num_queries": cfg.num_queries,
+        "num_blocks": cfg.num_blocks,
+        "num_register_tokens": cfg.num_register_tokens,
+        "layer_norm_eps": 1e-5,
+        "id2label": {str(i): n for i, n in enumerate(LABELS)},
+    }
+    (path / "config.json").write_text(json.dumps(config))
+    state = {k: v.contiguous() for k, v in EoMTBackbone(cfg).state_dict().items()}
+    save_file(state, str(path / "model.safetensors"))
+    return path
+
+
+def _error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith(f"dsflash {argv[0]}: error: ")
+    return line
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from dsflash_ros.model.dsflash import DSFlash
+
+    path = tmp_path_factory.mktemp("model") / "small.safetensors"
+    return save_model(path, DSFlash(_small_config()))
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Path:
+    path = tmp_path / "ok.png"
+    cv2.imwrite(str(path), np.full((48, 64, 3), 90, np.uint8))
+    return path
+
+
+# ----------------------------------------------------------------------------- infer
+
+
+def test_unreadable_image(tmp_path: Path, small_model: Path, capsys) -> None:
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"this is not a PNG file" * 10)
+    line = _error(
+        ["infer", str(bad), "--out", str(tmp_path / "o"), "--model", str(small_model)], capsys
+    )
+    assert "cannot read image" in line and "broken.png" in line
+    assert not (tmp_path / "o").exists()  # failed before writing anything
+
+
+def test_unsupported_video_codec(tmp_path: Path, small_model: Path, capsys) -> None:
+    bad = tmp_path / "clip.mp4"
+    bad.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    line = _error(
+        ["infer", str(bad), "--out", str(tmp_path / "o"), "--model", str(small_model)], capsys
+    )
+    assert "video" in line and "clip.mp4" in line
+    assert "codec is not supported" in line and "ffmpeg" in line
+
+
+def test_unknown_file_type(tmp_path: Path, small_model: Path, capsys) -> None:
+    bad = tmp_path / "notes.txt"
+    bad.write_text("hello")
+    line = _error(
+        ["infer", str(bad), "--out", str(tmp_path / "o"), "--model", str(small_model)], capsys
+    )
+    assert "neither a readable image" in line
+
+
+def test_empty_folder(tmp_path: Path, small_model: Path, capsys) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "readme.md").write_text("no images here")
+    line = _error(
+        ["infer", str(folder), "--out", str(tmp_path / "o"), "--model", str(small_model)], capsys
+    )
+    assert "contains no images" in line and "photos" in line
+
+
+def test_missing_input(tmp_path: Path, small_model: Path, capsys) -> None:
+    line = _error(["infer", str(tmp_path / "nope.jpg"), "--out", str(tmp_path / "o")], capsys)
+    assert "input not found" in line and "nope.jpg" in line
+
+
+def test_missing_model_file(tmp_path: Path, image: Path, capsys) -> None:
+    missing = tmp_path / "missing.safetensors"
+    line = _error(
+        ["infer", str(image), "--out", str(tmp_path / "o"), "--model", str(missing)], capsys
+    )
+    assert "model file not found" in line and "missing.safetensors" in line
+
+
+def test_missing_default_model(tmp_path: Path, image: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("DSFLASH_MODEL", str(tmp_path / "gone.safetensors"))
+    line = _error(["infer", str(image), "--out", str(tmp_path / "o")], capsys)
+    assert "model file not found" in line and "embedded default model" in line
+
+
+def test_cuda_requested_without_cuda(
+    tmp_path: Path, image: Path, small_model: Path, capsys
+) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    argv = ["infer", str(image), "--out", str(tmp_path / "o"), "--model", str(small_model)]
+    line = _error([*argv, "--device", "cuda"], capsys)
+    assert "CUDA is not available" in line and "cpu" in line
+
+
+def test_bad_numbers_are_usage_errors(tmp_path: Path, image: Path, capsys) -> None:
+    for extra in (["--every", "0"], ["--score-threshold", "1.5"]):
+        with pytest.raises(SystemExit) as info:
+            main(["infer", str(image), "--out", str(tmp_path), *extra])
+        assert info.value.code == 2
+        assert "must be" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def _convert(hf: Path, head: Path, out: Path) -> list[str]:
+    return ["model", "convert", "--hf-eomt", str(hf), "--head", str(head), "--out", str(out)]
+
+
+def test_convert_model_preset_mismatch(tmp_path: Path, capsys) -> None:
+    from dsflash_ros.model.dsflash import DSFlash
+
+    head = save_model(tmp_path / "wide.safetensors", DSFlash(_small_config(hidden=96)))
+    line = _error(_convert(_hf_dir(tmp_path / "hf"), head, tmp_path / "out.safetensors"), capsys)
+    assert "model/preset mismatch" in line and "wide.safetensors" in line
+    assert "hidden_size 96 vs 64" in line
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_convert_tiny_preset_head_on_small_backbone(tmp_path: Path, capsys) -> None:
+    head = save_model(tmp_path / "tiny.safetensors", build_model("tiny", seed=0))
+    line = _error(_convert(_hf_dir(tmp_path / "hf"), head, tmp_path / "o.safetensors"), capsys)
+    assert "model/preset mismatch" in line and "'dsflash-tiny'" in line
+    assert "image_size 320 vs 64" in line
+
+
+def test_convert_class_count_mismatch(tmp_path: Path, capsys) -> None:
+    from dsflash_ros.model.dsflash import DSFlash
+
+    head = save_model(tmp_path / "seven.safetensors", DSFlash(_small_config(labels=7)))
+    line = _error(_convert(_hf_dir(tmp_path / "hf"), head, tmp_path / "o.safetensors"), capsys)
+    assert "class-count mismatch" in line
+    assert "7 classes" in line and "predicts 5" in line
+
+
+def test_convert_class_count_mismatch_in_training_metadata(tmp_path: Path, capsys) -> None:
+    from dsflash_ros.model.dsflash import DSFlash
+
+    head = save_model(tmp_path / "h.safetensors", DSFlash(_small_config()), {"num_classes": 9})
+    line = _error(_convert(_hf_dir(tmp_path / "hf"), head, tmp_path / "o.safetensors"), capsys)
+    assert "class-count mismatch" in line and "training metadata" in line
+
+
+def test_convert_missing_files(tmp_path: Path, small_model: Path, capsys) -> None:
+    out = str(tmp_path / "o.safetensors")
+    line = _error(["model", "convert", "--hf-eomt", str(tmp_path / "nohf"), "--out", out], capsys)
+    assert "directory not found" in line and "nohf" in line
+    hf = _hf_dir(tmp_path / "hf")
+    line = _error(_convert(hf, tmp_path / "nohead.safetensors", Path(out)), capsys)
+    assert "head checkpoint not found" in line
+    (hf / "model.safetensors").unlink()
+    line = _error(["model", "convert", "--hf-eomt", str(hf), "--out", out], capsys)
+    assert "cannot load the EoMT model" in line and "model.safetensors" in line
+
+
+def test_model_info_missing_file(tmp_path: Path, capsys) -> None:
+    line = _error(["model", "info", str(tmp_path / "none.safetensors")], capsys)
+    assert "not found" in line and "none.safetensors" in line
+
+
+def test_model_info_not_a_checkpoint(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "junk.safetensors"
+    bad.write_bytes(b"\x00" * 64)
+    line = _error(["model", "info", str(bad)], capsys)
+    assert "junk.safetensors" in line and "not a readable safetensors file" in line
