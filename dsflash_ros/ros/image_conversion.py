@@ -31,7 +31,12 @@ MAX_PIXELS = 40_000_000
 
 
 class ImageConversionError(ValueError):
-    """A message cannot be turned into an image (or back); the text says why."""
+    """A message cannot be turned into an image (or back); the text says why and ``reason``
+    is a short code for counting (e.g. in the node's diagnostics)."""
+
+    def __init__(self, message: str, reason: str = "invalid_image") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -66,10 +71,11 @@ _TO_RGB = {
 
 def _check_size(height: int, width: int) -> None:
     if height <= 0 or width <= 0:
-        raise ImageConversionError(f"empty image ({width}x{height})")
+        raise ImageConversionError(f"empty image ({width}x{height})", "empty_image")
     if height * width > MAX_PIXELS:
         raise ImageConversionError(
-            f"image too large ({width}x{height} > {MAX_PIXELS} pixels); refusing to process"
+            f"image too large ({width}x{height} > {MAX_PIXELS} pixels); refusing to process",
+            "too_large",
         )
 
 
@@ -78,22 +84,27 @@ def image_to_numpy(msg: Image) -> np.ndarray:
     info = ENCODINGS.get(msg.encoding)
     if info is None:
         raise ImageConversionError(
-            f"unsupported encoding {msg.encoding!r}; supported: {', '.join(ENCODINGS)}"
+            f"unsupported encoding {msg.encoding!r}; supported: {', '.join(ENCODINGS)}",
+            "unsupported_encoding",
         )
     _check_size(msg.height, msg.width)
     row_bytes = msg.width * info.channels * info.dtype.itemsize
     if msg.step < row_bytes:
         raise ImageConversionError(
             f"step {msg.step} is smaller than width*channels*bytes = {row_bytes} "
-            f"({msg.width}x{msg.height} {msg.encoding})"
+            f"({msg.width}x{msg.height} {msg.encoding})",
+            "bad_step",
         )
     if msg.step % info.dtype.itemsize:
-        raise ImageConversionError(f"step {msg.step} is not a multiple of the pixel size")
+        raise ImageConversionError(
+            f"step {msg.step} is not a multiple of the pixel size", "bad_step"
+        )
     expected = msg.step * msg.height
     if len(msg.data) < expected:
         raise ImageConversionError(
             f"data holds {len(msg.data)} bytes, step*height needs {expected} "
-            f"({msg.width}x{msg.height} {msg.encoding}, step {msg.step}): truncated image"
+            f"({msg.width}x{msg.height} {msg.encoding}, step {msg.step}): truncated image",
+            "truncated",
         )
     buf = np.frombuffer(msg.data, dtype=np.uint8, count=expected)
     rows = buf.reshape(msg.height, msg.step)[:, :row_bytes]
@@ -117,7 +128,9 @@ def _native_order() -> str:
 def image_to_rgb8(msg: Image) -> np.ndarray:
     """Decode any supported colour/mono 8-bit Image into a contiguous (H, W, 3) RGB array."""
     if msg.encoding in ("mono16", "16UC1"):
-        raise ImageConversionError(f"{msg.encoding} is not a colour image; cannot run on it")
+        raise ImageConversionError(
+            f"{msg.encoding} is not a colour image; cannot run on it", "unsupported_encoding"
+        )
     arr = image_to_numpy(msg)
     code = _TO_RGB[msg.encoding]
     return np.ascontiguousarray(arr) if code is None else cv2.cvtColor(arr, code)
@@ -153,7 +166,7 @@ def numpy_to_image(arr: np.ndarray, encoding: str, header: Header | None = None)
 def compressed_to_rgb8(msg: CompressedImage) -> np.ndarray:
     """Decode a CompressedImage (jpeg/png/...) into (H, W, 3) RGB."""
     if len(msg.data) == 0:
-        raise ImageConversionError("empty CompressedImage (0 bytes)")
+        raise ImageConversionError("empty CompressedImage (0 bytes)", "empty_compressed")
     buf = np.frombuffer(msg.data, dtype=np.uint8)
     declared = declared_size(buf.tobytes()[:65536])
     if declared is not None:  # refuse a huge image before decoding (allocating) it
@@ -162,7 +175,8 @@ def compressed_to_rgb8(msg: CompressedImage) -> np.ndarray:
     if img is None:
         raise ImageConversionError(
             f"cannot decode CompressedImage (format {msg.format!r}, {len(msg.data)} bytes): "
-            "corrupt or unsupported data"
+            "corrupt or unsupported data",
+            "corrupt_compressed",
         )
     _check_size(img.shape[0], img.shape[1])
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)

@@ -1,0 +1,64 @@
+"""The ``dsflash`` command: one sub-command per module in :mod:`dsflash_ros.commands`.
+
+Each command module defines ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int`` and
+is imported only when used, so ``dsflash synth`` never loads ROS and ``dsflash demo`` never
+loads the training code. Errors a user can act on are printed as one line (exit code 2);
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = ("demo", "infer", "synth", "train", "eval", "export", "bench", "model")
+
+
+class UserError(Exception):
+    """An error whose message tells the user what to do; printed without a traceback."""
+
+
+def _command_module(name: str):
+    return importlib.import_module(f"dsflash_ros.commands.{name}")
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dsflash",
+        description="Real-time panoptic scene graphs (DSFlash): demo, inference, training, "
+        "evaluation, export and benchmarks.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # Only the chosen command's module is imported (help for all shows their summaries).
+    chosen = next((a for a in argv if a in COMMANDS), None)
+    for name in COMMANDS:
+        if chosen is None or name == chosen:
+            mod = _command_module(name)
+            p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+            mod.add_arguments(p)
+            p.set_defaults(_run=mod.run)
+        else:
+            sub.add_parser(name, help=f"(see: dsflash {name} --help)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("dsflash: interrupted", file=sys.stderr)
+        return 130
+    except (UserError, ValueError, FileNotFoundError, RuntimeError, OSError) as e:
+        if args.debug:
+            raise
+        print(f"dsflash {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

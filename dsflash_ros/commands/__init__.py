@@ -1,0 +1,1 @@
+"""Sub-commands of the ``dsflash`` CLI (see :mod:`dsflash_ros.cli`)."""

@@ -1,0 +1,73 @@
+"""dsflash eval: SGDet/PredCls recall (SingleMPO), mR@k, mR@inf and PQ on a PSG-format split."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from dsflash_ros.commands._common import add_model_arguments, pipeline_from_args
+
+HELP = "evaluate a model on a PSG-format dataset split (R@k, mR@k, mR@inf, PQ)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", help="dataset directory (psg.json inside) or a psg.json file")
+    p.add_argument("--image-root", help="image root for a psg.json (default: its directory)")
+    p.add_argument("--split", default="test", help="train | val | test (default test)")
+    p.add_argument("--modes", default="sgdet,predcls", help="comma list of sgdet, predcls")
+    p.add_argument("--protocol", default="fair-psgg", choices=("fair-psgg", "sgbench"))
+    p.add_argument("--max-images", type=int, help="evaluate only the first N images")
+    p.add_argument("--prune", action="store_true", help="mask-based pruning at evaluation")
+    p.add_argument("--out", help="write predictions and metrics.json here")
+    add_model_arguments(p)
+    p.set_defaults(score_threshold=0.5, relation_threshold=0.0, max_relations=100_000)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dsflash_ros.data.psg import PSGDataset
+    from dsflash_ros.evaluate.report import format_table
+    from dsflash_ros.evaluate.run import evaluate_dataset
+
+    data = Path(args.data)
+    if data.is_dir():
+        dataset = PSGDataset.from_dir(data, split=args.split)
+    else:
+        root = Path(args.image_root) if args.image_root else data.parent
+        dataset = PSGDataset(data, root, split=args.split)
+    pipeline = pipeline_from_args(args, prune=args.prune)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    summary = evaluate_dataset(
+        pipeline,
+        dataset,
+        modes,
+        out_dir=args.out,
+        protocol=args.protocol,
+        max_images=args.max_images,
+    )
+    for mode in modes:
+        print(f"\n== {mode.upper()} ==")
+        print(format_table(summary[mode], per_class=False))
+    if "pq" in summary:
+        print("\n== Panoptic quality (SGDet segments) ==")
+        print(format_table(summary["pq"], per_class=False))
+    if args.out:
+        path = Path(args.out) / "metrics.json"
+        path.write_text(json.dumps(_jsonable(summary), indent=1))
+        print(f"\nwrote {path}")
+    return 0
+
+
+def _jsonable(value):
+    """NaN -> null and numpy values -> Python, recursively (json.dumps writes bare NaN)."""
+    import math
+
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "tolist"):
+        return _jsonable(value.tolist())
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value

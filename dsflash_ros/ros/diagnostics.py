@@ -1,0 +1,182 @@
+"""Run-time statistics of the node and their ``diagnostic_msgs/DiagnosticArray`` form.
+
+``diagnostic_updater`` has no PyPI wheel, so the node keeps its own small counters: input
+and processed frame rates over a sliding window, per-stage latency (mean and p95 over the
+last frames, from the pipeline's ``timings_ms``), dropped frames, rejected frames by reason,
+and pipeline errors. All methods are thread-safe (callback thread and worker thread both
+write). ``RateLimitedLog`` gives one log line per reason per period, with a count of what it
+held back, so a burst of garbage cannot flood the log.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+
+class RateMeter:
+    """Events per second over the last ``window_s`` seconds."""
+
+    def __init__(self, window_s: float = 5.0, max_events: int = 10_000) -> None:
+        self._window = window_s
+        self._times: deque[float] = deque(maxlen=max_events)
+
+    def tick(self, t: float | None = None) -> None:
+        self._times.append(time.monotonic() if t is None else t)
+
+    def rate(self, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        while self._times and now - self._times[0] > self._window:
+            self._times.popleft()
+        if len(self._times) < 2:
+            return 0.0
+        span = max(now - self._times[0], self._times[-1] - self._times[0])
+        return (len(self._times) - 1) / span if span > 0 else 0.0
+
+
+class LatencyStats:
+    """Mean and 95th percentile per stage over the last ``window`` frames, in ms."""
+
+    def __init__(self, window: int = 200) -> None:
+        self._window = window
+        self._stages: dict[str, deque[float]] = {}
+
+    def add(self, timings_ms: dict[str, float]) -> None:
+        for stage, ms in timings_ms.items():
+            self._stages.setdefault(stage, deque(maxlen=self._window)).append(float(ms))
+
+    def summary(self) -> dict[str, tuple[float, float]]:
+        out = {}
+        for stage, values in self._stages.items():
+            if values:
+                arr = np.fromiter(values, dtype=np.float64, count=len(values))
+                out[stage] = (float(arr.mean()), float(np.percentile(arr, 95)))
+        return out
+
+
+class NodeStats:
+    """Counters and meters of one node, snapshotted into a DiagnosticStatus."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.received = 0
+        self.processed = 0
+        self.dropped = 0
+        self.rejected: Counter[str] = Counter()
+        self.errors = 0
+        self.last_error = ""
+        self._input_rate = RateMeter()
+        self._output_rate = RateMeter()
+        self._latency = LatencyStats()
+        self._last_problem_count = 0
+
+    def frame_received(self, replaced_unprocessed: bool) -> None:
+        with self._lock:
+            self.received += 1
+            self._input_rate.tick()
+            if replaced_unprocessed:
+                self.dropped += 1
+
+    def frames_dropped(self, count: int = 1) -> None:
+        with self._lock:
+            self.dropped += count
+
+    def frame_rejected(self, reason: str) -> None:
+        with self._lock:
+            self.rejected[reason] += 1
+
+    def frame_failed(self, error: str) -> None:
+        with self._lock:
+            self.errors += 1
+            self.last_error = error
+
+    def frame_processed(self, timings_ms: dict[str, float]) -> None:
+        with self._lock:
+            self.processed += 1
+            self._output_rate.tick()
+            self._latency.add(timings_ms)
+
+    def status(
+        self, name: str, hardware_id: str, state: str, info: dict[str, str], failure: str = ""
+    ) -> DiagnosticStatus:
+        """One DiagnosticStatus: level from the state and from problems since the last call."""
+        with self._lock:
+            input_fps = self._input_rate.rate()
+            output_fps = self._output_rate.rate()
+            latency = self._latency.summary()
+            problems = sum(self.rejected.values()) + self.errors
+            new_problems = problems - self._last_problem_count
+            self._last_problem_count = problems
+            values: list[tuple[str, str]] = [
+                ("state", state),
+                ("input_fps", f"{input_fps:.2f}"),
+                ("processed_fps", f"{output_fps:.2f}"),
+                ("frames_received", str(self.received)),
+                ("frames_processed", str(self.processed)),
+                ("frames_dropped", str(self.dropped)),
+                ("frames_rejected", str(sum(self.rejected.values()))),
+                *((f"rejected.{r}", str(n)) for r, n in sorted(self.rejected.items())),
+                ("pipeline_errors", str(self.errors)),
+                ("last_error", self.last_error),
+                *info.items(),
+            ]
+            for stage, (mean, p95) in sorted(latency.items()):
+                values.append((f"latency.{stage}.mean_ms", f"{mean:.2f}"))
+                values.append((f"latency.{stage}.p95_ms", f"{p95:.2f}"))
+        if failure:
+            level, message = DiagnosticStatus.ERROR, failure
+        elif state != "active":
+            level, message = DiagnosticStatus.WARN, f"not processing (state {state})"
+        elif new_problems:
+            level, message = DiagnosticStatus.WARN, f"{new_problems} bad frame(s) since last report"
+        elif input_fps == 0.0:
+            level, message = DiagnosticStatus.OK, "active, waiting for images"
+        else:
+            level, message = DiagnosticStatus.OK, f"{output_fps:.1f} of {input_fps:.1f} fps"
+        return DiagnosticStatus(
+            level=level,
+            name=name,
+            message=message,
+            hardware_id=hardware_id,
+            values=[KeyValue(key=k, value=v) for k, v in values],
+        )
+
+
+def diagnostic_array(statuses: Iterable[DiagnosticStatus], stamp) -> DiagnosticArray:
+    msg = DiagnosticArray()
+    msg.header.stamp = stamp
+    msg.status = list(statuses)
+    return msg
+
+
+def values_of(status: DiagnosticStatus) -> dict[str, str]:
+    """The key/value pairs of a status as a dict (for tests and tools)."""
+    return {kv.key: kv.value for kv in status.values}
+
+
+class RateLimitedLog:
+    """At most one line per ``key`` every ``period_s``; held-back lines are counted and the
+    next line that gets through says how many there were."""
+
+    def __init__(self, emit: Callable[[str], None], period_s: float = 5.0) -> None:
+        self._emit, self._period = emit, period_s
+        self._last: dict[str, float] = {}
+        self._held: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def __call__(self, key: str, text: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self._period:
+                self._held[key] += 1
+                return False
+            self._last[key] = now
+            held = self._held.pop(key, 0)
+        self._emit(text + (f" ({held} similar message(s) suppressed)" if held else ""))
+        return True

@@ -1,0 +1,447 @@
+"""The DSFlash lifecycle node: camera images in, scene graphs out.
+
+Lifecycle (``rclpy.lifecycle``): *configure* loads the model (``model_path``, empty = the
+embedded default) and creates the publishers, publishing ``label_info`` once (latched);
+*activate* subscribes to the camera and starts the worker thread; *deactivate* stops both;
+*cleanup* releases the model. With ``autostart`` (default) ``main()`` runs configure and
+activate itself, so the node also works as a plain node.
+
+Threading: the subscription callback only drops the message into a newest-frame-wins slot
+(``frame_queue``); one worker thread decodes, runs the pipeline and publishes. The executor
+thread therefore stays free for parameters, lifecycle services and diagnostics, and a slow
+model never builds a backlog: frames it could not take in time are counted as dropped.
+
+Topics (relative, so a namespace or remap gives one node per camera):
+  in   image_raw (sensor_msgs/Image) or image_raw/compressed (input_transport=compressed),
+       sensor-data QoS (best effort, depth 1)
+  out  scene_graph, panoptic/image_raw (16UC1), label_info (transient local),
+       debug/overlay (rgb8, only rendered while subscribed), debug/markers (MarkerArray),
+       /diagnostics (DiagnosticArray, every diagnostics_period seconds)
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import threading
+import time
+from typing import Any
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from rclpy.qos import (
+    QoSDurabilityPolicy,
+    QoSHistoryPolicy,
+    QoSProfile,
+    QoSReliabilityPolicy,
+)
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
+from visualization_msgs.msg import MarkerArray
+
+from dsflash_ros.msg import LabelInfo, SceneGraph
+from dsflash_ros.ros import params as P
+from dsflash_ros.ros.diagnostics import NodeStats, RateLimitedLog, diagnostic_array
+from dsflash_ros.ros.frame_queue import FrameWorker, LatestSlot
+from dsflash_ros.ros.image_conversion import (
+    ImageConversionError,
+    compressed_to_rgb8,
+    image_to_rgb8,
+    numpy_to_image,
+)
+from dsflash_ros.ros.markers import scene_graph_markers
+from dsflash_ros.ros.messages import label_info_msg, scene_graph_msg
+from dsflash_ros.visualize import draw_overlay
+
+# Camera input: never queue old frames (REP 2003: subscribe best effort; works with both
+# reliable and best-effort publishers).
+SENSOR_QOS = QoSProfile(
+    history=QoSHistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=QoSReliabilityPolicy.BEST_EFFORT,
+    durability=QoSDurabilityPolicy.VOLATILE,
+)
+# Results: reliable, a short queue (messages are large; a slow reader gets the newest).
+OUTPUT_QOS = QoSProfile(
+    history=QoSHistoryPolicy.KEEP_LAST,
+    depth=2,
+    reliability=QoSReliabilityPolicy.RELIABLE,
+    durability=QoSDurabilityPolicy.VOLATILE,
+)
+# label_info: latched, so a subscriber that starts later still gets the label tables.
+LATCHED_QOS = QoSProfile(
+    history=QoSHistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=QoSReliabilityPolicy.RELIABLE,
+    durability=QoSDurabilityPolicy.TRANSIENT_LOCAL,
+)
+
+LOG_PERIOD_S = 5.0
+
+
+class DSFlashNode(LifecycleNode):
+    """See the module docstring. Construct, then call ``start()`` (or drive the lifecycle)."""
+
+    def __init__(self, node_name: str = "dsflash_node", **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self._startup_errors: list[str] = []
+        self._settings = self._declare_parameters()
+        self.add_on_set_parameters_callback(self._check_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+
+        self._stats = NodeStats()
+        self._log_bad = RateLimitedLog(self.get_logger().warning, LOG_PERIOD_S)
+        self._slot: LatestSlot[tuple[Image | CompressedImage, float]] = LatestSlot()
+        self._worker = FrameWorker(self._slot, self._process, self._on_frame_error)
+        self._pipeline = None
+        self._pipeline_lock = threading.Lock()  # the worker runs it; cleanup releases it
+        self._pending_options: dict[str, Any] = {}
+        self._options_lock = threading.Lock()
+        self._state = "unconfigured"
+        self._failure = ""
+        self._last_size = ""
+        self._sub = None
+        self._pubs: dict[str, Any] = {}
+        self._label_pub = None
+
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diag_timer = self.create_timer(
+            self._settings["diagnostics_period"], self._publish_diagnostics
+        )
+
+    # ------------------------------------------------------------------ parameters
+    def _declare_parameters(self) -> dict[str, Any]:
+        """Declare every parameter; a bad override is refused (reason kept for configure)."""
+        values = {}
+        for spec in P.SPECS:
+            try:
+                value = self.declare_parameter(spec.name, spec.default, spec.descriptor()).value
+            except ParameterException as e:
+                self._startup_errors.append(f"{spec.name}: {e}")
+                value = self.declare_parameter(
+                    spec.name, spec.default, spec.descriptor(), ignore_override=True
+                ).value
+            reason = P.check_value(spec.name, value)
+            if reason:
+                self._startup_errors.append(reason)
+            values[spec.name] = value
+        for reason in self._startup_errors:
+            self.get_logger().error(f"invalid parameter: {reason}")
+        return values
+
+    def _check_parameters(self, changes: list[Parameter]) -> SetParametersResult:
+        """Reject a bad value with the reason; rclpy then keeps the old value."""
+        loaded = self._pipeline is not None
+        live = {}
+        for p in changes:
+            reason = P.check_change(p.name, p.value, loaded)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+            if p.name in P.PIPELINE_LIVE:
+                live[p.name] = p.value
+        if live:
+            from dsflash_ros.runtime.pipeline import PipelineOptions
+
+            merged = {k: self._settings[k] for k in P.PIPELINE_LIVE} | live
+            try:
+                PipelineOptions(**merged).validate()
+            except ValueError as e:
+                return SetParametersResult(successful=False, reason=str(e))
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, changes: list[Parameter]) -> None:
+        """Put accepted values into effect (the pipeline picks its options up between frames)."""
+        names = set()
+        for p in changes:
+            if p.name in self._settings:
+                self._settings[p.name] = p.value
+                names.add(p.name)
+        live = {n: self._settings[n] for n in names & set(P.PIPELINE_LIVE)}
+        if live:
+            with self._options_lock:
+                self._pending_options.update(live)
+        if "input_transport" in names and self._state == "active":
+            self._subscribe()
+        if "diagnostics_period" in names:
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = self.create_timer(
+                self._settings["diagnostics_period"], self._publish_diagnostics
+            )
+        if names & {"score_threshold", "relation_threshold"}:
+            self._publish_label_info()  # it states the thresholds in force
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> bool:
+        """configure + activate (what ``autostart`` does); False when a step failed."""
+        if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            return False
+        return self.trigger_activate() == TransitionCallbackReturn.SUCCESS
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        from dsflash_ros.runtime.pipeline import ModelLoadError, Pipeline, PipelineOptions
+
+        if self._startup_errors:
+            return self._fail_configure("invalid parameters: " + "; ".join(self._startup_errors))
+        for name, value in self._settings.items():
+            reason = P.check_value(name, value)
+            if reason:
+                return self._fail_configure(reason)
+        s = self._settings
+        options = PipelineOptions(**{k: s[k] for k in (*P.PIPELINE_LOAD, *P.PIPELINE_LIVE)})
+        t0 = time.monotonic()
+        try:
+            pipeline = Pipeline.load(s["model_path"] or None, options)
+        except ModelLoadError as e:
+            return self._fail_configure(f"cannot load model: {e}")
+        except Exception as e:  # backend/device not available, out of memory, ...
+            return self._fail_configure(
+                f"cannot start {s['backend']} on {s['device']} ({s['precision']}): "
+                f"{type(e).__name__}: {e}"
+            )
+        with self._pipeline_lock:
+            self._pipeline = pipeline
+        with self._options_lock:
+            self._pending_options.clear()
+        self._pubs = {
+            "scene_graph": self.create_lifecycle_publisher(SceneGraph, "scene_graph", OUTPUT_QOS),
+            "panoptic": self.create_lifecycle_publisher(Image, "panoptic/image_raw", OUTPUT_QOS),
+            "overlay": self.create_lifecycle_publisher(Image, "debug/overlay", OUTPUT_QOS),
+            "markers": self.create_lifecycle_publisher(MarkerArray, "debug/markers", OUTPUT_QOS),
+        }
+        self._label_pub = self.create_publisher(LabelInfo, "label_info", LATCHED_QOS)
+        self._publish_label_info()
+        self._failure = ""
+        self._state = "inactive"
+        self.get_logger().info(
+            f"configured: model {pipeline.model_id} on {s['backend']}/{s['device']}/"
+            f"{s['precision']} in {time.monotonic() - t0:.1f} s"
+        )
+        return TransitionCallbackReturn.SUCCESS
+
+    def _fail_configure(self, reason: str) -> TransitionCallbackReturn:
+        self._failure = f"configure failed: {reason}"
+        self.get_logger().error(self._failure)
+        return TransitionCallbackReturn.FAILURE
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        result = super().on_activate(state)  # activates the lifecycle publishers
+        if result != TransitionCallbackReturn.SUCCESS:
+            return result
+        self._worker.start()
+        self._subscribe()
+        self._state = "active"
+        self.get_logger().info(f"active: listening on {self._input_topic()}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_processing()
+        self._state = "inactive"
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self._state = "unconfigured"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_processing()
+        self._release()
+        self._state = "finalized"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_processing()
+        self._release()
+        self._state = "unconfigured"
+        return TransitionCallbackReturn.SUCCESS
+
+    def stop_and_release(self) -> None:
+        """Stop the worker and free the model without a lifecycle transition (process exit:
+        Ctrl-C has already shut the context down, so transitions are no longer possible)."""
+        self._stop_processing()
+        self._release()
+        self._state = "finalized"
+
+    def _stop_processing(self) -> None:
+        if self._sub is not None:
+            self.destroy_subscription(self._sub)
+            self._sub = None
+        if not self._worker.stop(timeout=30.0):
+            self.get_logger().warning("worker did not finish its frame within 30 s")
+        self._slot.clear()
+
+    def _release(self) -> None:
+        for pub in self._pubs.values():
+            self.destroy_lifecycle_publisher(pub)
+        self._pubs = {}
+        if self._label_pub is not None:
+            self.destroy_publisher(self._label_pub)
+            self._label_pub = None
+        with self._pipeline_lock:
+            pipeline, self._pipeline = self._pipeline, None
+        if pipeline is not None:
+            device = str(getattr(pipeline, "device", "cpu"))
+            del pipeline
+            gc.collect()
+            if device.startswith("cuda"):
+                import torch
+
+                torch.cuda.empty_cache()
+
+    # ------------------------------------------------------------------ input
+    def _input_topic(self) -> str:
+        raw = self._settings["input_transport"] == "raw"
+        return self.resolve_topic_name("image_raw" if raw else "image_raw/compressed")
+
+    def _subscribe(self) -> None:
+        if self._sub is not None:
+            self.destroy_subscription(self._sub)
+        raw = self._settings["input_transport"] == "raw"
+        self._sub = self.create_subscription(
+            Image if raw else CompressedImage,
+            "image_raw" if raw else "image_raw/compressed",
+            self._on_image,
+            SENSOR_QOS,
+        )
+
+    def _on_image(self, msg: Image | CompressedImage) -> None:
+        """Executor thread: store the newest frame, nothing else."""
+        self._stats.frame_received(self._slot.put((msg, time.monotonic())))
+
+    # ------------------------------------------------------------------ worker
+    def _process(self, item: tuple[Image | CompressedImage, float]) -> None:
+        msg, received = item
+        started = time.monotonic()
+        try:
+            if isinstance(msg, CompressedImage):
+                rgb = compressed_to_rgb8(msg)
+            else:
+                rgb = image_to_rgb8(msg)
+        except ImageConversionError as e:
+            self._reject(e.reason, msg, str(e))
+            return
+        except Exception as e:  # OpenCV errors on hostile data
+            self._reject("invalid_image", msg, f"{type(e).__name__}: {e}")
+            return
+        with self._pipeline_lock:
+            pipeline = self._pipeline
+            if pipeline is None:
+                return
+            with self._options_lock:
+                pending, self._pending_options = self._pending_options, {}
+            if pending:
+                pipeline.set_options(**pending)
+            result = pipeline(rgb)
+        header = msg.header
+        graph = scene_graph_msg(result, header)
+        pubs = self._pubs
+        pubs["scene_graph"].publish(graph)
+        pubs["panoptic"].publish(graph.panoptic)
+        s = self._settings
+        if s["publish_overlay"] and pubs["overlay"].get_subscription_count() > 0:
+            overlay = draw_overlay(rgb, result, max_relations=s["overlay_max_relations"])
+            pubs["overlay"].publish(numpy_to_image(overlay, "rgb8", header))
+        if s["publish_markers"] and pubs["markers"].get_subscription_count() > 0:
+            pubs["markers"].publish(
+                scene_graph_markers(result, header, s["marker_scale"], s["overlay_max_relations"])
+            )
+        done = time.monotonic()
+        timings = dict(result.timings_ms)
+        timings["queue_wait"] = (started - received) * 1e3
+        timings["node_total"] = (done - received) * 1e3
+        self._last_size = f"{result.width}x{result.height}"
+        self._stats.frame_processed(timings)
+
+    def _reject(self, reason: str, msg: Image | CompressedImage, text: str) -> None:
+        self._stats.frame_rejected(reason)
+        stamp = msg.header.stamp
+        self._log_bad(
+            f"{reason}|{msg.header.frame_id}",
+            f"rejected frame (frame_id {msg.header.frame_id!r}, stamp "
+            f"{stamp.sec}.{stamp.nanosec:09d}) [{reason}]: {text}",
+        )
+
+    def _on_frame_error(self, error: BaseException, item: tuple[Any, float]) -> None:
+        if not self.context.ok():
+            return  # the process is exiting (Ctrl-C): publishing fails, nothing to report
+        text = f"{type(error).__name__}: {error}"
+        self._stats.frame_failed(text)
+        self._log_bad("pipeline_error", f"frame failed in the pipeline, skipped: {text}")
+
+    # ------------------------------------------------------------------ outputs
+    def _publish_label_info(self) -> None:
+        pipeline, pub = self._pipeline, self._label_pub
+        if pipeline is None or pub is None:
+            return
+        cfg = pipeline.config
+        header = Header(stamp=self.get_clock().now().to_msg())
+        pub.publish(
+            label_info_msg(
+                pipeline.model_id,
+                cfg.class_names,
+                cfg.is_thing,
+                cfg.predicate_names,
+                self._settings["score_threshold"],
+                self._settings["relation_threshold"],
+                header,
+            )
+        )
+
+    def _publish_diagnostics(self) -> None:
+        s = self._settings
+        pipeline = self._pipeline
+        info = {
+            "backend": s["backend"],
+            "device": s["device"],
+            "precision": s["precision"],
+            "model_id": pipeline.model_id if pipeline is not None else "",
+            "model_path": s["model_path"] or "(embedded default)",
+            "input_topic": self._input_topic(),
+            "input_transport": s["input_transport"],
+            "queue_policy": s["queue_policy"],
+            "last_image_size": self._last_size,
+        }
+        status = self._stats.status(
+            f"{self.get_fully_qualified_name()}: scene graph",
+            s["device"],
+            self._state,
+            info,
+            self._failure,
+        )
+        self._diag_pub.publish(diagnostic_array([status], self.get_clock().now().to_msg()))
+
+
+def main(args: list[str] | None = None) -> int:
+    """Run the node until Ctrl-C (``autostart`` true: configured and active at once)."""
+    rclpy.init(args=sys.argv if args is None else args)
+    node = DSFlashNode()
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    if node.get_parameter("autostart").value and not node.start():
+        node.get_logger().error(
+            "autostart failed; the node stays up unconfigured: fix the parameters, then "
+            "trigger configure/activate via its lifecycle services"
+        )
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.stop_and_release()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

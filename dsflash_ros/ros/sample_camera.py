@@ -1,0 +1,256 @@
+"""A stand-in camera, so the whole graph runs without hardware.
+
+Publishes ``image_raw`` (sensor_msgs/Image, rgb8 or bgr8) or ``image_raw/compressed``
+(JPEG) at a fixed rate, stamped with the time of capture, from one of:
+
+* ``synthetic`` — a drawn room (wall, floor, a table, a cup and a person moving about);
+* a video file (anything OpenCV reads);
+* a folder of images (png, jpg, jpeg, bmp; sorted by name);
+* a V4L2 device: ``/dev/videoN`` or just ``N``.
+
+Parameters: source, rate, encoding (rgb8|bgr8), transport (raw|compressed), jpeg_quality,
+loop, frame_id, width/height (0 = as the source delivers; synthetic default 320x240).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
+
+from dsflash_ros.ros.image_conversion import numpy_to_image, rgb8_to_compressed
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+# REP 2003: drivers publish reliable; subscribers pick best effort if they like.
+CAMERA_QOS = QoSProfile(
+    depth=1,
+    reliability=QoSReliabilityPolicy.RELIABLE,
+    durability=QoSDurabilityPolicy.VOLATILE,
+)
+
+
+class SourceError(RuntimeError):
+    """The source cannot be opened or read."""
+
+
+class FrameSource:
+    """Yields RGB frames; ``read`` returns None at the end of the source."""
+
+    def read(self) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def rewind(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class SyntheticSource(FrameSource):
+    """A small room, drawn: things move so consecutive frames differ."""
+
+    def __init__(self, width: int = 320, height: int = 240) -> None:
+        self.w, self.h = width, height
+        self.t = 0
+
+    def rewind(self) -> None:
+        self.t = 0
+
+    def read(self) -> np.ndarray:
+        w, h, t = self.w, self.h, self.t
+        self.t += 1
+        img = np.empty((h, w, 3), np.uint8)
+        horizon = int(h * 0.55)
+        img[:horizon] = (205, 196, 180)  # wall
+        img[horizon:] = (120, 92, 64)  # floor
+        # a window on the wall
+        cv2.rectangle(img, (int(w * 0.62), int(h * 0.08)), (int(w * 0.9), int(h * 0.38)),
+                      (150, 200, 240), cv2.FILLED)  # fmt: skip
+        # table: top and two legs
+        top_y = int(h * 0.6)
+        x0, x1 = int(w * 0.18), int(w * 0.62)
+        cv2.rectangle(img, (x0, top_y), (x1, top_y + max(2, h // 30)), (90, 55, 30), cv2.FILLED)
+        for lx in (x0 + w // 40, x1 - w // 40):
+            cv2.rectangle(img, (lx - w // 80, top_y), (lx + w // 80, int(h * 0.9)), (80, 50, 28),
+                          cv2.FILLED)  # fmt: skip
+        # a cup sliding along the table
+        cx = int(x0 + (x1 - x0) * (0.5 + 0.4 * math.sin(t / 15)))
+        cw, ch = max(3, w // 25), max(4, h // 14)
+        cv2.rectangle(img, (cx - cw, top_y - 2 * ch), (cx + cw, top_y), (230, 230, 235),
+                      cv2.FILLED)  # fmt: skip
+        # a person walking left and right
+        px = int(w * (0.5 + 0.35 * math.sin(t / 40)))
+        cv2.ellipse(img, (px, int(h * 0.62)), (max(3, w // 20), max(6, h // 5)), 0, 0, 360,
+                    (40, 70, 160), cv2.FILLED)  # fmt: skip
+        cv2.circle(img, (px, int(h * 0.34)), max(3, h // 16), (225, 185, 160), cv2.FILLED)
+        return img
+
+
+class VideoSource(FrameSource):
+    """A video file or a V4L2 device (index), through OpenCV."""
+
+    def __init__(self, target: str | int) -> None:
+        self.target = target
+        self.cap = cv2.VideoCapture(target)
+        if not self.cap.isOpened():
+            raise SourceError(f"cannot open video source {target!r}")
+
+    def read(self) -> np.ndarray | None:
+        ok, frame = self.cap.read()
+        return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if ok else None
+
+    def rewind(self) -> None:
+        if isinstance(self.target, int):
+            return  # a live device has no start
+        self.cap.release()
+        self.cap = cv2.VideoCapture(self.target)
+
+    def close(self) -> None:
+        self.cap.release()
+
+
+class FolderSource(FrameSource):
+    """The images of a folder, sorted by name (unreadable files are skipped)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.files:
+            raise SourceError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
+        self.i = 0
+
+    def read(self) -> np.ndarray | None:
+        while self.i < len(self.files):
+            bgr = cv2.imread(str(self.files[self.i]), cv2.IMREAD_COLOR)
+            self.i += 1
+            if bgr is not None:
+                return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        return None
+
+    def rewind(self) -> None:
+        self.i = 0
+
+
+def open_source(source: str, width: int = 0, height: int = 0) -> FrameSource:
+    """``synthetic``, ``/dev/videoN`` or ``N``, a folder, or a video file."""
+    if source == "synthetic":
+        return SyntheticSource(width or 320, height or 240)
+    if source.isdigit():
+        return VideoSource(int(source))
+    if source.startswith("/dev/video") and source[len("/dev/video") :].isdigit():
+        return VideoSource(int(source[len("/dev/video") :]))
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return FolderSource(path)
+    if path.is_file():
+        return VideoSource(str(path))
+    raise SourceError(f"source {source!r} is not 'synthetic', a device, a folder or a file")
+
+
+def _descriptor(text: str, lo: float | None = None, hi: float | None = None, integer=False):
+    d = ParameterDescriptor(description=text)
+    if lo is not None and integer:
+        d.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=1)]
+    elif lo is not None:
+        d.floating_point_range = [FloatingPointRange(from_value=lo, to_value=hi, step=0.0)]
+    return d
+
+
+class SampleCamera(Node):
+    """Publishes frames of a ``FrameSource`` at ``rate`` Hz (see the module docstring)."""
+
+    def __init__(self, node_name: str = "sample_camera", **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
+        p = self.declare_parameter
+        source = p("source", "synthetic", _descriptor("synthetic | /dev/videoN | folder | video"))
+        rate = p("rate", 10.0, _descriptor("Frames per second", 0.1, 1000.0))
+        encoding = p("encoding", "rgb8", _descriptor("rgb8 | bgr8 (transport raw)"))
+        transport = p("transport", "raw", _descriptor("raw | compressed (JPEG)"))
+        quality = p("jpeg_quality", 90, _descriptor("JPEG quality", 1, 100, integer=True))
+        loop = p("loop", True, _descriptor("Start again at the end of a file or folder"))
+        frame_id = p("frame_id", "camera_optical_frame", _descriptor("header.frame_id"))
+        width = p("width", 0, _descriptor("Resize to this width (0 = keep)", 0, 8192, True))
+        height = p("height", 0, _descriptor("Resize to this height (0 = keep)", 0, 8192, True))
+        self.encoding = encoding.value
+        self.transport = transport.value
+        if self.encoding not in ("rgb8", "bgr8"):
+            raise ValueError(f"encoding must be rgb8 or bgr8, got {self.encoding!r}")
+        if self.transport not in ("raw", "compressed"):
+            raise ValueError(f"transport must be raw or compressed, got {self.transport!r}")
+        self.quality, self.loop = quality.value, loop.value
+        self.frame_id = frame_id.value
+        self.size = (width.value, height.value)
+        self.source = open_source(source.value, *self.size)
+        self.count = 0
+        if self.transport == "raw":
+            self.pub = self.create_publisher(Image, "image_raw", CAMERA_QOS)
+        else:
+            self.pub = self.create_publisher(CompressedImage, "image_raw/compressed", CAMERA_QOS)
+        self.timer = self.create_timer(1.0 / rate.value, self._tick)
+        self.get_logger().info(
+            f"publishing {source.value} at {rate.value:g} Hz on "
+            f"{self.pub.topic_name} ({self.transport})"
+        )
+
+    def _next_frame(self) -> np.ndarray | None:
+        frame = self.source.read()
+        if frame is None and self.loop:
+            self.source.rewind()
+            frame = self.source.read()
+        if frame is None:
+            return None
+        w, h = self.size
+        if w and h and frame.shape[:2] != (h, w):
+            frame = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+        return frame
+
+    def _tick(self) -> None:
+        frame = self._next_frame()
+        if frame is None:
+            self.get_logger().info(f"end of source after {self.count} frames")
+            self.timer.cancel()
+            return
+        header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.frame_id)
+        if self.transport == "compressed":
+            msg = rgb8_to_compressed(frame, "jpeg", header, self.quality)
+        elif self.encoding == "bgr8":
+            msg = numpy_to_image(np.ascontiguousarray(frame[..., ::-1]), "bgr8", header)
+        else:
+            msg = numpy_to_image(frame, "rgb8", header)
+        self.pub.publish(msg)
+        self.count += 1
+
+    def destroy_node(self) -> None:
+        self.source.close()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=sys.argv if args is None else args)
+    try:
+        node = SampleCamera()
+    except (SourceError, ValueError) as e:
+        print(f"sample_camera: {e}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Plain PyTorch backend: CPU or CUDA, fp32 or fp16/bf16 autocast on CUDA."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from dsflash_ros.model.backbone import BackboneOutput
+from dsflash_ros.model.dsflash import DSFlash
+from dsflash_ros.runtime.backends.base import Backend, BackendError
+
+_AUTOCAST = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class TorchBackend(Backend):
+    name = "torch"
+
+    def __init__(
+        self,
+        model: DSFlash,
+        device: str = "cpu",
+        precision: str = "fp32",
+        compile: bool = False,
+    ) -> None:
+        super().__init__(model, device, precision)
+        if precision != "fp32" and self.device.type != "cuda":
+            raise BackendError(
+                f"precision {precision} needs a CUDA device with the torch backend; use fp32 on CPU"
+            )
+        self.model = model.to(self.device).eval()
+        self._backbone = torch.compile(self.model.backbone) if compile else self.model.backbone
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=_AUTOCAST[self.precision])
+
+    @torch.inference_mode()
+    def run_backbone(self, pixels: torch.Tensor) -> BackboneOutput:
+        with self._autocast():
+            out = self._backbone(pixels)
+        # post-processing (softmax, sigmoid, areas) runs in fp32
+        return BackboneOutput(*(t.float() for t in out))
+
+    @torch.inference_mode()
+    def run_head(
+        self,
+        features: torch.Tensor,
+        ratios: torch.Tensor,
+        boxes: torch.Tensor,
+        pairs: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        head = self.model.head
+        image = torch.zeros(len(pairs), dtype=torch.long, device=pairs.device)
+        with self._autocast():
+            tokens = head.encode_image(features)
+            out = head.forward_pairs(tokens, ratios.to(tokens.dtype), boxes, pairs, image)
+        return out.logits_fwd.float(), out.logits_bwd.float()

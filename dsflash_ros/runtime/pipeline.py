@@ -1,0 +1,397 @@
+"""Pipeline: RGB image in, scene graph out. The one inference entry point of the project.
+
+Stages (each timed): preprocess (letterbox on the device) -> backbone (one EoMT pass: panoptic
+queries + the 4 feature blocks) -> postprocess (non-overlapping segments) -> relation
+(mask ratios once, all pairs batched through the head; bidirectional: N(N-1)/2 passes).
+Everything stays on the backend's device until the final uint16 id image and the small
+per-object arrays are copied to the host.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dsflash_ros.model.checkpoint import CheckpointError
+from dsflash_ros.model.config import ModelConfig, PanopticConfig
+from dsflash_ros.model.dsflash import DSFlash, build_model, load_model
+from dsflash_ros.model.pairs import directed_logits, ordered_pairs, unordered_pairs
+from dsflash_ros.model.panoptic import (
+    PanopticSegments,
+    masks_to_boxes,
+    postprocess_panoptic,
+    segments_to_id_map,
+)
+from dsflash_ros.model.preprocess import LetterboxInfo, letterbox
+from dsflash_ros.runtime.backends import BACKENDS, PRECISIONS, Backend, create_backend
+from dsflash_ros.runtime.result import SceneGraphResult
+
+DEFAULT_MODEL_NAME = "dsflash_tiny_synth.safetensors"
+
+
+class ModelLoadError(ValueError):
+    """The model file is missing, unreadable or does not match the code."""
+
+
+@dataclass
+class PipelineOptions:
+    backend: str = "torch"  # torch | onnxruntime | tensorrt
+    device: str = "cpu"  # cpu | cuda | cuda:N
+    precision: str = "fp32"  # fp32 | fp16 | bf16
+    score_threshold: float = 0.8  # min segment (class) score
+    overlap_threshold: float = 0.8  # min visible share of a query's mask
+    mask_threshold: float = 0.5  # mask probability threshold
+    max_objects: int = 50  # keep the best-scoring segments (pairs grow as N^2)
+    relation_threshold: float = 0.1  # min relation score reported
+    max_relations: int = 100
+    relation_alternatives: int = 0  # extra predicates reported per relation
+    prune: bool = False  # mask-based dynamic pruning in the relation head
+    tome_ratio: float = 0.0  # ToMe token merging in the relation head
+
+    # options that need a new backend when changed
+    BACKEND_FIELDS = ("backend", "device", "precision")
+
+    def validate(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        for name in ("score_threshold", "overlap_threshold", "mask_threshold"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if not 0.0 <= self.relation_threshold <= 1.0:
+            raise ValueError(f"relation_threshold must be in [0, 1], got {self.relation_threshold}")
+        if self.max_objects < 0 or self.max_objects > 65535:
+            raise ValueError(f"max_objects must be in [0, 65535], got {self.max_objects}")
+        if self.max_relations < 0:
+            raise ValueError(f"max_relations must be >= 0, got {self.max_relations}")
+        if self.relation_alternatives < 0:
+            raise ValueError("relation_alternatives must be >= 0")
+        if not 0.0 <= self.tome_ratio < 1.0:
+            raise ValueError(f"tome_ratio must be in [0, 1), got {self.tome_ratio}")
+
+
+@dataclass
+class FramePrediction:
+    """Raw prediction of one frame, in the original image frame (for evaluation/export).
+
+    ``rel_probs`` holds sigmoid scores of every ordered pair (column 0 = NONE).
+    """
+
+    id_map: np.ndarray  # (H, W) uint16: 0 = void, i + 1 = segment i
+    labels: np.ndarray  # (N,) int64
+    scores: np.ndarray  # (N,) float32
+    pairs: np.ndarray  # (N(N-1), 2) int64 subject, object (segment indices)
+    rel_probs: np.ndarray  # (N(N-1), 1 + R) float32
+    timings_ms: dict[str, float]
+
+
+def default_model_path() -> Path:
+    """The embedded default model: ``$DSFLASH_MODEL``, the repo's ``models/``, or the
+    ``share/dsflash_ros/models`` of a ROS install."""
+    if os.environ.get("DSFLASH_MODEL"):
+        return Path(os.environ["DSFLASH_MODEL"])
+    here = Path(__file__).resolve().parents[2] / "models" / DEFAULT_MODEL_NAME
+    if here.is_file():
+        return here
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory("dsflash_ros")) / "models" / DEFAULT_MODEL_NAME
+    except Exception:  # not a ROS install, or package not registered there
+        return here
+
+
+class Pipeline:
+    """DSFlash inference on single RGB frames (see the module docstring)."""
+
+    def __init__(
+        self, model: DSFlash, model_id: str, options: PipelineOptions | None = None
+    ) -> None:
+        self.options = options or PipelineOptions()
+        self.options.validate()
+        self.model = model
+        self.model_id = model_id
+        self.backend: Backend = create_backend(
+            self.options.backend, model, self.options.device, self.options.precision
+        )
+        self.device = self.backend.device
+        self._apply_head_options()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def load(
+        cls, model_path: str | Path | None = None, options: PipelineOptions | None = None
+    ) -> Pipeline:
+        """Load a checkpoint (``None`` or ``""``: the embedded default model)."""
+        path = Path(model_path) if model_path else default_model_path()
+        if not path.is_file():
+            hint = "" if model_path else " (the embedded default model; run `make demo` setup)"
+            raise ModelLoadError(f"model file not found: {path}{hint}")
+        try:
+            model, model_id, _ = load_model(path)
+        except CheckpointError as e:
+            raise ModelLoadError(str(e)) from e
+        return cls(model, model_id, options)
+
+    @classmethod
+    def random(
+        cls, preset: str = "tiny", options: PipelineOptions | None = None, seed: int = 0
+    ) -> Pipeline:
+        """Random weights (tests, benchmarks); the model id says so."""
+        return cls(build_model(preset, seed=seed), f"{preset}-random-seed{seed}", options)
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.model.config
+
+    def set_options(self, **changes: object) -> None:
+        """Change thresholds/limits at run time (not backend, device or precision)."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(PipelineOptions)}
+        if unknown:
+            raise ValueError(f"unknown pipeline option(s): {', '.join(sorted(unknown))}")
+        frozen = set(changes) & set(PipelineOptions.BACKEND_FIELDS)
+        if any(changes[k] != getattr(self.options, k) for k in frozen):
+            raise ValueError(f"{', '.join(sorted(frozen))} cannot change on a loaded pipeline")
+        updated = dataclasses.replace(self.options, **changes)
+        updated.validate()
+        self.options = updated
+        self._apply_head_options()
+
+    def _apply_head_options(self) -> None:
+        head = self.model.head
+        head.prune = self.options.prune
+        head.tome_ratio = self.options.tome_ratio
+
+    # ------------------------------------------------------------------ inference
+    def __call__(self, rgb: np.ndarray) -> SceneGraphResult:
+        """Scene graph of one (H, W, 3) uint8 RGB image."""
+        t0 = time.perf_counter()
+        pixels, info, timings = self._preprocess(rgb, t0)
+        segments, features = self._segments(pixels, info, timings)
+        result = self._relations_and_result(segments, features, info, timings)
+        timings["total"] = (time.perf_counter() - t0) * 1e3
+        result.timings_ms = timings
+        return result
+
+    def predict(
+        self,
+        rgb: np.ndarray,
+        masks: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+    ) -> FramePrediction:
+        """Raw scores of all ordered pairs. With ``masks (N, H, W)`` and ``labels (N,)``
+        given (PredCls), the segmentation is replaced by them; otherwise SGDet."""
+        t0 = time.perf_counter()
+        pixels, info, timings = self._preprocess(rgb, t0)
+        if masks is None:
+            segments, features = self._segments(pixels, info, timings)
+        else:
+            if labels is None or len(labels) != len(masks):
+                raise ValueError("PredCls needs one label per given mask")
+            features = self.backend.run_backbone(pixels[None]).features
+            segments = self._given_segments(masks, labels, info)
+        pairs, logits = self._pair_logits(segments, features, timings)
+        id_map = segments_to_id_map(segments.masks, info.content_hw, info.orig_hw)
+        timings["total"] = (time.perf_counter() - t0) * 1e3
+        return FramePrediction(
+            id_map=id_map.cpu().numpy(),
+            labels=segments.labels.cpu().numpy().astype(np.int64),
+            scores=segments.scores.float().cpu().numpy(),
+            pairs=pairs.cpu().numpy().astype(np.int64),
+            rel_probs=torch.sigmoid(logits).cpu().numpy().astype(np.float32),
+            timings_ms=timings,
+        )
+
+    # ------------------------------------------------------------------ stages
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def _lap(self, timings: dict[str, float], name: str, start: float) -> float:
+        self._sync()
+        now = time.perf_counter()
+        timings[name] = (now - start) * 1e3
+        return now
+
+    def _preprocess(
+        self, rgb: np.ndarray, t0: float
+    ) -> tuple[torch.Tensor, LetterboxInfo, dict[str, float]]:
+        pixels, info = letterbox(rgb, self.model.image_size, device=self.device)
+        timings: dict[str, float] = {}
+        self._lap(timings, "preprocess", t0)
+        return pixels, info, timings
+
+    def _segments(
+        self, pixels: torch.Tensor, info: LetterboxInfo, timings: dict[str, float]
+    ) -> tuple[PanopticSegments, torch.Tensor]:
+        t = time.perf_counter()
+        out = self.backend.run_backbone(pixels[None])
+        t = self._lap(timings, "backbone", t)
+        o = self.options
+        cfg = PanopticConfig(
+            o.score_threshold, o.overlap_threshold, o.mask_threshold, o.max_objects
+        )
+        segments = postprocess_panoptic(
+            out.class_logits[0],
+            out.mask_logits[0],
+            self.model.is_thing,
+            self.model.image_size,
+            info.content_hw,
+            cfg,
+        )
+        self._lap(timings, "postprocess", t)
+        return segments, out.features
+
+    def _given_segments(
+        self, masks: np.ndarray, labels: np.ndarray, info: LetterboxInfo
+    ) -> PanopticSegments:
+        """Letterbox ground-truth masks into the model frame (nearest)."""
+        if masks.ndim != 3 or tuple(masks.shape[1:]) != info.orig_hw:
+            raise ValueError(f"masks must be (N, {info.orig_hw[0]}, {info.orig_hw[1]})")
+        s = self.model.image_size
+        ch, cw = info.content_hw
+        m = torch.from_numpy(np.ascontiguousarray(masks)).to(self.device, torch.float32)
+        out = torch.zeros((len(m), s, s), dtype=torch.bool, device=self.device)
+        if len(m):
+            out[:, :ch, :cw] = F.interpolate(m[None], size=(ch, cw), mode="nearest")[0] > 0.5
+        lab = torch.as_tensor(labels, dtype=torch.long, device=self.device)
+        return PanopticSegments(out, lab, torch.ones(len(m), device=self.device))
+
+    def _pair_logits(
+        self,
+        segments: PanopticSegments,
+        features: torch.Tensor,
+        timings: dict[str, float],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """All ordered pairs (subject-major) and their logits (P, 1 + R)."""
+        t = time.perf_counter()
+        head = self.model.head
+        n = len(segments.masks)
+        bidirectional = head.bidirectional
+        run = unordered_pairs(n, self.device) if bidirectional else ordered_pairs(n, self.device)
+        if len(run):
+            ratios = head.mask_ratios(segments.masks)
+            boxes = masks_to_boxes(segments.masks)
+            fwd, bwd = self.backend.run_head(features, ratios, boxes, run)
+        else:
+            r = self.config.head.num_predicates + 1
+            fwd = bwd = torch.zeros((0, r), device=self.device)
+        if bidirectional:
+            pairs, logits = directed_logits(run, fwd, bwd, n)
+        else:
+            pairs, logits = run, fwd
+        self._lap(timings, "relation", t)
+        return pairs, logits
+
+    def _relations_and_result(
+        self,
+        segments: PanopticSegments,
+        features: torch.Tensor,
+        info: LetterboxInfo,
+        timings: dict[str, float],
+    ) -> SceneGraphResult:
+        pairs, logits = self._pair_logits(segments, features, timings)
+        t = time.perf_counter()
+        id_map = segments_to_id_map(segments.masks, info.content_hw, info.orig_hw)
+        result = build_result(
+            id_map,
+            segments.labels,
+            segments.scores,
+            pairs,
+            logits,
+            self.config,
+            self.options,
+            self.model_id,
+        )
+        self._lap(timings, "result", t)
+        return result
+
+
+def object_statistics(
+    id_map: torch.Tensor, n: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per segment id 1..n of an (H, W) id image: area, xywh box, centroid (vectorised)."""
+    h, w = id_map.shape
+    flat = id_map.reshape(-1).long()
+    dev = id_map.device
+    xs = torch.arange(w, device=dev).repeat(h)
+    ys = torch.arange(h, device=dev).repeat_interleave(w)
+    area = torch.bincount(flat, minlength=n + 1)[1:]
+    safe = area.clamp(min=1).double()
+    cx = torch.bincount(flat, weights=xs.double(), minlength=n + 1)[1:] / safe
+    cy = torch.bincount(flat, weights=ys.double(), minlength=n + 1)[1:] / safe
+
+    def reduce(values: torch.Tensor, init: int, op: str) -> torch.Tensor:
+        out = torch.full((n + 1,), init, dtype=torch.long, device=dev)
+        return out.scatter_reduce(0, flat, values, op)[1:]
+
+    x0, y0 = reduce(xs, w, "amin"), reduce(ys, h, "amin")
+    x1, y1 = reduce(xs, -1, "amax"), reduce(ys, -1, "amax")
+    boxes = torch.stack((x0, y0, x1 - x0 + 1, y1 - y0 + 1), dim=1)
+    boxes = torch.where(area[:, None] > 0, boxes, torch.zeros_like(boxes))
+    return area, boxes, torch.stack((cx, cy), dim=1).float()
+
+
+def build_result(
+    id_map: torch.Tensor,
+    labels: torch.Tensor,
+    seg_scores: torch.Tensor,
+    pairs: torch.Tensor,
+    logits: torch.Tensor,
+    config: ModelConfig,
+    options: PipelineOptions,
+    model_id: str,
+) -> SceneGraphResult:
+    """Threshold, rank and package one frame's prediction (segments that vanished when
+    resized to the original image are dropped, with their relations)."""
+    n = len(labels)
+    area, boxes, centroids = object_statistics(id_map, n)
+    present = area > 0
+    ids = torch.arange(1, n + 1, device=id_map.device)
+
+    probs = torch.sigmoid(logits.float())
+    scores = (1.0 - probs[:, :1]) * probs[:, 1:]  # P(relation) * P(predicate), (P, R)
+    k_alt = min(options.relation_alternatives, max(scores.shape[1] - 1, 0))
+    top_scores, top_preds = scores.topk(1 + k_alt, dim=1) if len(scores) else (scores, scores)
+    best = top_scores[:, 0] if len(scores) else scores.new_zeros(0)
+    keep = best >= options.relation_threshold
+    if len(pairs):
+        keep &= present[pairs[:, 0]] & present[pairs[:, 1]]
+    idx = torch.nonzero(keep).flatten()
+    idx = idx[torch.argsort(best[idx], descending=True, stable=True)][: options.max_relations]
+
+    def host(t: torch.Tensor, dtype: type) -> np.ndarray:
+        return t.cpu().numpy().astype(dtype)
+
+    rel_pairs = pairs[idx] if len(pairs) else pairs.new_zeros((0, 2))
+    return SceneGraphResult(
+        panoptic=host(id_map, np.uint16),
+        object_ids=host(ids[present], np.uint16),
+        class_ids=host(labels[present], np.int64),
+        scores=host(seg_scores[present], np.float32),
+        boxes_xywh=host(boxes[present], np.int64),
+        areas=host(area[present], np.int64),
+        centroids=host(centroids[present], np.float32),
+        relation_subjects=host(rel_pairs[:, 0] + 1, np.uint16),
+        relation_objects=host(rel_pairs[:, 1] + 1, np.uint16),
+        relation_predicates=host(top_preds[idx, 0], np.int64) if len(idx) else np.zeros(0, int),
+        relation_scores=host(best[idx], np.float32),
+        relation_alt_predicates=host(top_preds[idx, 1:], np.int64)
+        if len(idx)
+        else np.zeros((0, k_alt), np.int64),
+        relation_alt_scores=host(top_scores[idx, 1:], np.float32)
+        if len(idx)
+        else np.zeros((0, k_alt), np.float32),
+        class_names=list(config.class_names),
+        is_thing_table=list(config.is_thing),
+        predicate_names=list(config.predicate_names),
+        model_id=model_id,
+    )

@@ -1,0 +1,197 @@
+"""Mask-based pruning and ToMe token merging in the relation head."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dsflash_ros.bench.relation_head import random_segmentation
+from dsflash_ros.model.config import BackboneConfig, HeadConfig
+from dsflash_ros.model.mask_embedding import boxes_from_masks
+from dsflash_ros.model.pairs import ordered_pairs
+from dsflash_ros.model.relation_head import HeadBlock, RelationHead
+from dsflash_ros.model.token_merging import merge_tokens, pack_left, tome_tokens_per_block
+
+BACKBONE = BackboneConfig(image_size=112, patch_size=16, hidden_size=24, num_layers=4, num_heads=2)
+
+
+def make_head(layers: int = 2, pool: int = 2) -> RelationHead:
+    cfg = HeadConfig(
+        hidden_size=32,
+        num_layers=layers,
+        num_heads=4,
+        ffn_size=64,
+        pool=pool,
+        num_predicates=5,
+        classifier_hidden=24,
+    )
+    torch.manual_seed(0)
+    return RelationHead(cfg, BACKBONE).eval()
+
+
+def tokens_for(head: RelationHead, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    g = BACKBONE.grid_size
+    return head.encode_image(torch.randn(1, 4, BACKBONE.hidden_size, g, g, generator=gen))
+
+
+def run_pairs(head: RelationHead, tokens, masks, pairs):
+    image = torch.zeros(len(pairs), dtype=torch.long)
+    with torch.no_grad():
+        return head.forward_pairs(
+            tokens, head.mask_ratios(masks), boxes_from_masks(masks), pairs, image
+        )
+
+
+def corner_masks() -> torch.Tensor:
+    """3 masks on the 3x3 head grid (32-px cells): cell (0,0), cell (2,2), and empty."""
+    masks = torch.zeros(3, 112, 112, dtype=torch.bool)
+    masks[0, 5:10, 5:12] = True
+    masks[1, 70:75, 66:90] = True
+    return masks
+
+
+def test_pack_left() -> None:
+    valid = torch.tensor([[False, True, False, True], [True, True, True, False]])
+    index, counts = pack_left(valid)
+    assert counts.tolist() == [2, 3]
+    assert index[0, :2].tolist() == [1, 3] and index[1, :3].tolist() == [0, 1, 2]
+
+
+def test_pruning_keeps_the_right_tokens() -> None:
+    head = make_head()
+    tokens = tokens_for(head)
+    masks = corner_masks()
+    pair = torch.tensor([[0, 1]])
+    head.prune, head.prune_dilation = True, 0
+    pruned = run_pairs(head, tokens, masks, pair)
+    assert head.last_tokens_per_block == [4.0, 4.0]  # CLS, LOC, cells 0 and 8
+    # same result as running the blocks on exactly [CLS, LOC, cell 0, cell 8]
+    head.prune = False
+    ratios = head.mask_ratios(masks)
+    with torch.no_grad():
+        x, pos, _ = head._pair_tokens(tokens, ratios, boxes_from_masks(masks), pair, pair[:, 0] * 0)
+        cols = torch.tensor([0, 1, 2 + 0, 2 + 8])
+        x = head._run_blocks(x[:, cols], pos[:, cols], None)
+        feat = head.norm(x[:, 0])
+        manual = head.classifier(torch.sigmoid(head.gate(feat)) * feat)
+    torch.testing.assert_close(pruned.logits_fwd, manual)
+    full = run_pairs(head, tokens, masks, pair)
+    assert not torch.allclose(full.logits_fwd, pruned.logits_fwd)
+    head.prune, head.prune_dilation = True, 1
+    run_pairs(head, tokens, masks, pair)
+    assert head.last_tokens_per_block[0] == 2 + 7  # 2x2 around (0,0) joined with 2x2 at (2,2)
+
+
+def test_pruning_padding_and_chunk_invariance_with_empty_pair() -> None:
+    head = make_head()
+    head.prune, head.prune_dilation = True, 0
+    tokens = tokens_for(head, seed=1)
+    masks = corner_masks()
+    pairs = ordered_pairs(3)  # includes pairs with the empty mask (and one mask only)
+    batched = run_pairs(head, tokens, masks, pairs)
+    assert torch.isfinite(batched.logits_fwd).all()
+    head.max_pairs_per_chunk = 1
+    alone = run_pairs(head, tokens, masks, pairs)
+    torch.testing.assert_close(batched.logits_fwd, alone.logits_fwd)
+    torch.testing.assert_close(batched.logits_bwd, alone.logits_bwd)
+    empty = run_pairs(head, tokens, torch.zeros(2, 112, 112, dtype=torch.bool), ordered_pairs(2))
+    assert head.last_tokens_per_block == [2.0, 2.0]  # only CLS + LOC
+    assert torch.isfinite(empty.logits_fwd).all()
+
+
+def test_pruning_with_everything_kept_equals_no_pruning() -> None:
+    head = make_head()
+    tokens = tokens_for(head, seed=2)
+    masks = random_segmentation(4, 112, torch.Generator().manual_seed(3))
+    pairs = ordered_pairs(4)
+    plain = run_pairs(head, tokens, masks, pairs)
+    head.prune, head.prune_dilation = True, 3  # dilation covers the whole 3x3 grid
+    pruned = run_pairs(head, tokens, masks, pairs)
+    assert head.last_tokens_per_block[0] == 2 + 9
+    torch.testing.assert_close(pruned.logits_fwd, plain.logits_fwd)
+    torch.testing.assert_close(pruned.t_bwd, plain.t_bwd)
+
+
+def test_tome_tokens_per_block() -> None:
+    assert tome_tokens_per_block(0.3, 169, 6) == 8
+    assert tome_tokens_per_block(0.0, 169, 6) == 0
+    with pytest.raises(ValueError, match="ratio"):
+        tome_tokens_per_block(1.0, 169, 6)
+
+
+def test_merge_tokens_conserves_size_and_mass() -> None:
+    gen = torch.Generator().manual_seed(0)
+    b, length, c = 3, 2 + 9, 6
+    x = torch.randn(b, length, c, generator=gen)
+    pos = torch.randn(b, length, c, generator=gen)
+    size = torch.ones(b, length)
+    metric = torch.randn(b, length, 4, generator=gen)
+    metric[0, 2 + 0] = metric[0, 2 + 5]  # A0 (patch 0) identical to B2 (patch 5)
+    nx, npos, nsize = merge_tokens(x, pos, size, metric, r=3)
+    assert nx.shape == (b, length - 3, c) and npos.shape == nx.shape
+    torch.testing.assert_close(nx[:, :2], x[:, :2])  # CLS, LOC untouched
+    torch.testing.assert_close(nsize.sum(1), size.sum(1))
+    torch.testing.assert_close((nx * nsize[..., None]).sum(1), (x * size[..., None]).sum(1))
+    torch.testing.assert_close((npos * nsize[..., None]).sum(1), (pos * size[..., None]).sum(1))
+    # with r = 1 only the most similar (identical) pair merges, by averaging
+    one_x, _, one_size = merge_tokens(x, pos, size, metric, r=1)
+    hit = ((one_x[0] - (x[0, 2] + x[0, 7]) / 2).abs().sum(-1) < 1e-5).nonzero().flatten()
+    assert len(hit) == 1 and one_size[0, hit[0]] == 2 and one_size[0].sum() == length
+    assert not ((one_x[0] - x[0, 2]).abs().sum(-1) < 1e-6).any()  # A0 is gone
+    same = merge_tokens(x, pos, size, metric, r=0)
+    assert same[0] is x
+
+
+def test_merge_tokens_padded_rows_match_unpadded() -> None:
+    gen = torch.Generator().manual_seed(1)
+    c = 5
+    short = torch.randn(1, 2 + 3, c, generator=gen)  # 3 valid patches
+    metric_short = torch.randn(1, 2 + 3, 4, generator=gen)
+    pad = 6
+    x = torch.cat((short, torch.randn(1, pad, c, generator=gen)), 1)
+    metric = torch.cat((metric_short, torch.randn(1, pad, 4, generator=gen)), 1)
+    size = torch.cat((torch.ones(1, 5), torch.zeros(1, pad)), 1)
+    for r in (1, 5):
+        alone = merge_tokens(short, short, torch.ones(1, 5), metric_short, r)
+        padded = merge_tokens(x, x, size, metric, r)
+        valid = padded[2][0] > 0
+        assert int(valid.sum()) == alone[0].shape[1] == 5 - min(r, 2)
+        torch.testing.assert_close(padded[0][0, valid], alone[0][0])
+        torch.testing.assert_close(padded[2][0, valid], alone[2][0])
+
+
+def test_proportional_attention_treats_merged_duplicates_like_copies() -> None:
+    torch.manual_seed(0)
+    block = HeadBlock(8, 2, 16).eval()
+    a, b, c = torch.randn(3, 8)
+    dup = torch.stack((a, b, c, c))[None]
+    merged = torch.stack((a, b, c))[None]
+    bias = torch.tensor([1.0, 1.0, 2.0]).log()[None, None, None, :]
+    with torch.no_grad():
+        out_dup = block.attention(dup)[0]
+        out_merged = block.attention(merged, bias)[0]
+    torch.testing.assert_close(out_merged[0], out_dup[0, :3])
+
+
+def test_tome_in_head() -> None:
+    head = make_head(layers=3, pool=1)  # 7x7 = 49 patches
+    tokens = tokens_for(head, seed=4)
+    masks = random_segmentation(4, 112, torch.Generator().manual_seed(5))
+    pairs = ordered_pairs(4)
+    plain = run_pairs(head, tokens, masks, pairs)
+    assert head.last_tokens_per_block == [51.0, 51.0, 51.0]
+    head.tome_ratio = 0.0
+    torch.testing.assert_close(run_pairs(head, tokens, masks, pairs).logits_fwd, plain.logits_fwd)
+    head.tome_ratio = 0.5  # r = round(0.5 * 49 / 3) = 8 per block, none in the last block
+    merged = run_pairs(head, tokens, masks, pairs)
+    assert head.last_tokens_per_block == [51.0, 43.0, 35.0]
+    assert torch.isfinite(merged.logits_fwd).all() and torch.isfinite(merged.logits_bwd).all()
+    assert not torch.allclose(merged.logits_fwd, plain.logits_fwd)
+    head.tome_proportional = True
+    assert torch.isfinite(run_pairs(head, tokens, masks, pairs).logits_fwd).all()
+    # ToMe combined with pruning: still independent of how pairs are chunked
+    head.prune = True
+    both = run_pairs(head, tokens, masks, pairs)
+    head.max_pairs_per_chunk = 1
+    torch.testing.assert_close(run_pairs(head, tokens, masks, pairs).logits_fwd, both.logits_fwd)

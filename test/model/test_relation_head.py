@@ -1,0 +1,221 @@
+"""Relation head: shapes, pass counts, direction bookkeeping, chunking, gating, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dsflash_ros.bench.relation_head import bench_relation_head, random_segmentation
+from dsflash_ros.model.config import BackboneConfig, HeadConfig, load_preset
+from dsflash_ros.model.mask_embedding import boxes_from_masks
+from dsflash_ros.model.pairs import (
+    batch_pairs,
+    ordered_pair_index,
+    ordered_pairs,
+    unordered_pairs,
+    with_reversed,
+)
+from dsflash_ros.model.relation_head import RelationHead, consistency_loss
+
+BACKBONE = BackboneConfig(image_size=112, patch_size=16, hidden_size=24, num_layers=4, num_heads=2)
+
+
+def small_head(**overrides: object) -> RelationHead:
+    cfg = HeadConfig(
+        hidden_size=32,
+        num_layers=2,
+        num_heads=4,
+        ffn_size=64,
+        pool=2,  # 7x7 backbone grid -> 3x3 head grid (last row/col dropped)
+        num_predicates=5,
+        classifier_hidden=24,
+        **overrides,
+    )
+    torch.manual_seed(0)
+    return RelationHead(cfg, BACKBONE).eval()
+
+
+def image_inputs(head: RelationHead, n: int, seed: int = 0, batch: int = 1):
+    gen = torch.Generator().manual_seed(seed)
+    g = BACKBONE.grid_size
+    features = torch.randn(batch, 4, BACKBONE.hidden_size, g, g, generator=gen)
+    masks = random_segmentation(n, BACKBONE.image_size, gen)
+    return head.encode_image(features), masks, boxes_from_masks(masks)
+
+
+def test_pair_enumeration() -> None:
+    n = 5
+    op = ordered_pairs(n)
+    assert op.shape == (n * (n - 1), 2) and not (op[:, 0] == op[:, 1]).any()
+    assert len({tuple(p) for p in op.tolist()}) == n * (n - 1)
+    assert torch.equal(ordered_pair_index(op[:, 0], op[:, 1], n), torch.arange(len(op)))
+    up = unordered_pairs(n)
+    assert up.shape == (n * (n - 1) // 2, 2) and (up[:, 0] < up[:, 1]).all()
+    assert ordered_pairs(1).shape == (0, 2) and unordered_pairs(0).shape == (0, 2)
+    pairs, image = batch_pairs([unordered_pairs(3), unordered_pairs(2)], [3, 2])
+    assert pairs.tolist() == [[0, 1], [0, 2], [1, 2], [3, 4]] and image.tolist() == [0, 0, 0, 1]
+    with pytest.raises(ValueError, match="out of range"):
+        batch_pairs([torch.tensor([[0, 3]])], [3])
+    rp, ri = with_reversed(up, torch.zeros(len(up), dtype=torch.long))
+    assert torch.equal(rp[len(up) :], up.flip(1)) and len(ri) == 2 * len(up)
+
+
+def test_encode_image_shape_and_mean_init() -> None:
+    head = small_head()
+    g = BACKBONE.grid_size
+    features = torch.randn(2, 4, BACKBONE.hidden_size, g, g)
+    tokens = head.encode_image(features)
+    assert tokens.shape == (2, 9, 32)
+    expected = head.patch_embed(features.mean(1)).flatten(2).transpose(1, 2)
+    torch.testing.assert_close(tokens, expected)
+    with pytest.raises(ValueError, match="features must be"):
+        head.encode_image(features[:, :3])
+
+
+def test_bidirectional_infer_passes_and_roles() -> None:
+    head = small_head()
+    n = 5
+    tokens, masks, boxes = image_inputs(head, n)
+    head.reset_stats()
+    with torch.no_grad():
+        rel = head.infer(tokens, masks, boxes)
+    assert rel.num_passes == head.pair_rows == n * (n - 1) // 2
+    assert rel.logits.shape == (n * (n - 1), 6)
+    assert torch.equal(rel.pairs, ordered_pairs(n))
+
+    ratios = head.mask_ratios(masks)
+    up = unordered_pairs(n)
+    with torch.no_grad():
+        out = head.forward_pairs(tokens, ratios, boxes, up, torch.zeros(len(up), dtype=torch.long))
+        rev = head.forward_pairs(
+            tokens, ratios, boxes, up.flip(1), torch.zeros(len(up), dtype=torch.long)
+        )
+    fwd_rows = ordered_pair_index(up[:, 0], up[:, 1], n)
+    bwd_rows = ordered_pair_index(up[:, 1], up[:, 0], n)
+    torch.testing.assert_close(rel.logits[fwd_rows], out.logits_fwd)  # i -> j: F(t_fwd)
+    torch.testing.assert_close(rel.logits[bwd_rows], out.logits_bwd)  # j -> i: F(t_bwd)
+    # the reversed pass is a genuinely different input (asymmetric embeddings)
+    assert not torch.allclose(rev.logits_fwd, out.logits_fwd)
+
+
+def test_unidirectional_infer_uses_forward_of_each_ordered_pair() -> None:
+    head = small_head(bidirectional=False)
+    n = 4
+    tokens, masks, boxes = image_inputs(head, n, seed=1)
+    head.reset_stats()
+    with torch.no_grad():
+        rel = head.infer(tokens, masks, boxes)
+        assert rel.num_passes == head.pair_rows == n * (n - 1)
+        op = ordered_pairs(n)
+        for k in (1, 5, 11):  # a few ordered pairs, e.g. (j, i) with j > i
+            single = head.forward_pairs(
+                tokens,
+                head.mask_ratios(masks),
+                boxes,
+                op[k : k + 1],
+                torch.zeros(1, dtype=torch.long),
+            )
+            torch.testing.assert_close(rel.logits[k], single.logits_fwd[0])
+
+
+def test_swapping_pair_swaps_roles() -> None:
+    """(j, i) equals (i, j) after exchanging the two segments' data: roles follow the order."""
+    head = small_head()
+    tokens, masks, boxes = image_inputs(head, 4, seed=2)
+    ratios = head.mask_ratios(masks)
+    i, j = 1, 3
+    img = torch.zeros(1, dtype=torch.long)
+    with torch.no_grad():
+        ji = head.forward_pairs(tokens, ratios, boxes, torch.tensor([[j, i]]), img)
+        swapped = head.forward_pairs(
+            tokens, ratios[[j, i]], boxes[[j, i]], torch.tensor([[0, 1]]), img
+        )
+    torch.testing.assert_close(ji.logits_fwd, swapped.logits_fwd)
+    torch.testing.assert_close(ji.t_bwd, swapped.t_bwd)
+
+
+def test_chunk_size_independence_and_multi_image_batch() -> None:
+    head = small_head()
+    tokens, masks, boxes = image_inputs(head, 4, seed=3, batch=2)
+    # two images with the same 4 segments each, indices made batch-global
+    ratios = head.mask_ratios(masks).repeat(2, 1)
+    boxes = boxes.repeat(2, 1)
+    pairs, image = batch_pairs([ordered_pairs(4), ordered_pairs(4)], [4, 4])
+    assert pairs[12:].min() == 4 and image.tolist() == [0] * 12 + [1] * 12
+    with torch.no_grad():
+        full = head.forward_pairs(tokens, ratios, boxes, pairs, image)
+        for chunk in (1, 5):
+            head.max_pairs_per_chunk = chunk
+            part = head.forward_pairs(tokens, ratios, boxes, pairs, image)
+            torch.testing.assert_close(part.logits_fwd, full.logits_fwd)
+            torch.testing.assert_close(part.t_bwd, full.t_bwd)
+        alone = head.forward_pairs(
+            tokens[1:], ratios[:4], boxes[:4], ordered_pairs(4), torch.zeros(12, dtype=torch.long)
+        )
+    torch.testing.assert_close(full.logits_fwd[12:], alone.logits_fwd)
+    # same pairs, different image tokens -> different results
+    assert not torch.allclose(full.logits_fwd[:12], full.logits_fwd[12:])
+
+
+def test_gate_partitions_feature_and_consistency_loss() -> None:
+    head = small_head()
+    tokens, masks, boxes = image_inputs(head, 3, seed=4)
+    pairs, image = with_reversed(unordered_pairs(3), torch.zeros(3, dtype=torch.long))
+    out = head.forward_pairs(tokens, head.mask_ratios(masks), boxes, pairs, image)
+    feat = out.t_fwd + out.t_bwd
+    assert torch.all(out.t_fwd * feat >= -1e-6) and torch.all(out.t_bwd * feat >= -1e-6)
+    torch.testing.assert_close(head.classifier(out.t_fwd), out.logits_fwd)
+    p = len(pairs) // 2
+    loss = consistency_loss(out.t_fwd[:p], out.t_bwd[:p], out.t_fwd[p:], out.t_bwd[p:])
+    assert loss.item() > 0
+    expected = ((out.t_fwd[:p] - out.t_bwd[p:]) ** 2).mean() + (
+        (out.t_bwd[:p] - out.t_fwd[p:]) ** 2
+    ).mean()
+    torch.testing.assert_close(loss, expected)
+    zero = consistency_loss(out.t_fwd, out.t_bwd, out.t_bwd, out.t_fwd)
+    assert zero.item() == 0
+    # everything trainable receives a gradient (feature merge, tokens, gate, blocks, ...)
+    (loss + out.logits_fwd.sum() + out.logits_bwd.sum()).backward()
+    missing = [n for n, prm in head.named_parameters() if prm.grad is None]
+    assert missing == []
+    with pytest.raises(ValueError, match="same shape"):
+        consistency_loss(out.t_fwd, out.t_bwd, out.t_fwd[:1], out.t_bwd)
+
+
+def test_small_and_bad_inputs() -> None:
+    head = small_head()
+    tokens, masks, boxes = image_inputs(head, 3, seed=5)
+    for n in (0, 1):
+        rel = head.infer(tokens, masks[:n], boxes[:n])
+        assert rel.logits.shape == (0, 6) and rel.pairs.shape == (0, 2) and rel.num_passes == 0
+    ratios = head.mask_ratios(masks)
+    img = torch.zeros(1, dtype=torch.long)
+    with pytest.raises(ValueError, match="masks must be"):
+        head.infer(tokens, masks[:, :50], boxes)
+    with pytest.raises(ValueError, match="boxes must be"):
+        head.infer(tokens, masks, boxes[:2])
+    with pytest.raises(ValueError, match="one image"):
+        head.infer(tokens.expand(2, -1, -1), masks, boxes)
+    with pytest.raises(ValueError, match="out of range"):
+        head.forward_pairs(tokens, ratios, boxes, torch.tensor([[0, 3]]), img)
+    with pytest.raises(ValueError, match="pair_image out of range"):
+        head.forward_pairs(tokens, ratios, boxes, torch.tensor([[0, 1]]), img + 1)
+    with pytest.raises(ValueError, match="self-pairs"):
+        head.forward_pairs(tokens, ratios, boxes, torch.tensor([[2, 2]]), img)
+    with pytest.raises(ValueError, match="long"):
+        head.forward_pairs(tokens, ratios, boxes, torch.tensor([[0, 1]]).int(), img)
+    with pytest.raises(ValueError, match="divisible"):
+        RelationHead(HeadConfig(hidden_size=30, num_heads=4), BACKBONE)
+
+
+def test_bench_smoke_on_tiny_preset() -> None:
+    cfg = load_preset("tiny")
+    rows = bench_relation_head(cfg.head, cfg.backbone, ns=(3,), repeats=1, warmup=0)
+    assert {r["comparison"] for r in rows} == {
+        "mask_embedding",
+        "pair_batching",
+        "direction",
+        "pruning",
+        "tome",
+    }
+    assert all(r["n"] == 3 and r["baseline_ms"] > 0 and r["variant_ms"] > 0 for r in rows)

@@ -1,0 +1,90 @@
+"""A camera far faster than the model: the node keeps only the newest frame.
+
+Publishes at ~10x the node's processing rate for a few seconds and checks that the node's
+memory and the answer latency stay flat, that answered frames are always newer than the
+previous ones and close to the newest published, and that /diagnostics counts the drops.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy", reason="rclpy not installed")
+pytest.importorskip("dsflash_ros.msg", reason="dsflash_ros messages not built")
+
+
+def _harness():
+    path = Path(__file__).parent / "node_harness.py"
+    spec = importlib.util.spec_from_file_location("node_harness", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+H = _harness()
+
+
+def test_fast_camera_gets_newest_frames_without_backlog(tmp_path):
+    model = H.make_tiny_checkpoint(tmp_path / "tiny.safetensors")
+    with H.NodeProcess(tmp_path, params={"model_path": str(model), **H.TEST_PARAMS}) as node:
+        peer = H.Peer(name="backpressure_peer")
+        try:
+            for seed in range(3):  # warm up: discovery, first-call allocations
+                peer.request_good(seed=seed)
+            # measure the processing rate, then publish at ~10x of it
+            t0 = time.monotonic()
+            for seed in range(3, 6):
+                peer.request_good(seed=seed)
+            per_frame = (time.monotonic() - t0) / 3
+            period = max(per_frame / 10, 0.005)
+            msgs = [peer.image_msg(H.rgb_image(64, 80, s), 0, "fast") for s in range(8)]
+            peer.graphs.clear()
+            rss = [node.rss_mb()]
+            published: list[float] = []
+            end = time.monotonic() + 6.0
+            i = 0
+            while time.monotonic() < end:
+                t = time.time()
+                msg = msgs[i % len(msgs)]
+                msg.header.stamp = H.stamp(t)
+                peer.publish(msg)
+                published.append(t)
+                i += 1
+                if i % max(1, int(1.0 / period)) == 0:
+                    rss.append(node.rss_mb())
+                time.sleep(period)
+            last_published = published[-1]
+            time.sleep(3 * per_frame + 1.0)  # let the last frame come out
+            rss.append(node.rss_mb())
+            got = [(H.stamp_s(g.header.stamp), recv) for g, recv in peer.graphs]
+        finally:
+            peer.close()
+
+        assert len(published) > 3 * len(got) > 0, (len(published), len(got))
+        stamps = np.array([s for s, _ in got])
+        assert np.all(np.diff(stamps) > 0), "answers went back in time (an old frame)"
+        latency = np.array([recv - s for s, recv in got])
+        # no backlog: the latency of the last answers is no worse than of the first ones
+        third = max(1, len(latency) // 3)
+        bound = 4 * per_frame + 0.5
+        assert latency[-third:].mean() < latency[:third].mean() + bound, latency
+        assert latency.max() < 2 * bound + 1.0, latency
+        # the newest frame is served: the last answer is one of the last published frames
+        assert last_published - stamps[-1] < 3 * per_frame + 0.5
+        # memory does not grow with the number of frames published
+        assert max(rss) - rss[0] < 150, rss
+        assert rss[-1] - rss[len(rss) // 2] < 50, rss
+
+        peer = H.Peer(name="backpressure_diag")
+        try:
+            status = peer.wait_counter(node.fqn, "frames_dropped", 1, timeout=15)
+        finally:
+            peer.close()
+        received = int(status["frames_received"])
+        assert int(status["frames_dropped"]) + int(status["frames_processed"]) <= received
+        assert float(status["latency.queue_wait.p95_ms"]) < 1000 * (per_frame + 0.5)

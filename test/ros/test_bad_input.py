@@ -1,0 +1,213 @@
+"""Hostile input: every case gets one clear log line, is counted under its reason in
+/diagnostics, and the node then answers the next good frame (node in its own process)."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy", reason="rclpy not installed")
+pytest.importorskip("dsflash_ros.msg", reason="dsflash_ros messages not built")
+
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
+
+from dsflash_ros.ros.frame_queue import FrameWorker, LatestSlot
+
+
+def _harness():
+    path = Path(__file__).parent / "node_harness.py"
+    spec = importlib.util.spec_from_file_location("node_harness", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+H = _harness()
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory):
+    model = H.make_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")
+    node = H.NodeProcess(
+        tmp_path_factory.mktemp("logs"), params={"model_path": str(model), **H.TEST_PARAMS}
+    )
+    peer = H.Peer(name="bad_input_peer")
+    try:
+        peer.request_good()  # node up, discovery done
+        yield node, peer
+    finally:
+        peer.close()
+        node.stop()
+
+
+@pytest.fixture
+def raw(running):
+    node, peer = running
+    if peer.get_param(node.fqn, "input_transport") != "raw":
+        (res,) = peer.set_params(node.fqn, input_transport="raw")
+        assert res.successful
+        peer.request_good()
+    return node, peer
+
+
+@pytest.fixture
+def compressed(running):
+    node, peer = running
+    if peer.get_param(node.fqn, "input_transport") != "compressed":
+        (res,) = peer.set_params(node.fqn, input_transport="compressed")
+        assert res.successful
+        peer.request_good(compressed=True)
+    return node, peer
+
+
+_COUNT = iter(range(1_000_000))
+
+
+def _header(frame_id: str) -> Header:
+    """Unique frame ids: log lines are rate-limited per (reason, frame_id)."""
+    return Header(stamp=H.stamp(time.time()), frame_id=f"{frame_id}_{next(_COUNT)}")
+
+
+def _raw(h: int, w: int, encoding: str = "rgb8", step: int | None = None, data: bytes = b""):
+    msg = Image(header=_header(f"bad_{encoding}_{w}x{h}"), height=h, width=w, encoding=encoding)
+    msg.step = w * 3 if step is None else step
+    msg.data = data
+    return msg
+
+
+def _compressed(data: bytes, fmt: str = "jpeg") -> CompressedImage:
+    return CompressedImage(header=_header("bad_compressed"), format=fmt, data=data)
+
+
+def _jpeg(h: int = 64, w: int = 80) -> bytes:
+    ok, enc = cv2.imencode(".jpg", H.rgb_image(h, w, 3))
+    assert ok
+    return enc.tobytes()
+
+
+def _expect_rejected(node, peer, msg, reason: str, log_words: str, compressed=False) -> None:
+    key = f"rejected.{reason}"
+    before = int((peer.last_status(node.fqn) or {}).get(key, "0"))
+    peer.publish(msg)
+    peer.wait_counter(node.fqn, key, before + 1)
+    tag = f"frame_id {msg.header.frame_id!r}"
+    H.wait_until(lambda: tag in node.log(), 10, f"log line for {tag}")
+    (line,) = [ln for ln in node.log().splitlines() if tag in ln]
+    assert "WARN" in line and f"[{reason}]" in line and log_words in line
+    graph = peer.request_good(seed=11, compressed=compressed)  # and it keeps serving
+    assert graph.width == 80
+
+
+def test_unsupported_encoding(raw):
+    node, peer = raw
+    msg = _raw(8, 8, "yuv422", data=bytes(8 * 8 * 2))
+    _expect_rejected(node, peer, msg, "unsupported_encoding", "unsupported encoding 'yuv422'")
+
+
+def test_zero_size(raw):
+    node, peer = raw
+    _expect_rejected(node, peer, _raw(0, 0), "empty_image", "empty image (0x0)")
+
+
+def test_one_pixel_image_is_valid_input(raw):
+    """1x1 is tiny but valid: the letterbox scales it up; the node answers it."""
+    _node, peer = raw
+    msg = peer.image_msg(H.rgb_image(1, 1), time.time(), frame_id="one_pixel")
+    graph = peer.request(msg)
+    assert (graph.width, graph.height) == (1, 1)
+    assert graph.panoptic.width == 1 and len(graph.panoptic.data) == 2
+
+
+def test_huge_image_refused_by_size_limit(raw):
+    node, peer = raw
+    # the header claims 8000x8000; the size check comes before touching the data
+    msg = _raw(8000, 8000, data=bytes(1000))
+    _expect_rejected(node, peer, msg, "too_large", "image too large (8000x8000")
+
+
+def test_step_mismatch(raw):
+    node, peer = raw
+    msg = _raw(10, 10, step=20, data=bytes(200))  # rgb8 needs step >= 30
+    _expect_rejected(node, peer, msg, "bad_step", "step 20 is smaller")
+
+
+def test_truncated_data(raw):
+    node, peer = raw
+    msg = _raw(10, 10, data=bytes(150))  # needs 300
+    _expect_rejected(node, peer, msg, "truncated", "truncated image")
+
+
+def test_corrupt_jpeg(compressed):
+    node, peer = compressed
+    rng = np.random.default_rng(5)
+    data = _jpeg()[:20] + rng.integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    msg = _compressed(data)
+    _expect_rejected(node, peer, msg, "corrupt_compressed", "cannot decode", compressed=True)
+
+
+def test_garbage_and_empty_compressed(compressed):
+    node, peer = compressed
+    _expect_rejected(
+        node, peer, _compressed(bytes(4096)), "corrupt_compressed", "cannot decode", True
+    )
+    _expect_rejected(node, peer, _compressed(b""), "empty_compressed", "(0 bytes)", True)
+
+
+def test_compressed_declaring_huge_size_refused_before_decoding(compressed):
+    node, peer = compressed
+    _ok, png = cv2.imencode(".png", H.rgb_image(16, 16))
+    data = bytearray(png.tobytes())
+    data[16:24] = (8000).to_bytes(4, "big") + (8000).to_bytes(4, "big")  # IHDR width, height
+    msg = _compressed(bytes(data), "png")
+    _expect_rejected(node, peer, msg, "too_large", "image too large (8000x8000", True)
+
+
+def test_burst_of_garbage_is_rate_limited_and_survived(raw):
+    node, peer = raw
+    before = peer.last_status(node.fqn)
+    base = int(before.get("frames_rejected", "0"))
+    log_before = node.log().count("[truncated]")
+    header = _header("burst")
+    for i in range(60):
+        msg = _raw(10, 10, data=bytes(i))
+        msg.header = header
+        peer.publish(msg)
+        time.sleep(0.01)
+    # best effort + newest-wins: not every one reaches the worker, but many do
+    status = peer.wait_counter(node.fqn, "frames_rejected", base + 5)
+    graph = peer.request_good(seed=12)
+    assert graph.width == 80
+    status = peer.last_status(node.fqn)
+    rejected = int(status["frames_rejected"]) - base
+    logged = node.log().count("[truncated]") - log_before
+    assert logged <= 2 < rejected, (logged, rejected)  # one line per reason per 5 s
+    assert node.proc.poll() is None
+
+
+def test_worker_survives_an_exception_in_one_frame():
+    """The worker loop reports a failing frame and goes on with the next one."""
+    slot: LatestSlot[int] = LatestSlot()
+    done, errors = [], []
+
+    def handle(item: int) -> None:
+        if item == 1:
+            raise RuntimeError("boom")
+        done.append(item)
+
+    worker = FrameWorker(slot, handle, lambda e, item: errors.append((str(e), item)))
+    worker.start()
+    try:
+        for item in (1, 2):
+            slot.put(item)
+            H.wait_until(lambda n=item: errors or n in done, 5, "worker")
+            time.sleep(0.05)
+        H.wait_until(lambda: 2 in done, 5, "frame after the failure")
+        assert errors == [("boom", 1)] and worker.running
+    finally:
+        assert worker.stop()

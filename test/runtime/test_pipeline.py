@@ -1,0 +1,161 @@
+"""Pipeline: image in, consistent scene graph out (random tiny model, real code paths)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dsflash_ros.model.config import load_preset
+from dsflash_ros.model.dsflash import DSFlash, build_model, save_model
+from dsflash_ros.runtime.pipeline import ModelLoadError, Pipeline, PipelineOptions
+
+LOW = {"score_threshold": 0.0, "overlap_threshold": 0.0, "relation_threshold": 0.0}
+
+
+def micro_model(seed: int = 1) -> DSFlash:
+    """The tiny preset shrunk further so that each test call takes milliseconds."""
+    cfg = load_preset("tiny")
+    b, h = cfg.backbone, cfg.head
+    b.image_size, b.hidden_size, b.num_heads, b.intermediate_size, b.num_queries = (
+        96,
+        64,
+        2,
+        128,
+        16,
+    )
+    h.hidden_size, h.num_heads, h.ffn_size, h.num_layers, h.classifier_hidden = 32, 2, 64, 2, 64
+    model = build_model(cfg, seed=seed)
+    with torch.no_grad():  # a fresh init predicts near-constant masks: give them structure
+        model.backbone.mask_head.fc3.weight.mul_(40.0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> Pipeline:
+    return Pipeline(micro_model(), "micro", PipelineOptions(max_objects=8, **LOW))
+
+
+@pytest.fixture(scope="module")
+def rgb() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    img = np.zeros((90, 150, 3), np.uint8)
+    img[:, :70] = (200, 40, 40)
+    img[40:, 70:] = (40, 200, 90)
+    return np.clip(img + rng.integers(0, 30, img.shape), 0, 255).astype(np.uint8)
+
+
+def test_result_is_self_consistent(pipeline, rgb):
+    r = pipeline(rgb)
+    assert r.panoptic.shape == rgb.shape[:2] and r.panoptic.dtype == np.uint16
+    assert 0 < r.num_objects <= 8
+    ids = set(r.object_ids.tolist())
+    assert set(np.unique(r.panoptic).tolist()) <= ids | {0}
+    for obj in r.objects():
+        ys, xs = np.nonzero(r.panoptic == obj.id)
+        assert obj.area == len(ys) > 0
+        x, y, w, h = obj.bbox_xywh
+        assert (x, y, x + w - 1, y + h - 1) == (xs.min(), ys.min(), xs.max(), ys.max())
+        assert obj.centroid_xy == pytest.approx((xs.mean(), ys.mean()), abs=1e-3)
+    assert r.num_relations > 0
+    assert np.all(np.diff(r.relation_scores) <= 0)
+    for rel in r.relations():
+        assert rel.subject_id in ids and rel.object_id in ids and rel.subject_id != rel.object_id
+    assert set(r.timings_ms) >= {"preprocess", "backbone", "postprocess", "relation", "total"}
+
+
+def test_relations_are_unique_ordered_pairs_and_limits_hold(pipeline, rgb):
+    pipeline.set_options(max_relations=5, relation_alternatives=2)
+    try:
+        r = pipeline(rgb)
+    finally:
+        pipeline.set_options(max_relations=100, relation_alternatives=0)
+    assert r.num_relations <= 5
+    pairs = list(zip(r.relation_subjects.tolist(), r.relation_objects.tolist()))
+    assert len(pairs) == len(set(pairs))
+    for rel in r.relations():
+        assert len(rel.alternatives) == 2
+        assert all(s <= rel.score for _, s in rel.alternatives)
+        assert rel.predicate_id not in [p for p, _ in rel.alternatives]
+
+
+def test_relation_threshold_filters(pipeline, rgb):
+    all_rel = pipeline(rgb)
+    cut = float(np.median(all_rel.relation_scores))
+    pipeline.set_options(relation_threshold=cut)
+    try:
+        some = pipeline(rgb)
+    finally:
+        pipeline.set_options(relation_threshold=0.0)
+    assert np.all(some.relation_scores >= cut)
+    assert some.num_relations < all_rel.num_relations
+
+
+def test_predict_scores_every_ordered_pair(pipeline, rgb):
+    frame = pipeline.predict(rgb)
+    n = len(frame.labels)
+    assert frame.pairs.shape == (n * (n - 1), 2)
+    assert frame.rel_probs.shape == (n * (n - 1), 1 + pipeline.config.head.num_predicates)
+    assert len({tuple(p) for p in frame.pairs.tolist()}) == n * (n - 1)
+    assert np.all((frame.rel_probs >= 0) & (frame.rel_probs <= 1))
+
+
+def test_bidirectional_and_unidirectional_cover_the_same_pairs(pipeline, rgb):
+    head = pipeline.model.head
+    bi = pipeline.predict(rgb)
+    head.bidirectional = False
+    try:
+        uni = pipeline.predict(rgb)
+    finally:
+        head.bidirectional = True
+    np.testing.assert_array_equal(bi.pairs, uni.pairs)
+    # (i, j) comes from the i<j pass in both modes, so forward-direction rows agree
+    fwd = bi.pairs[:, 0] < bi.pairs[:, 1]
+    np.testing.assert_allclose(bi.rel_probs[fwd], uni.rel_probs[fwd], atol=1e-5)
+
+
+def test_predcls_uses_the_given_segments(pipeline, rgb):
+    masks = np.zeros((3, *rgb.shape[:2]), bool)
+    masks[0, :, :70] = True
+    masks[1, 40:, 70:] = True
+    masks[2, :40, 70:] = True
+    frame = pipeline.predict(rgb, masks=masks, labels=np.array([5, 7, 9]))
+    assert frame.labels.tolist() == [5, 7, 9]
+    assert frame.pairs.shape == (6, 2)
+    np.testing.assert_array_equal(frame.id_map, (masks * np.arange(1, 4)[:, None, None]).sum(0))
+
+
+def test_no_objects_gives_an_empty_graph(rgb):
+    p = Pipeline(micro_model(), "micro", PipelineOptions(score_threshold=1.0))
+    r = p(rgb)
+    assert r.num_objects == 0 and r.num_relations == 0 and not r.panoptic.any()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"score_threshold": 1.5}, "score_threshold"),
+        ({"max_objects": -1}, "max_objects"),
+        ({"tome_ratio": 1.0}, "tome_ratio"),
+        ({"device": "cuda"}, "cannot change"),
+        ({"colour": "red"}, "unknown pipeline option"),
+    ],
+)
+def test_bad_options_are_rejected_and_old_values_kept(pipeline, changes, message):
+    before = pipeline.options
+    with pytest.raises(ValueError, match=message):
+        pipeline.set_options(**changes)
+    assert pipeline.options == before
+
+
+def test_load_round_trip_and_errors(tmp_path, rgb):
+    path = save_model(tmp_path / "m.safetensors", micro_model(3))
+    p = Pipeline.load(path, PipelineOptions(**LOW))
+    assert p.model_id.startswith("dsflash-tiny-")
+    assert p(rgb).num_objects > 0
+    with pytest.raises(ModelLoadError, match="not found"):
+        Pipeline.load(tmp_path / "missing.safetensors")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 64)
+    with pytest.raises(ModelLoadError, match=r"bad\.safetensors"):
+        Pipeline.load(bad)
