@@ -64,7 +64,7 @@ from dsflash_ros.model.mask_embedding import (
     mask_ratios,
     prune_keep_mask,
 )
-from dsflash_ros.model.pairs import ordered_pair_index, ordered_pairs, unordered_pairs
+from dsflash_ros.model.pairs import directed_logits, ordered_pairs, unordered_pairs
 from dsflash_ros.model.position import sine_position_encoding
 from dsflash_ros.model.token_merging import (
     merge_tokens,
@@ -308,12 +308,8 @@ class RelationHead(nn.Module):
         out = self.forward_pairs(patch_tokens, ratios, boxes.to(device), run, image)
         if not bidirectional:
             return DirectedRelations(run, out.logits_fwd, len(run))
-        directed = torch.cat((run, run.flip(1)))
-        logits = torch.cat((out.logits_fwd, out.logits_bwd))
-        slot = ordered_pair_index(directed[:, 0], directed[:, 1], n)
-        ordered_logits = torch.empty_like(logits)
-        ordered_logits[slot] = logits
-        return DirectedRelations(ordered_pairs(n, device), ordered_logits, len(run))
+        pairs, logits = directed_logits(run, out.logits_fwd, out.logits_bwd, n)
+        return DirectedRelations(pairs, logits, len(run))
 
     @property
     def last_tokens_per_block(self) -> list[float]:

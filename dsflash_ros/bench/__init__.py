@@ -1,0 +1,1 @@
+"""Micro-benchmarks of model components (timings only, no assertions)."""
