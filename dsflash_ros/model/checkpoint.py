@@ -99,6 +99,7 @@ def save_checkpoint(
     os.close(fd)
     try:
         save_file(_plain_tensors(module.state_dict()), tmp, metadata=metadata)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a shipped model must be world-readable
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -1,0 +1,173 @@
+"""Stage 1: train the EoMT backbone (panoptic queries) with the Hungarian set loss.
+
+Trains ``model.backbone`` on letterboxed images with GT panoptic masks
+(:mod:`.segmenter_loss`). With ``freeze_vit`` (for pretrained DINOv2/v3 weights) the patch
+embedding and the ViT blocks before the query blocks are frozen; the query blocks, the final
+norm, the queries and the class/mask/upscale heads train. Without pretrained weights (the
+synthetic tiny model) everything trains.
+
+Validation: panoptic quality on the validation split with the deployment post-processing
+(:func:`dsflash_ros.model.panoptic.postprocess_panoptic`), in the model frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from dsflash_ros.evaluate import PanopticQualityEvaluator
+from dsflash_ros.model.backbone import EoMTBackbone
+from dsflash_ros.model.dsflash import DSFlash
+from dsflash_ros.model.panoptic import postprocess_panoptic, segments_to_id_map
+from dsflash_ros.train.batching import Collate, TrainBatch
+from dsflash_ros.train.loop import (
+    DistInfo,
+    Trainer,
+    make_loader,
+    steps_per_epoch,
+)
+from dsflash_ros.train.recipes import SegmenterRecipe
+from dsflash_ros.train.segmenter_loss import SegmenterLoss, SegmenterLossConfig, SegmentTargets
+
+
+def freeze_vit(backbone: EoMTBackbone) -> list[str]:
+    """Freeze the embeddings and the blocks before the query blocks; returns frozen names."""
+    frozen = []
+    modules: list[tuple[str, nn.Module]] = [("embeddings", backbone.embeddings)]
+    modules += [(f"layers.{i}", backbone.layers[i]) for i in range(backbone.query_start)]
+    for prefix, module in modules:
+        for name, p in module.named_parameters():
+            p.requires_grad_(False)
+            frozen.append(f"{prefix}.{name}")
+    return frozen
+
+
+def segmenter_loss_from_recipe(num_classes: int, recipe: SegmenterRecipe) -> SegmenterLoss:
+    cfg = SegmenterLossConfig(
+        class_weight=recipe.class_weight,
+        mask_weight=recipe.mask_weight,
+        dice_weight=recipe.dice_weight,
+        no_object_weight=recipe.no_object_weight,
+        num_points=recipe.num_points,
+    )
+    return SegmenterLoss(num_classes, cfg)
+
+
+def segmenter_step(
+    backbone: nn.Module, loss_fn: SegmenterLoss, batch: TrainBatch, device: torch.device
+) -> dict[str, torch.Tensor]:
+    """Forward + loss of one batch (``backbone`` may be DDP-wrapped)."""
+    batch = batch.to(device)
+    out = backbone(batch.pixels)
+    targets = [SegmentTargets(lab, m) for lab, m in zip(batch.labels, batch.masks)]
+    return loss_fn(out.class_logits, out.mask_logits, targets)
+
+
+@torch.no_grad()
+def evaluate_segmenter(
+    model: DSFlash,
+    dataset: Dataset,
+    device: torch.device,
+    max_images: int = 0,
+    batch_size: int = 8,
+) -> dict[str, float]:
+    """PQ / SQ / RQ (overall, things, stuff) of the panoptic output on ``dataset``."""
+    cfg = model.config
+    size = cfg.backbone.image_size
+    if max_images > 0 and len(dataset) > max_images:  # type: ignore[arg-type]
+        dataset = Subset(dataset, range(max_images))
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=Collate(size))
+    evaluator = PanopticQualityEvaluator(len(cfg.class_names), cfg.is_thing, cfg.class_names)
+    was_training = model.backbone.training
+    model.backbone.eval()
+    is_thing = model.is_thing.to(device)
+    num_segments = 0
+    for batch in loader:
+        out = model.backbone(batch.pixels.to(device))
+        for b, content in enumerate(batch.content_hw):
+            seg = postprocess_panoptic(
+                out.class_logits[b], out.mask_logits[b], is_thing, size, content, cfg.panoptic
+            )
+            num_segments += len(seg.labels)
+            pred_map = segments_to_id_map(seg.masks, content, content).cpu().numpy()
+            gt_map = segments_to_id_map(batch.masks[b], content, content).numpy()
+            evaluator.add_segments(
+                gt_map.astype("int64"),
+                batch.labels[b].numpy(),
+                pred_map.astype("int64"),
+                seg.labels.cpu().numpy(),
+            )
+    model.backbone.train(was_training)
+    s = evaluator.summary()
+    images = max(evaluator.images, 1)
+    return {
+        "PQ": s["PQ"],
+        "SQ": s["SQ"],
+        "RQ": s["RQ"],
+        "PQ_th": s["things"]["PQ"],
+        "PQ_st": s["stuff"]["PQ"],
+        "segments_per_image": num_segments / images,
+    }
+
+
+def run_segmenter(
+    model: DSFlash,
+    train_set: Dataset,
+    val_set: Dataset | None,
+    recipe: SegmenterRecipe,
+    run_dir: str | Path,
+    seed: int = 0,
+    info: DistInfo | None = None,
+    resume: bool = False,
+    export_fn: Callable[[DSFlash, Path], None] | None = None,
+    extra_state: dict[str, Any] | None = None,
+    stop_after_epoch: int | None = None,
+) -> Trainer:
+    """Train ``model.backbone`` in place for ``recipe.epochs``; returns the finished trainer.
+
+    ``export_fn(model, run_dir)`` is called (rank 0) after every epoch with the deployable
+    (EMA if enabled) backbone weights loaded in ``model``.
+    """
+    info = info or DistInfo()
+    device = info.device
+    model.to(device)
+    if recipe.freeze_vit:
+        freeze_vit(model.backbone)
+    loss_fn = segmenter_loss_from_recipe(len(model.config.class_names), recipe).to(device)
+    collate = Collate(model.config.backbone.image_size)
+    steps = steps_per_epoch(
+        len(train_set),  # type: ignore[arg-type]
+        recipe.batch_size,
+        info,
+        recipe.max_steps_per_epoch,
+    )
+    trainer = Trainer(model.backbone, recipe, run_dir, steps, info, seed, extra_state)
+    if resume:
+        trainer.resume()
+
+    def loader(epoch: int) -> DataLoader:
+        return make_loader(
+            train_set, recipe.batch_size, collate, info, seed, epoch, recipe.num_workers
+        )
+
+    def step(backbone: nn.Module, batch: TrainBatch) -> dict[str, torch.Tensor]:
+        return segmenter_step(backbone, loss_fn, batch, device)
+
+    def evaluate(_: nn.Module) -> dict[str, float]:
+        if val_set is None or len(val_set) == 0:  # type: ignore[arg-type]
+            return {}
+        return evaluate_segmenter(model, val_set, device, recipe.max_eval_images)
+
+    def export(_: nn.Module, out_dir: Path) -> None:
+        if export_fn is not None:
+            export_fn(model, out_dir)
+
+    trainer.fit(loader, step, evaluate, export, desc="segmenter", stop_after_epoch=stop_after_epoch)
+    if trainer.ema is not None and trainer.epoch == recipe.epochs:  # deployable weights
+        trainer.module.load_state_dict(trainer.ema.shadow, strict=False)
+    return trainer

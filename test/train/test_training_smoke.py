@@ -1,0 +1,148 @@
+"""A few steps of both stages on a micro model: files written, resume is exact."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from dsflash_ros.data.psg import PSGDataset
+from dsflash_ros.model.dsflash import build_model, load_model
+from dsflash_ros.train.cli import config_for_dataset, train_all
+from dsflash_ros.train.loop import ModelEMA, Trainer, TrainingError, warmup_cosine
+from dsflash_ros.train.recipes import RecipeError, TrainRecipe, load_recipe
+from dsflash_ros.train.relations import run_relations
+from dsflash_ros.train.segmenter import run_segmenter
+
+from .conftest import micro_config, micro_recipe
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_train_all_writes_checkpoints_metrics_and_final_model(synth_root, tmp_path) -> None:
+    recipe = micro_recipe(epochs=1)
+    final = train_all(synth_root, tmp_path / "run", micro_config(), recipe)
+    assert final == tmp_path / "run" / "model.safetensors"
+    for stage in ("segmenter", "relations"):
+        assert (tmp_path / "run" / stage / "last.ckpt").is_file()
+        rows = _rows(tmp_path / "run" / stage / "metrics.csv")
+        assert [r["kind"] for r in rows] == ["train", "train", "epoch"]
+        assert float(rows[-1]["epoch_loss"]) > 0
+    assert (
+        "val_PQ" in rows[0]
+        or "val_mR@50" in _rows(tmp_path / "run" / "relations" / "metrics.csv")[-1]
+    )
+    model, _, extra = load_model(final)
+    data = PSGDataset.from_dir(synth_root, "train")
+    assert model.config.class_names == list(data.class_names)
+    assert model.config.predicate_names == list(data.predicate_names)
+    assert extra["stage"] == "final" and extra["recipe"]["seed"] == 3
+    assert extra["data"]["num_images"] == 16 and extra["data"]["train_images"] == len(data)
+    assert "val_mR@50" in extra["relations_metrics"]
+    # stage 2 trained only the head: backbone identical to the stage-1 export
+    seg, _, _ = load_model(tmp_path / "run" / "segmenter" / "model.safetensors")
+    for (name, a), b in zip(
+        seg.backbone.state_dict().items(), model.backbone.state_dict().values()
+    ):
+        assert torch.equal(a, b), name
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(seg.head.state_dict().values(), model.head.state_dict().values())
+    )
+
+
+@pytest.mark.parametrize("stage", ["segmenter", "relations"])
+def test_resume_continues_with_identical_losses(synth_root, tmp_path, stage) -> None:
+    recipe = micro_recipe()
+    rec = recipe.segmenter if stage == "segmenter" else recipe.relations
+    run = run_segmenter if stage == "segmenter" else run_relations
+    train = PSGDataset.from_dir(synth_root, "train")
+    config = config_for_dataset(micro_config(), train)
+
+    full = run(build_model(config, seed=1), train, None, rec, tmp_path / "full", seed=5)
+    first = run(
+        build_model(config, seed=1), train, None, rec, tmp_path / "cut", seed=5, stop_after_epoch=1
+    )
+    assert first.epoch == 1 and first.step == 2
+    resumed = run(build_model(config, seed=1), train, None, rec, tmp_path / "cut", 5, resume=True)
+    assert resumed.step == full.step == 4
+    assert first.last_losses == pytest.approx(full.last_losses[:2], rel=1e-6, abs=1e-7)
+    assert resumed.last_losses == pytest.approx(full.last_losses[2:], rel=1e-6, abs=1e-7)
+    steps = [
+        int(r["step"]) for r in _rows(tmp_path / "cut" / "metrics.csv") if r["kind"] == "train"
+    ]
+    assert steps == [1, 2, 3, 4]
+
+
+def test_resume_refuses_a_different_schedule(synth_root, tmp_path) -> None:
+    train = PSGDataset.from_dir(synth_root, "train")
+    config = config_for_dataset(micro_config(), train)
+    rec = micro_recipe(epochs=1).segmenter
+    run_segmenter(build_model(config, seed=1), train, None, rec, tmp_path, seed=0)
+    longer = micro_recipe(epochs=3).segmenter
+    with pytest.raises(TrainingError, match="total steps"):
+        run_segmenter(build_model(config, seed=1), train, None, longer, tmp_path, 0, resume=True)
+
+
+def test_warmup_cosine_schedule() -> None:
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = warmup_cosine(opt, warmup_steps=4, total_steps=12, min_ratio=0.1)
+    lrs = []
+    for _ in range(12):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert lrs[4] == pytest.approx(1.0)
+    assert lrs[-1] == pytest.approx(0.1 + 0.45 * (1 + math.cos(7 * math.pi / 8)))
+    assert all(a >= b for a, b in itertools.pairwise(lrs[3:]))
+
+
+def test_recipe_yaml_round_trip_and_errors(tmp_path) -> None:
+    recipe = load_recipe("tiny_synth")
+    assert recipe.relations.bidirectional_training and recipe.relations.consistency_weight == 1.0
+    assert recipe.relations.weight_decay == 0.02 and recipe.relations.grad_clip == 1.0
+    path = tmp_path / "r.yaml"
+    recipe.to_yaml(path)
+    assert TrainRecipe.from_yaml(path) == recipe
+    path.write_text("segmenter:\n  epochs: 2\n  learning_rate: 0.1\n")
+    with pytest.raises(RecipeError, match="learning_rate"):
+        TrainRecipe.from_yaml(path)
+    with pytest.raises(RecipeError, match="unknown recipe"):
+        load_recipe("no_such_recipe")
+
+
+def test_trainer_rejects_non_finite_loss(tmp_path) -> None:
+    module = torch.nn.Linear(2, 1)
+    trainer = Trainer(module, micro_recipe().segmenter, tmp_path, steps_per_epoch=1)
+
+    def step(model, batch):
+        return {"loss": model(batch).sum() * float("nan")}
+
+    with pytest.raises(TrainingError, match="non-finite"):
+        trainer.fit(lambda epoch: [torch.ones(1, 2)], step)
+
+
+def test_ema_ramps_up_and_is_applied_temporarily() -> None:
+    module = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(module.weight)
+    ema = ModelEMA(module, decay=0.995)
+    with torch.no_grad():
+        module.weight.fill_(1.0)
+    ema.update(module)  # first update: decay 1/10 -> shadow 0.9
+    assert ema.shadow["weight"].item() == pytest.approx(0.9)
+    for _ in range(20):
+        ema.update(module)
+    assert ema.current_decay() == pytest.approx(22 / 31)  # still ramping up
+    ema.updates = 5000
+    assert ema.current_decay() == pytest.approx(0.995)
+    with ema.applied(module) as m:
+        assert m.weight.item() == pytest.approx(ema.shadow["weight"].item())
+    assert module.weight.item() == 1.0
