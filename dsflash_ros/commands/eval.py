@@ -19,6 +19,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--protocol", default="fair-psgg", choices=("fair-psgg", "sgbench"))
     p.add_argument("--max-images", type=int, help="evaluate only the first N images")
     p.add_argument("--prune", action="store_true", help="mask-based pruning at evaluation")
+    p.add_argument(
+        "--mask-embedding",
+        default="shared",
+        choices=("shared", "per_pair"),
+        help="shared = supplement Alg. 2 (default); per_pair = Alg. 1 (reference, slower)",
+    )
     p.add_argument("--out", help="write predictions and metrics.json here")
     add_model_arguments(p)
     p.set_defaults(score_threshold=0.5, relation_threshold=0.0, max_relations=100_000)
@@ -35,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         root = Path(args.image_root) if args.image_root else data.parent
         dataset = PSGDataset(data, root, split=args.split)
-    pipeline = pipeline_from_args(args, prune=args.prune)
+    pipeline = pipeline_from_args(args, prune=args.prune, mask_embedding=args.mask_embedding)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     summary = evaluate_dataset(
         pipeline,

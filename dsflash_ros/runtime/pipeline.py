@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from dsflash_ros.model.checkpoint import CheckpointError
 from dsflash_ros.model.config import ModelConfig, PanopticConfig
 from dsflash_ros.model.dsflash import DSFlash, build_model, load_model
+from dsflash_ros.model.mask_embedding import mask_ratios_per_pair
 from dsflash_ros.model.pairs import directed_logits, ordered_pairs, unordered_pairs
 from dsflash_ros.model.panoptic import (
     PanopticSegments,
@@ -54,6 +55,9 @@ class PipelineOptions:
     relation_alternatives: int = 0  # extra predicates reported per relation
     prune: bool = False  # mask-based dynamic pruning in the relation head
     tome_ratio: float = 0.0  # ToMe token merging in the relation head
+    # "shared": pool all masks once and gather per pair (supplement Alg. 2, the fast path);
+    # "per_pair": pool both masks of every pair (Alg. 1, DSFormer) -- same numbers, slower
+    mask_embedding: str = "shared"
 
     # options that need a new backend when changed
     BACKEND_FIELDS = ("backend", "device", "precision")
@@ -76,6 +80,10 @@ class PipelineOptions:
             raise ValueError("relation_alternatives must be >= 0")
         if not 0.0 <= self.tome_ratio < 1.0:
             raise ValueError(f"tome_ratio must be in [0, 1), got {self.tome_ratio}")
+        if self.mask_embedding not in ("shared", "per_pair"):
+            raise ValueError(
+                f"mask_embedding must be shared or per_pair, not {self.mask_embedding!r}"
+            )
 
 
 @dataclass
@@ -278,9 +286,21 @@ class Pipeline:
         bidirectional = head.bidirectional
         run = unordered_pairs(n, self.device) if bidirectional else ordered_pairs(n, self.device)
         if len(run):
-            ratios = head.mask_ratios(segments.masks)
             boxes = masks_to_boxes(segments.masks)
-            fwd, bwd = self.backend.run_head(features, ratios, boxes, run)
+            if self.options.mask_embedding == "shared":
+                fwd, bwd = self.backend.run_head(
+                    features, head.mask_ratios(segments.masks), boxes, run
+                )
+            else:  # Alg. 1: each pair's own two pooled masks become two "segments" of their own
+                r_sbj, r_obj = mask_ratios_per_pair(segments.masks, run, head.cell, head.grid)
+                p = len(run)
+                own = torch.arange(p, device=self.device)
+                fwd, bwd = self.backend.run_head(
+                    features,
+                    torch.cat((r_sbj, r_obj)),
+                    torch.cat((boxes[run[:, 0]], boxes[run[:, 1]])),
+                    torch.stack((own, own + p), dim=1),
+                )
         else:
             r = self.config.head.num_predicates + 1
             fwd = bwd = torch.zeros((0, r), device=self.device)

@@ -159,3 +159,15 @@ def test_load_round_trip_and_errors(tmp_path, rgb):
     bad.write_bytes(b"\x00" * 64)
     with pytest.raises(ModelLoadError, match=r"bad\.safetensors"):
         Pipeline.load(bad)
+
+
+def test_per_pair_mask_embedding_gives_the_same_scores(pipeline, rgb):
+    """Supplement Alg. 1 (per-pair pooling) and Alg. 2 (pool once, gather) agree end to end."""
+    shared = pipeline.predict(rgb)
+    pipeline.set_options(mask_embedding="per_pair")
+    try:
+        per_pair = pipeline.predict(rgb)
+    finally:
+        pipeline.set_options(mask_embedding="shared")
+    np.testing.assert_array_equal(shared.pairs, per_pair.pairs)
+    np.testing.assert_allclose(shared.rel_probs, per_pair.rel_probs, atol=1e-5)
