@@ -58,9 +58,10 @@ class PipelineOptions:
     # "shared": pool all masks once and gather per pair (supplement Alg. 2, the fast path);
     # "per_pair": pool both masks of every pair (Alg. 1, DSFormer) -- same numbers, slower
     mask_embedding: str = "shared"
+    compile: bool = False  # torch backend: torch.compile the backbone (first frames are slow)
 
     # options that need a new backend when changed
-    BACKEND_FIELDS = ("backend", "device", "precision")
+    BACKEND_FIELDS = ("backend", "device", "precision", "compile")
 
     def validate(self) -> None:
         if self.backend not in BACKENDS:
@@ -128,10 +129,22 @@ class Pipeline:
         self.model = model
         self.model_id = model_id
         self.backend: Backend = create_backend(
-            self.options.backend, model, self.options.device, self.options.precision
+            self.options.backend,
+            model,
+            self.options.device,
+            self.options.precision,
+            **self._backend_kwargs(),
         )
         self.device = self.backend.device
         self._apply_head_options()
+
+    def _backend_kwargs(self) -> dict[str, object]:
+        o = self.options
+        if o.backend == "tensorrt":  # the engine's optimisation profile is sized for this
+            return {"max_objects": o.max_objects or 50}
+        if o.backend == "torch" and o.compile:
+            return {"compile": True}
+        return {}
 
     # ------------------------------------------------------------------ construction
     @classmethod
