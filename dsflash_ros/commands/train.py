@@ -44,9 +44,7 @@ def _generate_if_asked(args: argparse.Namespace) -> None:
         raise ValueError("--generate needs a recipe with a `data` section (see config/train/)")
     h, w = spec.get("image_size", (240, 320))
     print(f"generating {spec['num_images']} synthetic images into {data} (seed {spec['seed']})")
-    generate_dataset(
-        data, int(spec["num_images"]), int(spec["seed"]), image_size=(h, w), workers=2
-    )
+    generate_dataset(data, int(spec["num_images"]), int(spec["seed"]), image_size=(h, w), workers=2)
 
 
 def run(args: argparse.Namespace) -> int:
