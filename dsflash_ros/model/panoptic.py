@@ -95,7 +95,8 @@ def postprocess_panoptic(
         mask_logits[keep][None].float(), size=(s, s), mode="bilinear", align_corners=False
     )[0]
     probs = logits.sigmoid()  # (N, S, S)
-    owner = (scores[:, None, None] * probs).argmax(0)  # (S, S)
+    # max(0).indices == argmax(0) (first maximum), but ~4x faster on CPU for a leading dim
+    owner = (scores[:, None, None] * probs).max(0).indices  # (S, S)
     ch, cw = content_hw
     content = torch.zeros((s, s), dtype=torch.bool, device=device)
     content[:ch, :cw] = True
@@ -133,8 +134,9 @@ def _merge_stuff(
     rank_of_group = torch.empty_like(order)
     rank_of_group[order] = torch.arange(num_groups, device=masks.device)
 
-    covered = masks.any(0)
-    seg_of_pixel = masks.to(torch.uint8).argmax(0)  # masks are disjoint -> the unique owner
+    # masks are disjoint: the max over segments finds the unique owner (and coverage)
+    present, seg_of_pixel = masks.to(torch.uint8).max(0)
+    covered = present.bool()
     id_map = torch.where(covered, rank_of_group[group[seg_of_pixel]], -1)
     merged = id_map[None] == torch.arange(num_groups, device=masks.device)[:, None, None]
     best = first[order]
@@ -160,7 +162,8 @@ def segments_to_id_map(
     if n == 0:
         return torch.zeros((h, w), dtype=torch.uint16, device=device)
     crop = masks[:, :ch, :cw]
-    ids = torch.where(crop.any(0), crop.to(torch.uint8).argmax(0) + 1, 0)
+    present, owner = crop.to(torch.uint8).max(0)  # disjoint masks: the unique owner
+    ids = torch.where(present.bool(), owner + 1, 0)
     # nearest sample at output pixel centres ("nearest-exact")
     rows = ((torch.arange(h, device=device) + 0.5) * (ch / h)).long().clamp_(max=ch - 1)
     cols = ((torch.arange(w, device=device) + 0.5) * (cw / w)).long().clamp_(max=cw - 1)
