@@ -10,6 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dsflash_ros.image_file import decode_rgb_file
+
 MAX_SEGMENT_ID = 256**3 - 1
 
 
@@ -47,13 +49,12 @@ def read_panoptic_png(path: str | Path) -> np.ndarray:
     """Read a COCO-panoptic PNG into an (H, W) int64 id map; raises PanopticPngError."""
     path = Path(path)
     try:
-        data = np.fromfile(path, dtype=np.uint8)
+        rgb = decode_rgb_file(path)
     except OSError as exc:
         raise PanopticPngError(f"cannot read panoptic PNG {path}: {exc}") from exc
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if bgr is None:
+    if rgb is None:
         raise PanopticPngError(f"corrupt or truncated panoptic PNG: {path}")
-    return rgb2id(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    return rgb2id(rgb)
 
 
 def write_panoptic_png(path: str | Path, ids: np.ndarray) -> None:

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from dsflash_ros.data.panoptic_png import PanopticPngError, read_panoptic_png
+from dsflash_ros.image_file import decode_rgb_file
 
 SPLITS = ("train", "val", "test", "all")
 TOP_LEVEL_KEYS = ("data", "thing_classes", "stuff_classes", "predicate_classes", "test_image_ids")
@@ -118,13 +118,12 @@ def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
 def read_rgb_image(path: str | Path) -> np.ndarray:
     """Read an image file as (H, W, 3) uint8 RGB; raises DatasetError naming the file."""
     try:
-        data = np.fromfile(path, dtype=np.uint8)
+        rgb = decode_rgb_file(path)
     except OSError as exc:
         raise DatasetError(f"cannot read image {path}: {exc}") from exc
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if bgr is None:
+    if rgb is None:
         raise DatasetError(f"corrupt, truncated or unsupported image file: {path}")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return rgb
 
 
 def load_psg_json(path: str | Path) -> dict[str, Any]:
@@ -165,16 +164,17 @@ def _has_relations(entry: dict[str, Any]) -> bool:
 
 
 def _entry_relations(entry: dict[str, Any]) -> np.ndarray:
-    """Unique relation triplets of an entry without self-relations, (M, 3) int64."""
+    """Relation triplets of an entry without self-relations, (M, 3) int64.
+
+    Exact duplicate triplets are kept as annotated: the fair-psgg protocol counts each copy,
+    sgbench makes them unique (``evaluate.recall.gt_triplets``), and training targets are
+    sets anyway.
+    """
     raw = entry.get("relations") or []
     if not all(_is_triplet(r) for r in raw):
         raise DatasetError(f"image {entry.get('image_id')!r}: malformed relations")
     rel = np.asarray(raw, dtype=np.int64).reshape(-1, 3)
-    rel = rel[rel[:, 0] != rel[:, 1]]
-    if len(rel) > 1:
-        _, first = np.unique(rel, axis=0, return_index=True)
-        rel = rel[np.sort(first)]
-    return rel
+    return rel[rel[:, 0] != rel[:, 1]]
 
 
 def _is_int(value: Any) -> bool:
@@ -257,7 +257,8 @@ class PSGDataset:
 
     ``split``: ``test`` = ``test_image_ids``; ``val`` = ``val_image_ids`` when present (else the
     test ids, as fair-psgg does); ``train`` = the rest; ``all`` = every entry. ``train``/``val``
-    skip images without segments or relations. Self-relations and duplicate triplets are dropped.
+    skip images without segments or relations. Self-relations are dropped; duplicate
+    triplets are kept.
     """
 
     def __init__(

@@ -11,7 +11,8 @@ Rules (exact semantics of both reference evaluators: ``singlempo-semantics.md``)
 * Duplicate predicted pairs: ``dedup="fail"`` raises, ``"first"`` keeps the first row.
 * A top-k triplet is a hit when subject and object are both matched and the matched GT pair
   carries its predicate. Each GT triplet is hit at most once. ``fair-psgg`` keeps duplicate
-  GT triplets (each copy counts and can be hit by a separate triplet); ``sgbench`` makes GT
+  GT triplets (each copy counts, and one matching predicted triplet hits all copies, as its
+  loop over the pair's GT predicates does); ``sgbench`` makes GT
   triplets unique and, with graph constraint, lets only the first (best-ranked) triplet per
   matched GT pair count after the top-k cut.
 * Aggregation. R@k = mean over images of hits / GT triplets. mR@k: per predicate, the mean
@@ -122,8 +123,14 @@ def _count_hits(
     num_gt: int,
     num_predicates: int,
     first_per_gt_pair: bool,
+    all_copies: bool,
 ) -> np.ndarray:
-    """Hits per predicate for ranked triplets already mapped to GT indices (-1 = unmatched)."""
+    """Hits per predicate for ranked triplets already mapped to GT indices (-1 = unmatched).
+
+    ``all_copies`` (fair-psgg): a predicted triplet hits every copy of an identical GT
+    triplet (its evaluator loops over the GT predicates of the pair and counts each equal
+    one); otherwise each copy needs its own predicted triplet.
+    """
     matched = (triplets_gt[:, 0] >= 0) & (triplets_gt[:, 1] >= 0)
     t = triplets_gt[matched]
     if len(t) == 0 or len(gt_keys) == 0:
@@ -134,7 +141,8 @@ def _count_hits(
     keys = (t[:, 0] * num_gt + t[:, 1]) * num_predicates + t[:, 2]
     uniq, count = np.unique(keys, return_counts=True)
     pos = np.minimum(np.searchsorted(gt_keys, uniq), len(gt_keys) - 1)
-    hits = np.where(gt_keys[pos] == uniq, np.minimum(count, gt_multiplicity[pos]), 0)
+    per_key = gt_multiplicity[pos] if all_copies else np.minimum(count, gt_multiplicity[pos])
+    hits = np.where(gt_keys[pos] == uniq, per_key, 0)
     per_predicate = np.bincount(uniq % num_predicates, weights=hits, minlength=num_predicates)
     return per_predicate.astype(np.int64)
 
@@ -182,7 +190,13 @@ def image_recall(
     first_per_gt_pair = protocol == "sgbench" and graph_constraint
     hits = {
         k: _count_hits(
-            mapped[:k], gt_keys, gt_multiplicity, num_gt, num_predicates, first_per_gt_pair
+            mapped[:k],
+            gt_keys,
+            gt_multiplicity,
+            num_gt,
+            num_predicates,
+            first_per_gt_pair,
+            all_copies=protocol == "fair-psgg",
         )
         for k in ks
     }

@@ -89,3 +89,36 @@ def letterbox(
     out = chw.new_zeros((3, size, size))
     out[:, :ch, :cw] = chw
     return out, info
+
+
+def letterbox_masks(
+    masks: np.ndarray | torch.Tensor,
+    info: LetterboxInfo,
+    size: int,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """``(N, H, W)`` bool masks -> ``(N, size, size)`` bool in the letterboxed frame.
+
+    Shrinking uses the area share (a model pixel belongs to a mask when more than half of it
+    does), enlarging nearest-exact; training and evaluation both use this one function.
+    """
+    m = torch.as_tensor(np.asarray(masks)) if isinstance(masks, np.ndarray) else masks
+    m = m if device is None else m.to(device)
+    if m.ndim != 3 or tuple(m.shape[1:]) != info.orig_hw:
+        raise ValueError(
+            f"masks must be (N, {info.orig_hw[0]}, {info.orig_hw[1]}), got {tuple(m.shape)}"
+        )
+    n = m.shape[0]
+    out = torch.zeros((n, size, size), dtype=torch.bool, device=m.device)
+    if n == 0:
+        return out
+    ch, cw = info.content_hw
+    if (ch, cw) == tuple(m.shape[1:]):
+        resized = m.bool()
+    elif ch <= m.shape[1] and cw <= m.shape[2]:
+        resized = F.interpolate(m[None].float(), size=(ch, cw), mode="area")[0] > 0.5
+    else:
+        resized = F.interpolate(m[None].to(torch.uint8), size=(ch, cw), mode="nearest-exact")[0]
+        resized = resized.bool()
+    out[:, :ch, :cw] = resized
+    return out

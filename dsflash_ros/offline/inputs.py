@@ -18,6 +18,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from dsflash_ros.image_file import decode_rgb_file
+
 IMAGE_EXTENSIONS = (
     ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm",
 )  # fmt: skip
@@ -54,16 +56,15 @@ def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as (H, W, 3) uint8 RGB (grey and alpha are converted)."""
     path = Path(path)
     try:
-        data = np.fromfile(path, dtype=np.uint8)
+        rgb = decode_rgb_file(path)
     except OSError as e:
         raise InputError(f"cannot read image {path}: {e.strerror or e}") from e
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if bgr is None:
+    if rgb is None:
         raise InputError(
             f"cannot read image {path}: the file is empty, corrupt or not in a supported "
             f"image format ({', '.join(IMAGE_EXTENSIONS)})"
         )
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return rgb
 
 
 def _check_image(path: Path) -> None:

@@ -147,9 +147,12 @@ class DSFlashNode(LifecycleNode):
         if live:
             from dsflash_ros.runtime.pipeline import PipelineOptions
 
-            merged = {k: self._settings[k] for k in P.PIPELINE_LIVE} | live
             try:
-                PipelineOptions(**merged).validate()
+                if loaded:  # the loaded backend's own limits (e.g. an engine's max_objects)
+                    self._pipeline.check_options(**live)
+                else:
+                    names = (*P.PIPELINE_LIVE, "backend", "device", "precision")
+                    PipelineOptions(**({k: self._settings[k] for k in names} | live)).validate()
             except ValueError as e:
                 return SetParametersResult(successful=False, reason=str(e))
         return SetParametersResult(successful=True)

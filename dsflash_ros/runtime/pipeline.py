@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from dsflash_ros.model.checkpoint import CheckpointError
 from dsflash_ros.model.config import ModelConfig, PanopticConfig
@@ -30,7 +29,7 @@ from dsflash_ros.model.panoptic import (
     postprocess_panoptic,
     segments_to_id_map,
 )
-from dsflash_ros.model.preprocess import LetterboxInfo, letterbox
+from dsflash_ros.model.preprocess import LetterboxInfo, letterbox, letterbox_masks
 from dsflash_ros.runtime.backends import BACKENDS, PRECISIONS, Backend, create_backend
 from dsflash_ros.runtime.result import SceneGraphResult
 
@@ -81,6 +80,13 @@ class PipelineOptions:
             raise ValueError("relation_alternatives must be >= 0")
         if not 0.0 <= self.tome_ratio < 1.0:
             raise ValueError(f"tome_ratio must be in [0, 1), got {self.tome_ratio}")
+        if self.backend != "torch" and (self.prune or self.tome_ratio > 0):
+            raise ValueError(
+                "prune and tome_ratio are not part of the exported head graph: they need "
+                f"backend torch (not {self.backend})"
+            )
+        if self.backend != "torch" and self.mask_embedding != "shared":
+            raise ValueError("mask_embedding per_pair (the Alg. 1 reference) needs backend torch")
         if self.mask_embedding not in ("shared", "per_pair"):
             raise ValueError(
                 f"mask_embedding must be shared or per_pair, not {self.mask_embedding!r}"
@@ -173,8 +179,8 @@ class Pipeline:
     def config(self) -> ModelConfig:
         return self.model.config
 
-    def set_options(self, **changes: object) -> None:
-        """Change thresholds/limits at run time (not backend, device or precision)."""
+    def check_options(self, **changes: object) -> PipelineOptions:
+        """The options after ``changes``; ``ValueError`` (with the reason) if not allowed."""
         unknown = set(changes) - {f.name for f in dataclasses.fields(PipelineOptions)}
         if unknown:
             raise ValueError(f"unknown pipeline option(s): {', '.join(sorted(unknown))}")
@@ -183,7 +189,17 @@ class Pipeline:
             raise ValueError(f"{', '.join(sorted(frozen))} cannot change on a loaded pipeline")
         updated = dataclasses.replace(self.options, **changes)
         updated.validate()
-        self.options = updated
+        limit = getattr(self.backend, "max_objects", None)  # an engine's fixed profile
+        if limit is not None and not 0 < updated.max_objects <= limit:
+            raise ValueError(
+                f"max_objects must be in 1..{limit}: the {self.backend.name} engine was built "
+                "for that many segments (reload the model to change it)"
+            )
+        return updated
+
+    def set_options(self, **changes: object) -> None:
+        """Change thresholds/limits at run time (not backend, device or precision)."""
+        self.options = self.check_options(**changes)
         self._apply_head_options()
 
     def _apply_head_options(self) -> None:
@@ -214,13 +230,14 @@ class Pipeline:
         pixels, info, timings = self._preprocess(rgb, t0)
         if masks is None:
             segments, features = self._segments(pixels, info, timings)
-        else:
+            segments, id_map = visible_segments(segments, info)
+        else:  # given segments keep their indices (pairs refer to them), visible or not
             if labels is None or len(labels) != len(masks):
                 raise ValueError("PredCls needs one label per given mask")
             features = self.backend.run_backbone(pixels[None]).features
             segments = self._given_segments(masks, labels, info)
+            id_map = segments_to_id_map(segments.masks, info.content_hw, info.orig_hw)
         pairs, logits = self._pair_logits(segments, features, timings)
-        id_map = segments_to_id_map(segments.masks, info.content_hw, info.orig_hw)
         timings["total"] = (time.perf_counter() - t0) * 1e3
         return FramePrediction(
             id_map=id_map.cpu().numpy(),
@@ -274,17 +291,10 @@ class Pipeline:
     def _given_segments(
         self, masks: np.ndarray, labels: np.ndarray, info: LetterboxInfo
     ) -> PanopticSegments:
-        """Letterbox ground-truth masks into the model frame (nearest)."""
-        if masks.ndim != 3 or tuple(masks.shape[1:]) != info.orig_hw:
-            raise ValueError(f"masks must be (N, {info.orig_hw[0]}, {info.orig_hw[1]})")
-        s = self.model.image_size
-        ch, cw = info.content_hw
-        m = torch.from_numpy(np.ascontiguousarray(masks)).to(self.device, torch.float32)
-        out = torch.zeros((len(m), s, s), dtype=torch.bool, device=self.device)
-        if len(m):
-            out[:, :ch, :cw] = F.interpolate(m[None], size=(ch, cw), mode="nearest")[0] > 0.5
+        """Letterbox ground-truth masks into the model frame, exactly as training does."""
+        m = letterbox_masks(masks, info, self.model.image_size, self.device)
         lab = torch.as_tensor(labels, dtype=torch.long, device=self.device)
-        return PanopticSegments(out, lab, torch.ones(len(m), device=self.device))
+        return PanopticSegments(m, lab, torch.ones(len(m), device=self.device))
 
     def _pair_logits(
         self,
@@ -346,6 +356,25 @@ class Pipeline:
         )
         self._lap(timings, "result", t)
         return result
+
+
+def visible_segments(
+    segments: PanopticSegments, info: LetterboxInfo
+) -> tuple[PanopticSegments, torch.Tensor]:
+    """The segments that keep at least one pixel in the original image, and its id map.
+
+    A segment of a few model pixels can vanish when the id map is resized to a smaller
+    original image; its pairs could never be matched, so they must not take ranking slots.
+    """
+    id_map = segments_to_id_map(segments.masks, info.content_hw, info.orig_hw)
+    n = len(segments.labels)
+    present = torch.bincount(id_map.reshape(-1).long(), minlength=n + 1)[1:] > 0
+    if bool(present.all()):
+        return segments, id_map
+    lut = torch.zeros(n + 1, dtype=torch.long, device=id_map.device)
+    lut[1:][present] = torch.arange(1, int(present.sum()) + 1, device=id_map.device)
+    kept = PanopticSegments(*(t[present] for t in segments))
+    return kept, lut[id_map.long()].to(torch.uint16)
 
 
 def object_statistics(

@@ -14,10 +14,9 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from dsflash_ros.data.psg import SceneSample
-from dsflash_ros.model.preprocess import LetterboxInfo, letterbox
+from dsflash_ros.model.preprocess import LetterboxInfo, letterbox, letterbox_masks
 
 
 @dataclass
@@ -50,27 +49,6 @@ class TrainBatch:
                 value = [v.to(device, non_blocking=True) for v in value]
             moved[f.name] = value
         return TrainBatch(**moved)
-
-
-def letterbox_masks(
-    masks: np.ndarray | torch.Tensor, info: LetterboxInfo, size: int
-) -> torch.Tensor:
-    """``(N, H, W)`` bool masks -> ``(N, size, size)`` bool in the letterboxed frame."""
-    m = torch.as_tensor(np.asarray(masks)) if isinstance(masks, np.ndarray) else masks
-    n = m.shape[0]
-    out = torch.zeros((n, size, size), dtype=torch.bool)
-    if n == 0:
-        return out
-    ch, cw = info.content_hw
-    if (ch, cw) == tuple(m.shape[1:]):
-        resized = m.bool()
-    elif ch <= m.shape[1] and cw <= m.shape[2]:
-        resized = F.interpolate(m[None].float(), size=(ch, cw), mode="area")[0] > 0.5
-    else:
-        resized = F.interpolate(m[None].to(torch.uint8), size=(ch, cw), mode="nearest-exact")[0]
-        resized = resized.bool()
-    out[:, :ch, :cw] = resized
-    return out
 
 
 def letterbox_sample(

@@ -28,7 +28,7 @@ from dsflash_ros.data.psg import PSGDataset, SceneSample
 from dsflash_ros.model.checkpoint import read_checkpoint
 from dsflash_ros.model.config import ModelConfig, load_preset
 from dsflash_ros.model.dsflash import DSFlash, build_model, load_model, save_model
-from dsflash_ros.train.loop import TrainingError, barrier, init_distributed
+from dsflash_ros.train.loop import DistInfo, TrainingError, barrier, init_distributed
 from dsflash_ros.train.recipes import AugmentRecipe, TrainRecipe, load_recipe
 from dsflash_ros.train.relations import run_relations
 from dsflash_ros.train.segmenter import run_segmenter
@@ -141,6 +141,24 @@ def _val_split(data_root: str | Path) -> PSGDataset | None:
     return ds if len(ds) else None
 
 
+def _open_stage(
+    recipe: TrainRecipe | str | Path | None,
+    num_threads: int | None,
+    device: str | torch.device,
+    data_root: str | Path,
+    stage: str,
+) -> tuple[TrainRecipe, DistInfo, PSGDataset, PSGDataset | None]:
+    """Start of ``stage`` (``segmenter`` / ``relations``): the loaded recipe, CPU threads, the
+    process group, the train split (with the stage's augmentation if enabled) and val split."""
+    recipe = load_recipe(recipe)
+    _set_threads(num_threads)
+    info = init_distributed(device)
+    aug = recipe.augment if getattr(recipe, stage).augment else None
+    train = open_dataset(data_root, "train", aug, stage)
+    val = _val_split(data_root)
+    return recipe, info, train, val
+
+
 def _read_stage_metrics(run_dir: Path) -> dict[str, str]:
     """Last epoch row of a stage's metrics.csv (for the final checkpoint's provenance)."""
     import csv
@@ -172,12 +190,7 @@ def train_segmenter(
     dataset's. ``init_checkpoint`` optionally starts from another checkpoint's weights
     (tensors whose shape differs, e.g. the class head of another vocabulary, stay fresh).
     """
-    recipe = load_recipe(recipe)
-    _set_threads(num_threads)
-    info = init_distributed(device)
-    aug = recipe.augment if recipe.segmenter.augment else None
-    train = open_dataset(data_root, "train", aug, "segmenter")
-    val = _val_split(data_root)
+    recipe, info, train, val = _open_stage(recipe, num_threads, device, data_root, "segmenter")
     if init_checkpoint is not None:
         config = read_checkpoint(init_checkpoint)[1]
     model = build_model(config_for_dataset(config, train), seed=recipe.seed)  # same on all ranks
@@ -213,12 +226,7 @@ def train_relations(
 
     The head starts from the checkpoint's head weights (fresh after stage 1).
     """
-    recipe = load_recipe(recipe)
-    _set_threads(num_threads)
-    info = init_distributed(device)
-    aug = recipe.augment if recipe.relations.augment else None
-    train = open_dataset(data_root, "train", aug, "relations")
-    val = _val_split(data_root)
+    recipe, info, train, val = _open_stage(recipe, num_threads, device, data_root, "relations")
     model, _, _ = load_model(backbone_ckpt)
     _check_vocabulary(model.config, train, backbone_ckpt)
     run_dir = Path(out_dir) / "relations"

@@ -26,14 +26,14 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset, Subset
 
 from dsflash_ros.evaluate import ImageGT, ImagePrediction, SceneGraphEvaluator
 from dsflash_ros.model.dsflash import DSFlash
 from dsflash_ros.model.panoptic import segments_to_id_map
 from dsflash_ros.model.relation_head import PairOutput, RelationHead
-from dsflash_ros.train.batching import Collate, TrainBatch
-from dsflash_ros.train.loop import DistInfo, Trainer, make_loader, steps_per_epoch
+from dsflash_ros.train.batching import TrainBatch
+from dsflash_ros.train.loop import DistInfo, Trainer
 from dsflash_ros.train.recipes import RelationRecipe
 from dsflash_ros.train.relation_loss import (
     RelationLoss,
@@ -41,6 +41,7 @@ from dsflash_ros.train.relation_loss import (
     build_relation_batch,
     predicate_pos_weight,
 )
+from dsflash_ros.train.stage import eval_loader, eval_mode, fit_stage
 
 
 class RelationTrainModule(nn.Module):
@@ -122,30 +123,26 @@ def evaluate_relations(
     """PredCls R@k / mR@k / mR@inf (SingleMPO, GT segments) on ``dataset``."""
     cfg = model.config
     size = cfg.backbone.image_size
-    if max_images > 0 and len(dataset) > max_images:  # type: ignore[arg-type]
-        dataset = Subset(dataset, range(max_images))
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=Collate(size))
+    loader = eval_loader(dataset, size, max_images, batch_size)
     evaluator = SceneGraphEvaluator(cfg.head.num_predicates, cfg.predicate_names)
-    was_training = model.head.training
-    model.head.eval()
-    for batch in loader:
-        batch = batch.to(device)
-        tokens = model.head.encode_image(frozen_features(model, batch.pixels))
-        for b, content in enumerate(batch.content_hw):
-            masks, labels = batch.masks[b], batch.labels[b].cpu().numpy()
-            id_map = segments_to_id_map(masks, content, content).cpu().numpy().astype(np.int64)
-            gt = ImageGT(batch.image_ids[b], id_map, labels, batch.relations[b].numpy())
-            rel = model.head.infer(tokens[b : b + 1], masks, batch.boxes[b])
-            pred = ImagePrediction(
-                batch.image_ids[b],
-                id_map,
-                labels,
-                np.ones(len(labels)),
-                rel.pairs.cpu().numpy(),
-                rel.logits.float().sigmoid().cpu().numpy(),
-            )
-            evaluator.add(gt, pred)
-    model.head.train(was_training)
+    with eval_mode(model.head):
+        for batch in loader:
+            batch = batch.to(device)
+            tokens = model.head.encode_image(frozen_features(model, batch.pixels))
+            for b, content in enumerate(batch.content_hw):
+                masks, labels = batch.masks[b], batch.labels[b].cpu().numpy()
+                id_map = segments_to_id_map(masks, content, content).cpu().numpy().astype(np.int64)
+                gt = ImageGT(batch.image_ids[b], id_map, labels, batch.relations[b].numpy())
+                rel = model.head.infer(tokens[b : b + 1], masks, batch.boxes[b])
+                pred = ImagePrediction(
+                    batch.image_ids[b],
+                    id_map,
+                    labels,
+                    np.ones(len(labels)),
+                    rel.pairs.cpu().numpy(),
+                    rel.logits.float().sigmoid().cpu().numpy(),
+                )
+                evaluator.add(gt, pred)
     s = evaluator.summary()
     keys = ["R@20", "R@50", "R@100", "mR@20", "mR@50", "mR@100", "mR@inf"]
     return {k: float(s[k]) for k in keys if k in s}
@@ -180,37 +177,20 @@ def run_relations(
         dataset_relations(train_set), model.config.head.num_predicates, recipe.neg_ratio
     )
     loss_fn = RelationLoss(pos_weight, recipe.consistency_weight).to(device)
-    module = RelationTrainModule(model.head)
-    collate = Collate(model.config.backbone.image_size)
-    steps = steps_per_epoch(
-        len(train_set),  # type: ignore[arg-type]
-        recipe.batch_size,
-        info,
-        recipe.max_steps_per_epoch,
+    return fit_stage(
+        model,
+        RelationTrainModule(model.head),
+        train_set,
+        val_set,
+        recipe,
+        run_dir,
+        seed=seed,
+        info=info,
+        resume=resume,
+        step=lambda wrapped, batch: relation_step(model, wrapped, loss_fn, cfg, batch, device),
+        evaluate=evaluate_relations,
+        export_fn=export_fn,
+        extra_state={"pos_weight": pos_weight.tolist(), **(extra_state or {})},
+        desc="relations",
+        stop_after_epoch=stop_after_epoch,
     )
-    state = {"pos_weight": pos_weight.tolist(), **(extra_state or {})}
-    trainer = Trainer(module, recipe, run_dir, steps, info, seed, state)
-    if resume:
-        trainer.resume()
-
-    def loader(epoch: int) -> DataLoader:
-        return make_loader(
-            train_set, recipe.batch_size, collate, info, seed, epoch, recipe.num_workers
-        )
-
-    def step(wrapped: nn.Module, batch: TrainBatch) -> dict[str, torch.Tensor]:
-        return relation_step(model, wrapped, loss_fn, cfg, batch, device)
-
-    def evaluate(_: nn.Module) -> dict[str, float]:
-        if val_set is None or len(val_set) == 0:  # type: ignore[arg-type]
-            return {}
-        return evaluate_relations(model, val_set, device, recipe.max_eval_images)
-
-    def export(_: nn.Module, out_dir: Path) -> None:
-        if export_fn is not None:
-            export_fn(model, out_dir)
-
-    trainer.fit(loader, step, evaluate, export, desc="relations", stop_after_epoch=stop_after_epoch)
-    if trainer.ema is not None and trainer.epoch == recipe.epochs:  # deployable weights
-        trainer.module.load_state_dict(trainer.ema.shadow, strict=False)
-    return trainer

@@ -18,21 +18,17 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset
 
 from dsflash_ros.evaluate import PanopticQualityEvaluator
 from dsflash_ros.model.backbone import EoMTBackbone
 from dsflash_ros.model.dsflash import DSFlash
 from dsflash_ros.model.panoptic import postprocess_panoptic, segments_to_id_map
-from dsflash_ros.train.batching import Collate, TrainBatch
-from dsflash_ros.train.loop import (
-    DistInfo,
-    Trainer,
-    make_loader,
-    steps_per_epoch,
-)
+from dsflash_ros.train.batching import TrainBatch
+from dsflash_ros.train.loop import DistInfo, Trainer
 from dsflash_ros.train.recipes import SegmenterRecipe
 from dsflash_ros.train.segmenter_loss import SegmenterLoss, SegmenterLossConfig, SegmentTargets
+from dsflash_ros.train.stage import eval_loader, eval_mode, fit_stage
 
 
 def freeze_vit(backbone: EoMTBackbone) -> list[str]:
@@ -79,30 +75,26 @@ def evaluate_segmenter(
     """PQ / SQ / RQ (overall, things, stuff) of the panoptic output on ``dataset``."""
     cfg = model.config
     size = cfg.backbone.image_size
-    if max_images > 0 and len(dataset) > max_images:  # type: ignore[arg-type]
-        dataset = Subset(dataset, range(max_images))
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=Collate(size))
+    loader = eval_loader(dataset, size, max_images, batch_size)
     evaluator = PanopticQualityEvaluator(len(cfg.class_names), cfg.is_thing, cfg.class_names)
-    was_training = model.backbone.training
-    model.backbone.eval()
     is_thing = model.is_thing.to(device)
     num_segments = 0
-    for batch in loader:
-        out = model.backbone(batch.pixels.to(device))
-        for b, content in enumerate(batch.content_hw):
-            seg = postprocess_panoptic(
-                out.class_logits[b], out.mask_logits[b], is_thing, size, content, cfg.panoptic
-            )
-            num_segments += len(seg.labels)
-            pred_map = segments_to_id_map(seg.masks, content, content).cpu().numpy()
-            gt_map = segments_to_id_map(batch.masks[b], content, content).numpy()
-            evaluator.add_segments(
-                gt_map.astype("int64"),
-                batch.labels[b].numpy(),
-                pred_map.astype("int64"),
-                seg.labels.cpu().numpy(),
-            )
-    model.backbone.train(was_training)
+    with eval_mode(model.backbone):
+        for batch in loader:
+            out = model.backbone(batch.pixels.to(device))
+            for b, content in enumerate(batch.content_hw):
+                seg = postprocess_panoptic(
+                    out.class_logits[b], out.mask_logits[b], is_thing, size, content, cfg.panoptic
+                )
+                num_segments += len(seg.labels)
+                pred_map = segments_to_id_map(seg.masks, content, content).cpu().numpy()
+                gt_map = segments_to_id_map(batch.masks[b], content, content).numpy()
+                evaluator.add_segments(
+                    gt_map.astype("int64"),
+                    batch.labels[b].numpy(),
+                    pred_map.astype("int64"),
+                    seg.labels.cpu().numpy(),
+                )
     s = evaluator.summary()
     images = max(evaluator.images, 1)
     return {
@@ -139,35 +131,20 @@ def run_segmenter(
     if recipe.freeze_vit:
         freeze_vit(model.backbone)
     loss_fn = segmenter_loss_from_recipe(len(model.config.class_names), recipe).to(device)
-    collate = Collate(model.config.backbone.image_size)
-    steps = steps_per_epoch(
-        len(train_set),  # type: ignore[arg-type]
-        recipe.batch_size,
-        info,
-        recipe.max_steps_per_epoch,
+    return fit_stage(
+        model,
+        model.backbone,
+        train_set,
+        val_set,
+        recipe,
+        run_dir,
+        seed=seed,
+        info=info,
+        resume=resume,
+        step=lambda backbone, batch: segmenter_step(backbone, loss_fn, batch, device),
+        evaluate=evaluate_segmenter,
+        export_fn=export_fn,
+        extra_state=extra_state,
+        desc="segmenter",
+        stop_after_epoch=stop_after_epoch,
     )
-    trainer = Trainer(model.backbone, recipe, run_dir, steps, info, seed, extra_state)
-    if resume:
-        trainer.resume()
-
-    def loader(epoch: int) -> DataLoader:
-        return make_loader(
-            train_set, recipe.batch_size, collate, info, seed, epoch, recipe.num_workers
-        )
-
-    def step(backbone: nn.Module, batch: TrainBatch) -> dict[str, torch.Tensor]:
-        return segmenter_step(backbone, loss_fn, batch, device)
-
-    def evaluate(_: nn.Module) -> dict[str, float]:
-        if val_set is None or len(val_set) == 0:  # type: ignore[arg-type]
-            return {}
-        return evaluate_segmenter(model, val_set, device, recipe.max_eval_images)
-
-    def export(_: nn.Module, out_dir: Path) -> None:
-        if export_fn is not None:
-            export_fn(model, out_dir)
-
-    trainer.fit(loader, step, evaluate, export, desc="segmenter", stop_after_epoch=stop_after_epoch)
-    if trainer.ema is not None and trainer.epoch == recipe.epochs:  # deployable weights
-        trainer.module.load_state_dict(trainer.ema.shadow, strict=False)
-    return trainer

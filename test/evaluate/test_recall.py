@@ -178,8 +178,13 @@ def test_no_graph_constraint_ranks_pair_predicate_entries() -> None:
 def test_gt_duplicates_follow_protocol() -> None:
     gt = gt_image("a", [0, 1], [[0, 1, 0], [0, 1, 0]])
     pred = prediction("a", [0, 1], [(0, 1)], [0], [0.9])
-    # fair-psgg: 2 GT copies, one predicted triplet hits one of them
-    assert evaluate([gt], [pred])["R@20"] == pytest.approx(0.5)
+    # fair-psgg: 2 GT copies; its evaluator loops over the pair's GT predicates and counts
+    # every copy equal to the predicted one -> 2 hits / 2 GT
+    s = evaluate([gt], [pred])
+    assert s["R@20"] == pytest.approx(1.0) and s["counts"]["gt_triplets"] == 2
+    # a wrong predicate hits neither copy
+    wrong = prediction("a", [0, 1], [(0, 1)], [1], [0.9])
+    assert evaluate([gt], [wrong])["R@20"] == 0.0
     # sgbench: GT made unique -> 1/1
     s = evaluate([gt], [pred], protocol="sgbench")
     assert s["R@20"] == 1.0 and s["counts"]["gt_triplets"] == 1

@@ -44,6 +44,11 @@ TEST_PARAMS = {
 }
 
 
+def node_params(model_path: Path) -> dict[str, Any]:
+    """The node's parameters for the tests: ``TEST_PARAMS`` with ``model_path``."""
+    return {"model_path": str(model_path), **TEST_PARAMS}
+
+
 def make_tiny_checkpoint(path: Path, image_size: int = 128) -> Path:
     """The ``tiny`` preset with random weights (model input shrunk to keep CPU tests fast)."""
     from dsflash_ros.model.config import load_preset

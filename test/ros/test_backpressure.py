@@ -7,9 +7,7 @@ previous ones and close to the newest published, and that /diagnostics counts th
 
 from __future__ import annotations
 
-import importlib.util
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,21 +15,12 @@ import pytest
 pytest.importorskip("rclpy", reason="rclpy not installed")
 pytest.importorskip("dsflash_ros.msg", reason="dsflash_ros messages not built")
 
-
-def _harness():
-    path = Path(__file__).parent / "node_harness.py"
-    spec = importlib.util.spec_from_file_location("node_harness", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-H = _harness()
+import node_harness as H
 
 
 def test_fast_camera_gets_newest_frames_without_backlog(tmp_path):
     model = H.make_tiny_checkpoint(tmp_path / "tiny.safetensors")
-    with H.NodeProcess(tmp_path, params={"model_path": str(model), **H.TEST_PARAMS}) as node:
+    with H.NodeProcess(tmp_path, params=H.node_params(model)) as node:
         peer = H.Peer(name="backpressure_peer")
         try:
             for seed in range(3):  # warm up: discovery, first-call allocations

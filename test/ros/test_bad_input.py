@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -14,29 +12,17 @@ import pytest
 pytest.importorskip("rclpy", reason="rclpy not installed")
 pytest.importorskip("dsflash_ros.msg", reason="dsflash_ros messages not built")
 
+import node_harness as H
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from dsflash_ros.ros.frame_queue import FrameWorker, LatestSlot
 
 
-def _harness():
-    path = Path(__file__).parent / "node_harness.py"
-    spec = importlib.util.spec_from_file_location("node_harness", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-H = _harness()
-
-
 @pytest.fixture(scope="module")
 def running(tmp_path_factory):
     model = H.make_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")
-    node = H.NodeProcess(
-        tmp_path_factory.mktemp("logs"), params={"model_path": str(model), **H.TEST_PARAMS}
-    )
+    node = H.NodeProcess(tmp_path_factory.mktemp("logs"), params=H.node_params(model))
     peer = H.Peer(name="bad_input_peer")
     try:
         peer.request_good()  # node up, discovery done

@@ -8,7 +8,6 @@ needs no colcon build; on a machine without launch it is skipped (PyPI has no la
 from __future__ import annotations
 
 import ast
-import importlib.util
 import os
 import signal
 import subprocess
@@ -94,9 +93,7 @@ def test_camera_launch_runs_sample_camera_and_node(tmp_path):
     except ImportError as e:
         pytest.skip(f"launch/launch_ros not importable here ({e}); PyPI has no wheel for them")
     pytest.importorskip("dsflash_ros.msg", reason="dsflash_ros messages not built")
-    spec = importlib.util.spec_from_file_location("h", Path(__file__).parent / "node_harness.py")
-    harness = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(harness)
+    import node_harness as harness
 
     model = harness.make_tiny_checkpoint(tmp_path / "tiny.safetensors")
     prefix = _ament_prefix(tmp_path)

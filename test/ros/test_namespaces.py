@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import time
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("rclpy", reason="rclpy not installed")
 pytest.importorskip("dsflash_ros.msg", reason="dsflash_ros messages not built")
 
-
-def _harness():
-    path = Path(__file__).parent / "node_harness.py"
-    spec = importlib.util.spec_from_file_location("node_harness", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-H = _harness()
+import node_harness as H
 
 
 def test_two_namespaced_nodes_side_by_side(tmp_path):
     model = H.make_tiny_checkpoint(tmp_path / "tiny.safetensors")
-    params = {"model_path": str(model), **H.TEST_PARAMS}
+    params = H.node_params(model)
     sizes = {"cam0": (48, 64), "cam1": (72, 56)}
     with (
         H.NodeProcess(tmp_path, "/cam0", params) as node0,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from pathlib import Path
 
@@ -12,23 +11,12 @@ import pytest
 pytest.importorskip("rclpy", reason="rclpy not installed")
 pytest.importorskip("dsflash_ros.msg", reason="dsflash_ros messages not built")
 
+import node_harness as H
 import yaml
 from lifecycle_msgs.msg import Transition
 
 from dsflash_ros.ros import params as P
 from dsflash_ros.ros.messages import panoptic_from_msg
-
-
-def _harness():
-    spec = importlib.util.spec_from_file_location(
-        "node_harness", Path(__file__).parent / "node_harness.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-H = _harness()
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +28,7 @@ def model(tmp_path_factory) -> Path:
 def running(model, tmp_path_factory):
     """One autostarted node process + the test's peer."""
     logs = tmp_path_factory.mktemp("logs")
-    node = H.NodeProcess(logs, params={"model_path": str(model), **H.TEST_PARAMS})
+    node = H.NodeProcess(logs, params=H.node_params(model))
     peer = H.Peer()
     try:
         yield node, peer
@@ -128,7 +116,7 @@ def test_live_parameter_change_takes_effect(running):
 def test_missing_model_fails_configure_then_lifecycle_recovers(model, tmp_path):
     missing = tmp_path / "nope.safetensors"
     # own namespace: the module's running node is also called dsflash_node
-    params = {"model_path": str(missing), **H.TEST_PARAMS}
+    params = H.node_params(missing)
     with H.NodeProcess(tmp_path, "/lifecycle", params) as node:
         peer = H.Peer("/lifecycle", name="lifecycle_peer")
         try:

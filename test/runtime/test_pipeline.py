@@ -171,3 +171,31 @@ def test_per_pair_mask_embedding_gives_the_same_scores(pipeline, rgb):
         pipeline.set_options(mask_embedding="shared")
     np.testing.assert_array_equal(shared.pairs, per_pair.pairs)
     np.testing.assert_allclose(shared.rel_probs, per_pair.rel_probs, atol=1e-5)
+
+
+def test_options_a_backend_cannot_honour_are_refused():
+    with pytest.raises(ValueError, match="backend torch"):
+        PipelineOptions(backend="onnxruntime", prune=True).validate()
+    with pytest.raises(ValueError, match="backend torch"):
+        PipelineOptions(backend="tensorrt", tome_ratio=0.3).validate()
+    with pytest.raises(ValueError, match="backend torch"):
+        PipelineOptions(backend="onnxruntime", mask_embedding="per_pair").validate()
+
+
+def test_segments_that_vanish_at_the_original_size_are_dropped_and_ids_renumbered():
+    from dsflash_ros.model.panoptic import PanopticSegments
+    from dsflash_ros.model.preprocess import letterbox_geometry
+    from dsflash_ros.runtime.pipeline import visible_segments
+
+    info = letterbox_geometry((24, 24), 96)  # 4 model pixels per original pixel
+    masks = torch.zeros((3, 96, 96), dtype=torch.bool)
+    masks[0, :48] = True  # top half
+    masks[1, 49, 1] = True  # one model pixel: falls between original pixel centres
+    masks[2, 48:] = True
+    masks[2, 49, 1] = False
+    seg = PanopticSegments(masks, torch.tensor([4, 5, 6]), torch.tensor([0.9, 0.8, 0.7]))
+    kept, id_map = visible_segments(seg, info)
+    assert kept.labels.tolist() == [4, 6]
+    assert id_map.shape == (24, 24)
+    assert set(torch.unique(id_map).tolist()) == {1, 2}
+    assert bool((id_map[:12] == 1).all()) and bool((id_map[12:] == 2).all())

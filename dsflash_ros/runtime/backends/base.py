@@ -73,3 +73,18 @@ class Backend(ABC):
 
     def describe(self) -> str:
         return f"{self.name} on {self.device} ({self.precision})"
+
+    # helpers of the backends that run the exported head graph (onnxruntime, TensorRT)
+    def _refuse_unexported_head_options(self) -> None:
+        """The exported head graph has neither mask-based pruning nor ToMe: refuse them."""
+        head = self.model.head
+        if head.prune or head.tome_ratio > 0:
+            raise BackendError(
+                "mask-based pruning and ToMe are not part of the exported head graph; "
+                "use the torch backend for them"
+            )
+
+    def _no_pair_logits(self, num_logits: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``run_head``'s result for zero pairs: two empty ``(0, num_logits)`` tensors."""
+        z = torch.zeros((0, num_logits), device=self.device)
+        return z, z.clone()

@@ -166,15 +166,9 @@ class OrtBackend(Backend):
         boxes: torch.Tensor,
         pairs: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        head = self.model.head
-        if head.prune or head.tome_ratio > 0:
-            raise BackendError(
-                "mask-based pruning and ToMe are not part of the exported head graph; "
-                "use the torch backend for them"
-            )
+        self._refuse_unexported_head_options()
         if len(pairs) == 0:
-            z = torch.zeros((0, self._num_logits), device=self.device)
-            return z, z.clone()
+            return self._no_pair_logits(self._num_logits)
         inputs = dict(
             zip(
                 HEAD_INPUTS,
@@ -187,7 +181,7 @@ class OrtBackend(Backend):
             )
         )
         # chunked like the torch backend: bounds the activations of huge frames
-        chunk = head.max_pairs_per_chunk
+        chunk = self.model.head.max_pairs_per_chunk
         fwd, bwd = [], []
         for i in range(0, len(pairs), chunk):
             part = {**inputs, "pairs": inputs["pairs"][i : i + chunk]}

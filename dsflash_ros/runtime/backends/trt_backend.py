@@ -294,21 +294,14 @@ class TensorRTBackend(Backend):
         boxes: torch.Tensor,
         pairs: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        head = self.model.head
-        if head.prune or head.tome_ratio > 0:
-            raise BackendError(
-                "mask-based pruning and ToMe are not part of the exported head graph; "
-                "use the torch backend for them"
-            )
+        self._refuse_unexported_head_options()
         if len(ratios) > self.max_objects:
             raise BackendError(
                 f"{len(ratios)} segments exceed the engine's max_objects={self.max_objects}; "
                 "lower the pipeline's max_objects or build with a larger max_objects"
             )
-        r = head.cfg.num_predicates + 1
         if len(pairs) == 0:
-            z = torch.zeros((0, r), device=self.device)
-            return z, z.clone()
+            return self._no_pair_logits(self.model.head.cfg.num_predicates + 1)
         fixed = {"features": features.float(), "ratios": ratios.float(), "boxes": boxes.float()}
         fwd, bwd = [], []
         for i in range(0, len(pairs), self.max_pairs_per_call):
