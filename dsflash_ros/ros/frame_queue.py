@@ -79,8 +79,12 @@ class FrameWorker(Generic[T]):
     def start(self) -> None:
         if self.running:
             return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        # A fresh event per thread: a thread whose stop() timed out still sees its own event
+        # set and exits after its frame, instead of being revived by this start.
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(self._stop,), name=self._name, daemon=True
+        )
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> bool:
@@ -93,10 +97,10 @@ class FrameWorker(Generic[T]):
         thread.join(timeout)
         return not thread.is_alive()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
             item = self._slot.take(self._poll)
-            if item is None or self._stop.is_set():
+            if item is None or stop.is_set():
                 continue
             try:
                 self._handle(item)

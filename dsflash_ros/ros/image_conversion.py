@@ -168,7 +168,7 @@ def compressed_to_rgb8(msg: CompressedImage) -> np.ndarray:
     if len(msg.data) == 0:
         raise ImageConversionError("empty CompressedImage (0 bytes)", "empty_compressed")
     buf = np.frombuffer(msg.data, dtype=np.uint8)
-    declared = declared_size(buf.tobytes()[:65536])
+    declared = declared_size(bytes(buf[:65536]))
     if declared is not None:  # refuse a huge image before decoding (allocating) it
         _check_size(*declared)
     img = cv2.imdecode(buf, cv2.IMREAD_COLOR)

@@ -146,7 +146,10 @@ class TrainRecipe:
         path = Path(path)
         if not path.is_file():
             raise RecipeError(f"recipe file not found: {path}")
-        data = yaml.safe_load(path.read_text())
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            raise RecipeError(f"{path}: not valid YAML ({e})") from None
         if not isinstance(data, dict):
             raise RecipeError(f"{path}: expected a mapping at the top level")
         try:

@@ -155,3 +155,12 @@ def test_bce_uses_pos_weight_on_both_directions() -> None:
     # per direction: one NONE positive (x5) and one predicate-0 positive (x3) over 2 rows
     expected = log2 * (2 * (1 + R) - 2 + 5 + 3) / (2 * (1 + R))
     assert torch.allclose(out_weighted["loss_rel"], torch.tensor(expected), atol=1e-6)
+
+
+def test_malformed_recipe_yaml_is_a_clear_error(tmp_path):
+    from dsflash_ros.train.recipes import RecipeError, TrainRecipe
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("segmenter: {epochs: [1, 2\n")
+    with pytest.raises(RecipeError, match="not valid YAML"):
+        TrainRecipe.from_yaml(bad)
