@@ -165,7 +165,9 @@ def run(args: argparse.Namespace) -> int:
         finished = listener.done.wait(args.timeout)
         elapsed = time.monotonic() - t0
         dsflash.trigger_deactivate()
-        executor.shutdown()
+        # let callbacks in flight finish before the nodes are destroyed below
+        executor.shutdown(timeout_sec=5.0)
+        spinner.join(timeout=5.0)
     except SourceError as e:
         print(f"demo: {e}", file=sys.stderr)
         return 2
