@@ -164,10 +164,11 @@ def run(args: argparse.Namespace) -> int:
         t0 = time.monotonic()
         finished = listener.done.wait(args.timeout)
         elapsed = time.monotonic() - t0
-        dsflash.trigger_deactivate()
-        # let callbacks in flight finish before the nodes are destroyed below
+        # stop spinning first (callbacks in flight finish), then stop the worker and free the
+        # model without a lifecycle transition, as the node's own main() does at exit
         executor.shutdown(timeout_sec=5.0)
         spinner.join(timeout=5.0)
+        dsflash.stop_and_release()
     except SourceError as e:
         print(f"demo: {e}", file=sys.stderr)
         return 2
