@@ -27,7 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--out", help="write predictions and metrics.json here")
     add_model_arguments(p)
+    # scoring needs every pair ranked, so eval's own defaults differ from inference's
     p.set_defaults(score_threshold=0.5, relation_threshold=0.0, max_relations=100_000)
+    p.epilog = "eval defaults: --score-threshold 0.5 --relation-threshold 0 --max-relations 100000"
 
 
 def run(args: argparse.Namespace) -> int:
