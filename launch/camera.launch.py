@@ -39,6 +39,14 @@ def _sample_camera(context: LaunchContext) -> list[Node]:
     def arg(name: str, default: str = "") -> str:
         return LaunchConfiguration(name, default=default).perform(context).strip()
 
+    try:
+        rate = float(arg("sample_rate"))
+    except ValueError:
+        rate = 0.0
+    if not rate > 0:
+        raise ValueError(
+            f"launch argument sample_rate:={arg('sample_rate')!r} must be a number > 0"
+        )
     image_topic = arg("image_topic", "image_raw") or "image_raw"
     transport = arg("input_transport") or "raw"
     return [
@@ -50,7 +58,7 @@ def _sample_camera(context: LaunchContext) -> list[Node]:
             parameters=[
                 {
                     "source": arg("sample_source"),
-                    "rate": float(arg("sample_rate")),
+                    "rate": rate,
                     "frame_id": arg("sample_frame_id"),
                     "transport": transport,
                 }

@@ -51,6 +51,15 @@ _OVERRIDES = {
 }
 
 
+def _typed(name: str, cast, text: str):
+    """``cast(text)``, or one clear error naming the launch argument (launch prints it)."""
+    try:
+        return cast(text)
+    except ValueError:
+        kind = getattr(cast, "__name__", "value")
+        raise ValueError(f"launch argument {name}:={text!r} is not a valid {kind}") from None
+
+
 def _node(context: LaunchContext) -> list[Node]:
     def arg(name: str) -> str:
         return LaunchConfiguration(name).perform(context).strip()
@@ -58,7 +67,9 @@ def _node(context: LaunchContext) -> list[Node]:
     params_file = arg("params_file") or PathJoinSubstitution(
         [FindPackageShare("dsflash_ros"), "config", "dsflash.yaml"]
     ).perform(context)
-    overrides = {param: cast(arg(a)) for a, (param, cast) in _OVERRIDES.items() if arg(a)}
+    overrides = {
+        param: _typed(a, cast, arg(a)) for a, (param, cast) in _OVERRIDES.items() if arg(a)
+    }
     overrides["use_sim_time"] = arg("use_sim_time").lower() in ("1", "true", "yes")
     image_topic = arg("image_topic") or "image_raw"
     return [

@@ -2,8 +2,14 @@
 
 For a pair (s, o) and a patch cell p, ``r_s(p)`` and ``r_o(p)`` are the fractions of the
 cell's pixels covered by the subject and the object mask, ``r_b = max(0, 1 - r_s - r_o)``,
-and the embedding added to the patch token is ``E(p) = r_b·b̂ + r_s·ŝ + r_o·ô`` with
+and the embedding added to the patch token is ``E(p) = √H · (r_b·b̂ + r_s·ŝ + r_o·ô)`` with
 ``b, s, o`` learnable tokens, L2-normalised at use (DSFormer, DSFlash supplement §9).
+
+The ``√H`` factor is ours: it gives the normalised tokens unit RMS per channel, the scale of
+the patch tokens they are added to. At norm 1 (DSFormer's) they were ~1/12 of a patch token
+of the tiny preset, the head's output varied by ~1 % across the pairs of an image at init, and
+within a CPU training budget the head never left the predicate-prior solution (measured on the
+synthetic data; see ``models/MODEL_CARD.md``).
 
 A cell is ``pool · patch_size`` model pixels wide; the grid has ``floor(g / pool)`` cells per
 side (``g = image_size / patch_size``), so remainder rows/columns of the image beyond that
@@ -18,6 +24,8 @@ Two ways to get the per-pair ratios (supplement §10):
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -100,6 +108,7 @@ class MaskEmbedding(nn.Module):
         super().__init__()
         # rows: background, subject, object (uniform [0, 1) init as in DSFormer)
         self.tokens = nn.Parameter(torch.rand(3, hidden_size))
+        self.scale = math.sqrt(hidden_size)  # unit RMS per channel, like the patch tokens
 
     def forward(self, r_sbj: torch.Tensor, r_obj: torch.Tensor) -> torch.Tensor:
         """``(..., T)`` subject/object ratios -> ``(..., T, hidden)`` embeddings."""
@@ -109,7 +118,7 @@ class MaskEmbedding(nn.Module):
             )
         r_bg = (1.0 - r_sbj - r_obj).clamp_min(0.0)
         weights = torch.stack((r_bg, r_sbj, r_obj), dim=-1).to(self.tokens.dtype)
-        return weights @ F.normalize(self.tokens, dim=-1, eps=1e-12)
+        return weights @ (F.normalize(self.tokens, dim=-1, eps=1e-12) * self.scale)
 
 
 def prune_keep_mask(

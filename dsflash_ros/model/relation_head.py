@@ -10,7 +10,8 @@ Input per image: the backbone's patch tokens of 4 evenly spaced blocks ``(B, 4, 
   tokens (13 × 13 = 169 for 640 px, patch 16, pool 3; the last backbone row/column is dropped).
 
 Per pair ``(s, o)`` the token sequence is ``[CLS, LOC, T × (patch + E(p))]``: CLS is
-learnable; LOC encodes both boxes normalised to [−1, 1] (``Linear(8 → H/2) → ReLU →
+learnable (ViT-style init, std 0.02: DSFormer's uniform [0, 1) init puts a large constant in
+every CLS output that the final LayerNorm passes on, diluting the pair signal); LOC encodes both boxes normalised to [−1, 1] (``Linear(8 → H/2) → ReLU →
 Linear(H/2 → H)``); ``E(p)`` is the mask embedding (:mod:`.mask_embedding`, Alg. 2). The
 fixed 2-D sine encoding (:mod:`.position`) is re-added to the patch tokens before every
 block. Blocks are pre-norm (``x + MHA(LN x)``, ``x + MLP(LN x)``, GELU) and use
@@ -194,7 +195,7 @@ class RelationHead(nn.Module):
         self.patch_embed = nn.Conv2d(self.feature_dim, h, kernel_size=cfg.pool, stride=cfg.pool)
         pos = sine_position_encoding(self.grid, self.grid, h)
         self.register_buffer("pos_embed", pos, persistent=False)
-        self.cls_token = nn.Parameter(torch.rand(h))
+        self.cls_token = nn.Parameter(torch.randn(h) * 0.02)  # ViT init (not DSFormer's rand)
         self.loc_encoder = LocationEncoder(h, backbone_cfg.image_size)
         self.mask_embedding = MaskEmbedding(h)
         self.blocks = nn.ModuleList(

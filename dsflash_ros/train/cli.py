@@ -25,7 +25,7 @@ import torch
 
 from dsflash_ros.data import transforms as T
 from dsflash_ros.data.psg import PSGDataset, SceneSample
-from dsflash_ros.model.checkpoint import read_checkpoint
+from dsflash_ros.model.checkpoint import load_weights, read_checkpoint
 from dsflash_ros.model.config import ModelConfig, load_preset
 from dsflash_ros.model.dsflash import DSFlash, build_model, load_model, save_model
 from dsflash_ros.train.loop import DistInfo, TrainingError, barrier, init_distributed
@@ -111,6 +111,18 @@ def init_from_checkpoint(model: DSFlash, path: str | Path) -> list[str]:
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(usable, strict=False)
     return sorted(set(own) - set(usable))
+
+
+def backbone_with_fresh_head(path: str | Path, seed: int) -> DSFlash:
+    """A model with the backbone of checkpoint ``path`` (loaded strictly) and a relation head
+    at its seeded init."""
+    state, config, _ = read_checkpoint(path)
+    model = build_model(config, seed=seed)
+    prefix = "backbone."
+    load_weights(
+        model.backbone, {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    )
+    return model
 
 
 def _provenance(
@@ -224,10 +236,11 @@ def train_relations(
 ) -> Path:
     """Stage 2 on the backbone of ``backbone_ckpt`` -> ``out_dir/relations/model.safetensors``.
 
-    The head starts from the checkpoint's head weights (fresh after stage 1).
+    Only the checkpoint's backbone is used; the head starts fresh from the recipe seed (the
+    same init a stage-1 checkpoint of this code holds, and the right one for an older one).
     """
     recipe, info, train, val = _open_stage(recipe, num_threads, device, data_root, "relations")
-    model, _, _ = load_model(backbone_ckpt)
+    model = backbone_with_fresh_head(backbone_ckpt, recipe.seed)
     _check_vocabulary(model.config, train, backbone_ckpt)
     run_dir = Path(out_dir) / "relations"
     extra = _provenance(recipe, data_root, train, val)

@@ -10,9 +10,8 @@ about ``pairs_per_step`` = 512 pair rows per step) and the head is trained with
 Optimiser per the paper: AdamW, weight decay 0.02, cosine schedule with linear warmup, grad
 clip 1.0, EMA 0.995 (reference code). Learning rate: the paper's 1e-5 is for the S/B/L heads
 (hidden 384, 6 layers) trained ~20 epochs on 46k PSG images (≈ 0.5 M steps). The tiny head
-(hidden 192, 3 layers) trained on a few thousand synthetic images gets ~100× fewer steps,
-so its recipe scales the lr up to 2e-4 (the 1e-4…3e-4 range is stable for it; with 1e-5 it
-barely leaves the NONE-only solution in that budget).
+(hidden 192, 3 layers) gets 750 steps of 8 synthetic images in its CPU budget, so its recipe
+scales the lr up to 1e-3 (with 1e-5 it does not leave the predicate-prior solution).
 
 Validation: PredCls (GT masks and labels) SingleMPO recall with :class:`SceneGraphEvaluator`.
 """

@@ -81,10 +81,12 @@ def test_ratio_inputs_validated() -> None:
     assert mask_ratios(torch.zeros(0, SIZE, SIZE), CELL, GRID).shape == (0, GRID * GRID)
 
 
-def test_mask_embedding_mixes_normalised_tokens() -> None:
+def test_mask_embedding_mixes_normalised_scaled_tokens() -> None:
     torch.manual_seed(0)
     emb = MaskEmbedding(8)
-    bg, sbj, obj = F.normalize(emb.tokens.detach(), dim=-1)
+    # normalised tokens scaled to unit RMS per channel (norm sqrt(8))
+    bg, sbj, obj = F.normalize(emb.tokens.detach(), dim=-1) * 8**0.5
+    torch.testing.assert_close(bg.pow(2).mean(), torch.tensor(1.0))
     r_s = torch.tensor([[0.0, 1.0, 0.0, 0.25, 0.7]])
     r_o = torch.tensor([[0.0, 0.0, 1.0, 0.5, 0.7]])
     out = emb(r_s, r_o).detach()

@@ -9,10 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from dsflash_ros.data.psg import PSGDataset
-from dsflash_ros.model.dsflash import build_model, load_model
-from dsflash_ros.train.cli import config_for_dataset, train_all
+from dsflash_ros.model.checkpoint import CheckpointMismatchError
+from dsflash_ros.model.dsflash import build_model, load_model, save_model
+from dsflash_ros.train.cli import backbone_with_fresh_head, config_for_dataset, train_all
 from dsflash_ros.train.loop import ModelEMA, Trainer, TrainingError, warmup_cosine
 from dsflash_ros.train.recipes import RecipeError, TrainRecipe, load_recipe
 from dsflash_ros.train.relations import run_relations
@@ -107,7 +110,7 @@ def test_warmup_cosine_schedule() -> None:
 
 def test_recipe_yaml_round_trip_and_errors(tmp_path) -> None:
     recipe = load_recipe("tiny_synth")
-    assert recipe.relations.bidirectional_training and recipe.relations.consistency_weight == 1.0
+    assert recipe.relations.bidirectional_training and recipe.relations.consistency_weight == 0.0
     assert recipe.relations.weight_decay == 0.02 and recipe.relations.grad_clip == 1.0
     path = tmp_path / "r.yaml"
     recipe.to_yaml(path)
@@ -146,3 +149,28 @@ def test_ema_ramps_up_and_is_applied_temporarily() -> None:
     with ema.applied(module) as m:
         assert m.weight.item() == pytest.approx(ema.shadow["weight"].item())
     assert module.weight.item() == 1.0
+
+
+def test_stage2_takes_the_backbone_and_a_fresh_seeded_head(tmp_path) -> None:
+    trained = build_model(micro_config(), seed=3)
+    with torch.no_grad():  # a "trained" backbone and head, both unlike any seeded init
+        for p in trained.parameters():
+            p.add_(0.5)
+    path = save_model(tmp_path / "seg.safetensors", trained)
+    model = backbone_with_fresh_head(path, seed=7)
+    fresh = build_model(micro_config(), seed=7)
+    for name, t in model.backbone.state_dict().items():
+        assert torch.equal(t, trained.backbone.state_dict()[name]), name
+    for name, t in model.head.state_dict().items():
+        assert torch.equal(t, fresh.head.state_dict()[name]), name
+
+    # a checkpoint missing a backbone tensor is an error, not a silently fresh backbone
+    with safe_open(path, "pt") as f:
+        metadata = f.metadata()
+    tensors = load_file(path)
+    dropped = next(k for k in tensors if k.startswith("backbone."))
+    del tensors[dropped]
+    partial = tmp_path / "partial.safetensors"
+    save_file(tensors, partial, metadata=metadata)
+    with pytest.raises(CheckpointMismatchError, match=dropped.removeprefix("backbone.")):
+        backbone_with_fresh_head(partial, seed=7)
