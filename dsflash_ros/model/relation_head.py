@@ -11,11 +11,12 @@ Input per image: the backbone's patch tokens of 4 evenly spaced blocks ``(B, 4, 
 
 Per pair ``(s, o)`` the token sequence is ``[CLS, LOC, T × (patch + E(p))]``: CLS is
 learnable (ViT-style init, std 0.02: DSFormer's uniform [0, 1) init puts a large constant in
-every CLS output that the final LayerNorm passes on, diluting the pair signal); LOC encodes both boxes normalised to [−1, 1] (``Linear(8 → H/2) → ReLU →
-Linear(H/2 → H)``); ``E(p)`` is the mask embedding (:mod:`.mask_embedding`, Alg. 2). The
-fixed 2-D sine encoding (:mod:`.position`) is re-added to the patch tokens before every
-block. Blocks are pre-norm (``x + MHA(LN x)``, ``x + MLP(LN x)``, GELU) and use
-``F.scaled_dot_product_attention`` with an optional key mask.
+every CLS output that the final LayerNorm passes on, diluting the pair signal); LOC encodes
+both boxes normalised to [−1, 1] (``Linear(8 → H/2) → ReLU → Linear(H/2 → H)``); ``E(p)`` is
+the mask embedding (:mod:`.mask_embedding`, Alg. 2). The fixed 2-D sine encoding
+(:mod:`.position`) is re-added to the patch tokens before every block. Blocks are pre-norm
+(``x + MHA(LN x)``, ``x + MLP(LN x)``, GELU) and use ``F.scaled_dot_product_attention`` with
+an optional key mask.
 
 Gated bidirectional output — the equations chosen (the paper's Sec. 3.3 text was not
 readable; these follow the supplement §8 and the spec's open questions 1–5)::

@@ -20,8 +20,8 @@ All four outputs are supervised — ``F(t→_ij)`` with ``i→j``, ``F(t←_ij)`
 ``F(t→_ji)`` with ``j→i``, ``F(t←_ji)`` with ``i→j`` — and ``λ · L_cons`` ties
 ``t→_ij ≈ t←_ji`` and ``t←_ij ≈ t→_ji`` (:func:`dsflash_ros.model.relation_head.consistency_loss`,
 λ = ``consistency_weight``, library default 1.0; the tiny synthetic recipe uses 0 because
-with λ > 0 its head collapsed to direction-free features). The reverse of a sampled pair is supervised with
-its own annotation (NONE when unannotated), so it also acts as a negative.
+with λ > 0 its head collapsed to direction-free features). The reverse of a sampled pair is
+supervised with its own annotation (NONE when unannotated), so it also acts as a negative.
 
 Ablation (``bidirectional_training=False``, the paper's "Bidir. Pred." row): only the sampled
 direction is run; ``F(t→)`` learns ``i→j`` and ``F(t←)`` of the same pass learns ``j→i``;
