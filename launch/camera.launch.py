@@ -39,14 +39,13 @@ def _sample_camera(context: LaunchContext) -> list[Node]:
     def arg(name: str, default: str = "") -> str:
         return LaunchConfiguration(name, default=default).perform(context).strip()
 
+    rate_text = arg("sample_rate")
     try:
-        rate = float(arg("sample_rate"))
+        rate = float(rate_text)
     except ValueError:
         rate = 0.0
     if not rate > 0:
-        raise ValueError(
-            f"launch argument sample_rate:={arg('sample_rate')!r} must be a number > 0"
-        )
+        raise ValueError(f"launch argument sample_rate:={rate_text!r} must be a number > 0")
     image_topic = arg("image_topic", "image_raw") or "image_raw"
     transport = arg("input_transport") or "raw"
     return [
