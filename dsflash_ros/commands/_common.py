@@ -25,10 +25,12 @@ def unit_float(text: str) -> float:
 # PipelineOptions default (a command may still set its own default with set_defaults)
 THRESHOLDS: dict[str, tuple[str, object, str, str]] = {
     "score_threshold": (
-        "--score-threshold", unit_float, "S", "minimum object (segment) score (default 0.8)"
+        "--score-threshold", unit_float, "S",
+        "minimum object (segment) score (default: the model's recommended value, else 0.8)",
     ),
     "relation_threshold": (
-        "--relation-threshold", unit_float, "S", "minimum relation score (default 0.1)"
+        "--relation-threshold", unit_float, "S",
+        "minimum relation score (default: the model's recommended value, else 0.1)",
     ),
     "overlap_threshold": (
         "--overlap-threshold", unit_float, "S",

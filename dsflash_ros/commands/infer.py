@@ -43,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     options = pipeline_options(args, relation_alternatives=args.alternatives)
     items = expand_inputs(args.inputs)  # fail on a bad input before loading the model
     pipeline = Pipeline.load(args.model, options)
+    if pipeline.warning:
+        print(f"warning: {pipeline.warning}", file=sys.stderr)
     if not args.quiet:
         print(
             f"model {pipeline.model_id} on {pipeline.backend.describe()}: "

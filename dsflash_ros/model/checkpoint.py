@@ -151,6 +151,23 @@ def read_checkpoint(
     return tensors, config, extra
 
 
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The extra metadata saved with a checkpoint, without loading its tensors."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointNotFoundError(f"checkpoint not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = dict(f.metadata() or {})
+        payload = json.loads(header[METADATA_KEY]) if METADATA_KEY in header else {}
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{path}: unreadable metadata ({e})") from e
+    except Exception as e:  # safetensors raises its own error types for bad headers
+        raise CheckpointError(f"{path} is not a readable safetensors file ({e})") from e
+    extra = payload.get("extra") if isinstance(payload, dict) else None
+    return dict(extra) if isinstance(extra, dict) else {}
+
+
 def load_weights(module: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
     """Strictly load ``state_dict`` into ``module``; any mismatch -> ``CheckpointMismatchError``."""
     expected = module.state_dict()

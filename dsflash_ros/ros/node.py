@@ -210,6 +210,8 @@ class DSFlashNode(LifecycleNode):
                 f"cannot start {s['backend']} on {s['device']} ({s['precision']}): "
                 f"{type(e).__name__}: {e}"
             )
+        if pipeline.warning:
+            self.get_logger().warning(pipeline.warning)
         with self._pipeline_lock:
             self._pipeline = pipeline
         with self._options_lock:

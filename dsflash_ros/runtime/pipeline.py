@@ -30,10 +30,13 @@ from dsflash_ros.model.panoptic import (
     segments_to_id_map,
 )
 from dsflash_ros.model.preprocess import LetterboxInfo, letterbox, letterbox_masks
+from dsflash_ros.model.provenance import ModelFacts, ProvenanceError
 from dsflash_ros.runtime.backends import BACKENDS, PRECISIONS, Backend, create_backend
 from dsflash_ros.runtime.result import SceneGraphResult
 
 DEFAULT_MODEL_NAME = "dsflash_tiny_synth.safetensors"
+# Thresholds left unset (None) take the checkpoint's recommended_thresholds, else these.
+BUILTIN_THRESHOLDS = {"score_threshold": 0.8, "relation_threshold": 0.1}
 
 
 class ModelLoadError(ValueError):
@@ -45,11 +48,11 @@ class PipelineOptions:
     backend: str = "torch"  # torch | onnxruntime | tensorrt
     device: str = "cpu"  # cpu | cuda | cuda:N
     precision: str = "fp32"  # fp32 | fp16 | bf16
-    score_threshold: float = 0.8  # min segment (class) score
+    score_threshold: float | None = None  # min segment (class) score; None: see resolved()
     overlap_threshold: float = 0.8  # min visible share of a query's mask
     mask_threshold: float = 0.5  # mask probability threshold
     max_objects: int = 50  # keep the best-scoring segments (pairs grow as N^2)
-    relation_threshold: float = 0.1  # min relation score reported
+    relation_threshold: float | None = None  # min relation score reported; None: resolved()
     max_relations: int = 100
     relation_alternatives: int = 0  # extra predicates reported per relation
     prune: bool = False  # mask-based dynamic pruning in the relation head
@@ -62,16 +65,30 @@ class PipelineOptions:
     # options that need a new backend when changed
     BACKEND_FIELDS = ("backend", "device", "precision", "compile")
 
+    def resolved(self, recommended: dict[str, float] | None = None) -> PipelineOptions:
+        """These options with each unset (None) threshold filled in: the model's recommended
+        value (checkpoint metadata), else ``BUILTIN_THRESHOLDS``. Set values always win."""
+        fill = {
+            name: (recommended or {}).get(name, default)
+            for name, default in BUILTIN_THRESHOLDS.items()
+            if getattr(self, name) is None
+        }
+        return dataclasses.replace(self, **fill) if fill else self
+
     def validate(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        for name in ("score_threshold", "overlap_threshold", "mask_threshold"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if not 0.0 <= self.relation_threshold <= 1.0:
-            raise ValueError(f"relation_threshold must be in [0, 1], got {self.relation_threshold}")
+        for name in (
+            "score_threshold",
+            "overlap_threshold",
+            "mask_threshold",
+            "relation_threshold",
+        ):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:  # None: resolved() fills it in
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
         if self.max_objects < 0 or self.max_objects > 65535:
             raise ValueError(f"max_objects must be in [0, 65535], got {self.max_objects}")
         if self.max_relations < 0:
@@ -128,9 +145,14 @@ class Pipeline:
     """DSFlash inference on single RGB frames (see the module docstring)."""
 
     def __init__(
-        self, model: DSFlash, model_id: str, options: PipelineOptions | None = None
+        self,
+        model: DSFlash,
+        model_id: str,
+        options: PipelineOptions | None = None,
+        facts: ModelFacts | None = None,
     ) -> None:
-        self.options = options or PipelineOptions()
+        self.facts = facts or ModelFacts()  # training domain + recommended thresholds
+        self.options = (options or PipelineOptions()).resolved(self.facts.thresholds)
         self.options.validate()
         self.model = model
         self.model_id = model_id
@@ -163,10 +185,13 @@ class Pipeline:
             hint = "" if model_path else " (the embedded default model; run `make demo` setup)"
             raise ModelLoadError(f"model file not found: {path}{hint}")
         try:
-            model, model_id, _ = load_model(path)
+            model, model_id, extra = load_model(path)
+            facts = ModelFacts.from_extra(extra)
         except CheckpointError as e:
             raise ModelLoadError(str(e)) from e
-        return cls(model, model_id, options)
+        except ProvenanceError as e:
+            raise ModelLoadError(f"{path}: {e}") from e
+        return cls(model, model_id, options, facts)
 
     @classmethod
     def random(
@@ -179,6 +204,11 @@ class Pipeline:
     def config(self) -> ModelConfig:
         return self.model.config
 
+    @property
+    def warning(self) -> str | None:
+        """One line for the user when the model only ever saw synthetic scenes, else None."""
+        return self.facts.warning(self.model_id)
+
     def check_options(self, **changes: object) -> PipelineOptions:
         """The options after ``changes``; ``ValueError`` (with the reason) if not allowed."""
         unknown = set(changes) - {f.name for f in dataclasses.fields(PipelineOptions)}
@@ -187,7 +217,7 @@ class Pipeline:
         frozen = set(changes) & set(PipelineOptions.BACKEND_FIELDS)
         if any(changes[k] != getattr(self.options, k) for k in frozen):
             raise ValueError(f"{', '.join(sorted(frozen))} cannot change on a loaded pipeline")
-        updated = dataclasses.replace(self.options, **changes)
+        updated = dataclasses.replace(self.options, **changes).resolved(self.facts.thresholds)
         updated.validate()
         limit = getattr(self.backend, "max_objects", None)  # an engine's fixed profile
         if limit is not None and not 0 < updated.max_objects <= limit:
