@@ -25,9 +25,15 @@ import torch
 
 from dsflash_ros.data import transforms as T
 from dsflash_ros.data.psg import PSGDataset, SceneSample
-from dsflash_ros.model.checkpoint import load_weights, read_checkpoint
+from dsflash_ros.model.checkpoint import load_weights, read_checkpoint, read_metadata
 from dsflash_ros.model.config import ModelConfig, load_preset
 from dsflash_ros.model.dsflash import DSFlash, build_model, load_model, save_model
+from dsflash_ros.model.provenance import (
+    combine_domains,
+    dataset_domain,
+    model_domain,
+    provenance_extras,
+)
 from dsflash_ros.train.loop import DistInfo, TrainingError, barrier, init_distributed
 from dsflash_ros.train.recipes import AugmentRecipe, TrainRecipe, load_recipe
 from dsflash_ros.train.relations import run_relations
@@ -126,18 +132,30 @@ def backbone_with_fresh_head(path: str | Path, seed: int) -> DSFlash:
 
 
 def _provenance(
-    recipe: TrainRecipe, data_root: str | Path, train: PSGDataset, val: PSGDataset | None
+    recipe: TrainRecipe,
+    data_root: str | Path,
+    train: PSGDataset,
+    val: PSGDataset | None,
+    backbone_ckpt: str | Path | None = None,
 ) -> dict[str, Any]:
+    """Training provenance + the model's ``domain`` (synthetic if the data came from
+    ``dsflash synth``, or, for stage 2, if the frozen backbone only saw synthetic data) and
+    the recipe's ``recommended_thresholds``."""
+    meta = dataset_metadata(data_root)
+    backbone = model_domain(read_metadata(backbone_ckpt)) if backbone_ckpt else None
     return {
         "trainer": "dsflash_ros.train",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "torch": torch.__version__,
         "recipe": recipe.to_dict(),
         "data": {
-            **dataset_metadata(data_root),
+            **meta,
             "train_images": len(train),
             "val_images": len(val) if val is not None else 0,
         },
+        **provenance_extras(
+            combine_domains(dataset_domain(meta), backbone), recipe.recommended_thresholds
+        ),
     }
 
 
@@ -243,7 +261,7 @@ def train_relations(
     model = backbone_with_fresh_head(backbone_ckpt, recipe.seed)
     _check_vocabulary(model.config, train, backbone_ckpt)
     run_dir = Path(out_dir) / "relations"
-    extra = _provenance(recipe, data_root, train, val)
+    extra = _provenance(recipe, data_root, train, val, backbone_ckpt)
     extra["segmenter_metrics"] = _read_stage_metrics(Path(backbone_ckpt).parent)
     run_relations(
         model,

@@ -118,6 +118,9 @@ class TrainRecipe:
     augment: AugmentRecipe = field(default_factory=AugmentRecipe)
     # how to (re)create the synthetic training data this recipe was sized for (provenance)
     data: dict[str, Any] = field(default_factory=dict)
+    # operating point written into the exported model (score_threshold, relation_threshold);
+    # the pipeline uses it wherever the user sets no threshold (model.provenance)
+    recommended_thresholds: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.segmenter.validate("segmenter")
