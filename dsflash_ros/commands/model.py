@@ -38,6 +38,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     conv.add_argument("--name", help="model name stored in the checkpoint")
     conv.set_defaults(_action=_convert)
 
+    note = sub.add_parser(
+        "annotate",
+        help="record a checkpoint's training domain and recommended thresholds",
+        description="rewrite a checkpoint with its training domain and/or recommended "
+        "operating thresholds in its metadata (weights and config unchanged)",
+    )
+    note.add_argument("path", metavar="PATH", help="checkpoint (.safetensors)")
+    note.add_argument(
+        "--domain", help="training domain, e.g. synthetic (warns at run time) or real"
+    )
+    note.add_argument("--score-threshold", type=float, metavar="S", help="recommended")
+    note.add_argument("--relation-threshold", type=float, metavar="S", help="recommended")
+    note.add_argument("--out", metavar="PATH", help="write here instead of in place")
+    note.set_defaults(_action=_annotate)
+
 
 def run(args: argparse.Namespace) -> int:
     return args._action(args)
@@ -52,9 +67,12 @@ def _abbreviate(names: list[str], show_all: bool) -> str:
 def describe_checkpoint(path: str | Path) -> dict[str, Any]:
     """Everything ``info`` prints, as plain data (no model is built)."""
     from dsflash_ros.model.checkpoint import file_id, model_id, read_checkpoint
+    from dsflash_ros.model.provenance import ModelFacts
 
     path = Path(path)
     state, cfg, extra = read_checkpoint(path)
+    facts = ModelFacts.from_extra(extra)
+    name_and_file = f"{cfg.name}-{file_id(path)}"
 
     def params(prefix: str) -> int:
         return sum(t.numel() for k, t in state.items() if k.startswith(prefix))
@@ -64,7 +82,7 @@ def describe_checkpoint(path: str | Path) -> dict[str, Any]:
         "file": path.name,
         "size_mb": round(path.stat().st_size / 2**20, 2),
         "name": cfg.name,
-        "model_id": f"{cfg.name}-{file_id(path)}",
+        "model_id": name_and_file,
         "content_hash": model_id(cfg, state),
         "image_size": b.image_size,
         "backbone": {
@@ -88,6 +106,9 @@ def describe_checkpoint(path: str | Path) -> dict[str, Any]:
         "classes": list(cfg.class_names),
         "things": sum(cfg.is_thing),
         "predicates": list(cfg.predicate_names),
+        "domain": facts.domain,
+        "recommended_thresholds": facts.thresholds,
+        "warning": facts.warning(name_and_file),
         "provenance": extra,
     }
 
@@ -97,7 +118,11 @@ def _millions(n: int) -> str:
 
 
 def _info(args: argparse.Namespace) -> int:
+    from dsflash_ros.model.provenance import DOMAIN_KEY, THRESHOLDS_KEY
+
     d = describe_checkpoint(args.path)
+    if d["warning"]:
+        print(f"warning: {d['warning']}", file=sys.stderr)
     if args.json:
         json.dump(d, sys.stdout, indent=2)
         print()
@@ -120,10 +145,19 @@ def _info(args: argparse.Namespace) -> int:
         f"classes:     {len(classes)} ({d['things']} things, {len(classes) - d['things']} "
         f"stuff): {_abbreviate(classes, args.all)}",
         f"predicates:  {len(predicates)}: {_abbreviate(predicates, args.all)}",
+        f"domain:      {d['domain'] or 'not recorded'}",
+        "thresholds:  "
+        + (
+            ", ".join(f"{k} {v:g}" for k, v in d["recommended_thresholds"].items())
+            + " (recommended by the checkpoint; used where you set none)"
+            if d["recommended_thresholds"]
+            else "none recommended (built-in defaults apply)"
+        ),
     ]
-    if d["provenance"]:
+    rest = {k: v for k, v in d["provenance"].items() if k not in (DOMAIN_KEY, THRESHOLDS_KEY)}
+    if rest:
         lines.append("provenance:")
-        for key, value in d["provenance"].items():
+        for key, value in rest.items():
             text = json.dumps(value) if isinstance(value, dict | list) else str(value)
             lines.append(f"  {key}: {text}")
     else:
@@ -144,4 +178,30 @@ def _convert(args: argparse.Namespace) -> int:
         f"{len(cfg.class_names)} classes, {len(cfg.predicate_names)} predicates, head "
         f"{'trained' if conversion.extra.get('head_trained') else 'untrained'}"
     )
+    return 0
+
+
+def _annotate(args: argparse.Namespace) -> int:
+    from dsflash_ros.model.checkpoint import read_metadata, update_metadata
+    from dsflash_ros.model.provenance import (
+        DOMAIN_KEY,
+        THRESHOLDS_KEY,
+        check_thresholds,
+    )
+
+    changes: dict[str, Any] = {}
+    if args.domain:
+        changes[DOMAIN_KEY] = args.domain
+    given = {
+        k: getattr(args, k)
+        for k in ("score_threshold", "relation_threshold")
+        if getattr(args, k) is not None
+    }
+    if given:
+        current = read_metadata(args.path).get(THRESHOLDS_KEY) or {}
+        changes[THRESHOLDS_KEY] = check_thresholds({**current, **given}, "thresholds")
+    if not changes:
+        raise ValueError("nothing to record: give --domain and/or a threshold")
+    path = update_metadata(args.path, changes, args.out)
+    print(f"wrote {path}: " + ", ".join(f"{k} {json.dumps(v)}" for k, v in changes.items()))
     return 0

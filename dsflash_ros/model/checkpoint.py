@@ -94,17 +94,37 @@ def save_checkpoint(
         metadata = {METADATA_KEY: json.dumps(payload, sort_keys=True)}
     except (TypeError, ValueError) as e:
         raise ValueError(f"extra_metadata must be JSON-serialisable: {e}") from None
+    return _write_atomic(path, _plain_tensors(module.state_dict()), metadata)
+
+
+def _write_atomic(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        save_file(_plain_tensors(module.state_dict()), tmp, metadata=metadata)
+        save_file(tensors, tmp, metadata=metadata)
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; a shipped model must be world-readable
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def update_metadata(
+    path: str | Path, changes: Mapping[str, Any], out: str | Path | None = None
+) -> Path:
+    """Rewrite a checkpoint with ``changes`` merged into its extra metadata (a value of
+    ``None`` removes the key); weights and config stay exactly as they are."""
+    path = Path(path)
+    tensors, config, extra = read_checkpoint(path)
+    merged = {k: v for k, v in {**extra, **changes}.items() if v is not None}
+    payload = {"format_version": FORMAT_VERSION, "config": config.to_dict(), "extra": merged}
+    try:
+        metadata = {METADATA_KEY: json.dumps(payload, sort_keys=True)}
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"metadata must be JSON-serialisable: {e}") from None
+    return _write_atomic(Path(out) if out else path, _plain_tensors(tensors), metadata)
 
 
 def _read_header_and_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
