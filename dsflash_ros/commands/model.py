@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-HELP = "inspect a model checkpoint, or convert a Hugging Face EoMT model to one"
+HELP = "inspect or annotate a model checkpoint, or convert a pretrained EoMT model to one"
 _SHOWN_NAMES = 8  # names listed before "..." unless --all
 
 
@@ -24,18 +24,44 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     conv = sub.add_parser(
         "convert",
-        help="build a checkpoint from a Hugging Face EoMT directory",
-        description="build a DSFlash checkpoint from a Hugging Face EoMT save_pretrained "
-        "directory, optionally with the trained relation head of another DSFlash checkpoint",
+        help="build a checkpoint from a pretrained EoMT model (directory, file or Hub id)",
+        description="build a DSFlash checkpoint from a pretrained EoMT model -- a Hugging "
+        "Face save_pretrained directory, an original tue-mps checkpoint (pytorch_model.bin or "
+        "a Lightning .ckpt), or a Hugging Face Hub model id such as "
+        "tue-mps/coco_panoptic_eomt_large_640 (downloaded once into the Hub cache) -- "
+        "optionally with the trained relation head of another DSFlash checkpoint",
     )
     conv.add_argument(
-        "--hf-eomt", required=True, metavar="DIR", help="HF EoMT directory (config.json + weights)"
+        "source",
+        nargs="?",
+        metavar="EOMT",
+        help="HF EoMT directory, tue-mps checkpoint file, or Hub model id (org/name)",
     )
+    conv.add_argument("--hf-eomt", metavar="DIR", help="same as EOMT (older spelling)")
     conv.add_argument(
         "--head", metavar="CKPT", help="take the trained relation head from this checkpoint"
     )
     conv.add_argument("--out", required=True, metavar="PATH", help="output checkpoint path")
     conv.add_argument("--name", help="model name stored in the checkpoint")
+    conv.add_argument("--revision", help="Hub branch, tag or commit (default: main)")
+    conv.add_argument(
+        "--dinov3-base",
+        metavar="DIR|ID",
+        help="tue-mps DINOv3 checkpoints: the DINOv3 weights their backbone deltas add to "
+        "(e.g. facebook/dinov3-vits16-pretrain-lvd1689m, gated)",
+    )
+    conv.add_argument(
+        "--num-blocks",
+        type=int,
+        metavar="N",
+        help="tue-mps checkpoints without attn_mask_probs: query blocks (S/B 3, L 4, g 5)",
+    )
+    conv.add_argument(
+        "--image-size",
+        type=int,
+        metavar="PX",
+        help="tue-mps DINOv3 checkpoints: the input size trained for (default 640)",
+    )
     conv.set_defaults(_action=_convert)
 
     note = sub.add_parser(
@@ -169,7 +195,18 @@ def _info(args: argparse.Namespace) -> int:
 def _convert(args: argparse.Namespace) -> int:
     from dsflash_ros.offline.convert import convert_to_file
 
-    path, conversion = convert_to_file(args.hf_eomt, args.out, args.head, args.name)
+    if bool(args.source) == bool(args.hf_eomt):
+        raise ValueError("give the EoMT model once: EOMT (directory, file or Hub id)")
+    path, conversion = convert_to_file(
+        args.source or args.hf_eomt,
+        args.out,
+        args.head,
+        args.name,
+        revision=args.revision,
+        dinov3_base=args.dinov3_base,
+        num_blocks=args.num_blocks,
+        image_size=args.image_size,
+    )
     for note in conversion.notes:
         print(f"note: {note}", file=sys.stderr)
     cfg = conversion.model.config
