@@ -9,10 +9,14 @@ Parameter names equal the ``state_dict`` keys of Hugging Face
 
 Inference-first design:
 
-* **No masked attention.** EoMT uses masked attention (queries only see patches inside their
-  intermediate mask) during training and anneals it away; released models are evaluated with it
-  disabled, so this module always runs plain joint self-attention and makes no intermediate
-  predictions. The forward therefore has no data-dependent branches and exports to ONNX.
+* **Masked attention only while training.** EoMT lets each query attend only to the patches
+  inside the mask it predicted before that block, and anneals this away during training
+  (:func:`mask_annealing`); released models run without it. ``forward(pixels)`` is therefore
+  plain joint self-attention with no intermediate predictions and no data-dependent branch
+  (what inference and the ONNX export trace); ``forward(pixels, mask_probs=...)`` is the
+  training path: it predicts class/mask logits before every query block (for intermediate
+  supervision) and applies each block's attention mask to a random share ``mask_probs[i]``
+  of the queries.
 * ImageNet mean/std normalisation happens inside the model: the input is RGB in [0, 1].
 * The DINOv3 RoPE training augmentation (random shift/jitter/rescale of patch coordinates) is
   not implemented; coordinates are the fixed patch centres in both modes.
@@ -21,6 +25,7 @@ Inference-first design:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -40,6 +45,40 @@ class BackboneOutput(NamedTuple):
     class_logits: torch.Tensor  # (B, Q, K+1); the last logit is "no object"
     mask_logits: torch.Tensor  # (B, Q, S/4, S/4)
     features: torch.Tensor  # (B, 4, D, S/16, S/16): raw residual stream of cfg.feature_layers
+
+
+class TrainingOutput(NamedTuple):
+    """The training forward: the final output plus one prediction before each query block."""
+
+    final: BackboneOutput
+    intermediate: list[tuple[torch.Tensor, torch.Tensor]]  # (class_logits, mask_logits)
+
+
+def mask_annealing(
+    progress: float, num_blocks: int, windows: Sequence[Sequence[float]] = ()
+) -> list[float]:
+    """EoMT's per-block probability of masked attention at training ``progress`` in [0, 1].
+
+    Block ``k`` keeps its mask with probability 1 until ``start_k``, decays polynomially
+    (power 0.9, as EoMT) to 0 at ``end_k`` and stays off after. Default windows stagger the
+    blocks like EoMT's COCO schedule: ``[(k + 1) / (n + 2), (k + 2) / (n + 2)]``, so the last
+    ``1 / (n + 2)`` of training runs without any mask, as inference does.
+    """
+    if not windows:
+        windows = [
+            ((k + 1) / (num_blocks + 2), (k + 2) / (num_blocks + 2)) for k in range(num_blocks)
+        ]
+    if len(windows) != num_blocks:
+        raise ValueError(f"{len(windows)} annealing windows for {num_blocks} query blocks")
+    probs = []
+    for start, end in windows:
+        if progress < start:
+            probs.append(1.0)
+        elif progress >= end:
+            probs.append(0.0)
+        else:
+            probs.append(float((1.0 - (progress - start) / (end - start)) ** 0.9))
+    return probs
 
 
 def make_activation(name: str) -> nn.Module:
@@ -191,7 +230,10 @@ class SelfAttention(nn.Module):
         self.add_module(self.out_name, nn.Linear(d, d))
 
     def forward(
-        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor] | None,
+        attn_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         b, n, d = x.shape
         h = self.num_heads
@@ -203,7 +245,7 @@ class SelfAttention(nn.Module):
         if rope is not None:
             q = apply_patch_rope(q, *rope)
             k = apply_patch_rope(k, *rope)
-        out = F.scaled_dot_product_attention(q, k, v)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         out = out.transpose(1, 2).reshape(b, n, d)
         return getattr(self, self.out_name)(out)
 
@@ -271,9 +313,12 @@ class Block(nn.Module):
         self.layer_scale2 = LayerScale(d, cfg.layerscale_value)
 
     def forward(
-        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor] | None,
+        attn_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        x = x + self.layer_scale1(self.attention(self.norm1(x), rope))
+        x = x + self.layer_scale1(self.attention(self.norm1(x), rope, attn_mask))
         return x + self.layer_scale2(self.mlp(self.norm2(x)))
 
 
@@ -407,9 +452,38 @@ class EoMTBackbone(nn.Module):
         mask_logits = torch.bmm(mask_embed, pixels.flatten(2)).view(b, q, h, w)
         return class_logits, mask_logits
 
-    def forward(self, pixel_values: torch.Tensor) -> BackboneOutput:
-        """``pixel_values``: (B, 3, S, S) RGB in [0, 1] (letterboxed, zero padding)."""
+    def query_attention_mask(
+        self, mask_logits: torch.Tensor, prob: float, num_tokens: int
+    ) -> torch.Tensor:
+        """EoMT masked attention for one query block: ``(B, 1, T, T)`` bool, True = attend.
+
+        Query ``q`` sees patch ``p`` only where its current mask logit (bilinearly resized
+        to the patch grid) is positive; each (image, query) keeps this restriction with
+        probability ``prob`` and attends everywhere otherwise. All other tokens are free.
+        """
+        b, q, g = mask_logits.shape[0], self.num_queries, self.grid
+        mask = torch.ones(b, num_tokens, num_tokens, dtype=torch.bool, device=mask_logits.device)
+        inside = F.interpolate(mask_logits.detach().float(), (g, g), mode="bilinear") > 0
+        inside = inside.flatten(2)  # (B, Q, g*g)
+        unmasked = torch.rand(b, q, device=mask_logits.device) >= prob
+        mask[:, :q, -g * g :] = inside | unmasked[..., None]
+        return mask[:, None]
+
+    def forward(
+        self, pixel_values: torch.Tensor, mask_probs: Sequence[float] | None = None
+    ) -> BackboneOutput | TrainingOutput:
+        """``pixel_values``: (B, 3, S, S) RGB in [0, 1] (letterboxed, zero padding).
+
+        Without ``mask_probs`` (inference, export): a :class:`BackboneOutput`. With one
+        probability per query block (training): a :class:`TrainingOutput` that also holds
+        the predictions made before each query block, whose masks restrict the queries'
+        attention in that block with the given probability (see :func:`mask_annealing`).
+        """
         self._check_input(pixel_values)
+        if mask_probs is not None and len(mask_probs) != self.cfg.num_blocks:
+            raise ValueError(
+                f"need {self.cfg.num_blocks} mask probabilities, got {len(mask_probs)}"
+            )
         b, g = pixel_values.shape[0], self.grid
         x = (pixel_values - self.pixel_mean) / self.pixel_std
         x = x.to(self.query.weight.dtype)
@@ -417,19 +491,28 @@ class EoMTBackbone(nn.Module):
         rope = self.rope_embeddings() if self.rope_embeddings is not None else None
 
         captured: dict[int, torch.Tensor] = {}
+        intermediate: list[tuple[torch.Tensor, torch.Tensor]] = []
         wanted = set(self.cfg.feature_layers)
         for idx, layer in enumerate(self.layers):
             if idx == self.query_start:
                 queries = self.query.weight.unsqueeze(0).expand(b, -1, -1)
                 hidden = torch.cat([queries, hidden], dim=1)
-            hidden = layer(hidden, rope)
+            attn_mask = None
+            if mask_probs is not None and idx >= self.query_start:
+                class_logits, mask_logits = self.predict_heads(self.layernorm(hidden))
+                intermediate.append((class_logits, mask_logits))
+                prob = float(mask_probs[idx - self.query_start])
+                if prob > 0:
+                    attn_mask = self.query_attention_mask(mask_logits, prob, hidden.shape[1])
+            hidden = layer(hidden, rope, attn_mask)
             if idx in wanted:
                 captured[idx] = hidden[:, -g * g :]
 
         class_logits, mask_logits = self.predict_heads(self.layernorm(hidden))
         features = torch.stack([captured[i] for i in self.cfg.feature_layers], dim=1)
         features = features.transpose(2, 3).reshape(b, 4, -1, g, g)
-        return BackboneOutput(class_logits, mask_logits, features)
+        final = BackboneOutput(class_logits, mask_logits, features)
+        return final if mask_probs is None else TrainingOutput(final, intermediate)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -79,10 +79,15 @@ def build_augmentation(augment: AugmentRecipe, stage: str) -> TorchSeededTransfo
 
 
 def open_dataset(
-    data_root: str | Path, split: str, augment: AugmentRecipe | None = None, stage: str = ""
+    data_root: str | Path,
+    split: str,
+    augment: AugmentRecipe | None = None,
+    stage: str = "",
+    cache: bool = False,
 ) -> PSGDataset:
+    """A split of ``data_root``; ``cache`` keeps decoded images in memory (training)."""
     transform = build_augmentation(augment, stage) if augment is not None else None
-    return PSGDataset.from_dir(data_root, split=split, transform=transform)
+    return PSGDataset.from_dir(data_root, split=split, transform=transform, cache=cache)
 
 
 def dataset_metadata(data_root: str | Path) -> dict[str, Any]:
@@ -167,7 +172,7 @@ def _exporter(extra: dict[str, Any], stage: str):
 
 
 def _val_split(data_root: str | Path) -> PSGDataset | None:
-    ds = open_dataset(data_root, "val")
+    ds = open_dataset(data_root, "val", cache=True)
     return ds if len(ds) else None
 
 
@@ -184,7 +189,7 @@ def _open_stage(
     _set_threads(num_threads)
     info = init_distributed(device)
     aug = recipe.augment if getattr(recipe, stage).augment else None
-    train = open_dataset(data_root, "train", aug, stage)
+    train = open_dataset(data_root, "train", aug, stage, cache=True)
     val = _val_split(data_root)
     return recipe, info, train, val
 

@@ -323,7 +323,7 @@ def steps_per_epoch(num_samples: int, batch_size: int, info: DistInfo, max_steps
 # --------------------------------------------------------------------------- trainer
 
 
-StepFn = Callable[[nn.Module, Any], dict[str, torch.Tensor]]
+StepFn = Callable[[nn.Module, Any, float], dict[str, torch.Tensor]]
 EvalFn = Callable[[nn.Module], dict[str, float]]
 ExportFn = Callable[[nn.Module, Path], None]
 
@@ -331,8 +331,11 @@ ExportFn = Callable[[nn.Module, Path], None]
 class Trainer:
     """Runs epochs of ``step_fn`` on one trainable module (see the module docstring).
 
-    ``step_fn(model, batch)`` returns a dict with a scalar ``"loss"`` (plus terms to log);
-    ``model`` is the DDP-wrapped module under ``torchrun``, else the module itself.
+    ``step_fn(model, batch, progress)`` returns a dict with a scalar ``"loss"`` (plus terms
+    to log); ``model`` is the DDP-wrapped module under ``torchrun``, else the module itself;
+    ``progress`` in [0, 1) is the share of the schedule done (for annealed settings). With
+    ``recipe.precision == "bf16"`` the step runs under ``torch.autocast`` (bfloat16 matmuls,
+    fp32 weights, optimizer and reductions).
     ``eval_fn(module)`` (rank 0, EMA weights when enabled) returns validation metrics.
     ``export_fn(module, run_dir)`` writes deployable files after each epoch (rank 0, EMA
     weights when enabled).
@@ -515,9 +518,15 @@ class Trainer:
             **values,
         }
 
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.recipe.precision == "bf16":
+            return torch.autocast(self.info.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def _train_step(self, step_fn: StepFn, batch: Any) -> dict[str, float]:
         self.model.train()
-        out = step_fn(self.model, batch)
+        with self._autocast():
+            out = step_fn(self.model, batch, self.step / self.total_steps)
         loss = out["loss"]
         if not torch.isfinite(loss):
             raise TrainingError(f"non-finite loss {loss.item()} at step {self.step}")

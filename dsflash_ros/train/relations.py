@@ -186,7 +186,9 @@ def run_relations(
         seed=seed,
         info=info,
         resume=resume,
-        step=lambda wrapped, batch: relation_step(model, wrapped, loss_fn, cfg, batch, device),
+        step=lambda wrapped, batch, _progress: relation_step(
+            model, wrapped, loss_fn, cfg, batch, device
+        ),
         evaluate=evaluate_relations,
         export_fn=export_fn,
         extra_state={"pos_weight": pos_weight.tolist(), **(extra_state or {})},

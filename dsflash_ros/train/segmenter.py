@@ -21,11 +21,11 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from dsflash_ros.evaluate import PanopticQualityEvaluator
-from dsflash_ros.model.backbone import EoMTBackbone
+from dsflash_ros.model.backbone import EoMTBackbone, mask_annealing
 from dsflash_ros.model.dsflash import DSFlash
 from dsflash_ros.model.panoptic import postprocess_panoptic, segments_to_id_map
 from dsflash_ros.train.batching import TrainBatch
-from dsflash_ros.train.loop import DistInfo, Trainer
+from dsflash_ros.train.loop import DistInfo, Trainer, TrainingError
 from dsflash_ros.train.recipes import SegmenterRecipe
 from dsflash_ros.train.segmenter_loss import SegmenterLoss, SegmenterLossConfig, SegmentTargets
 from dsflash_ros.train.stage import eval_loader, eval_mode, fit_stage
@@ -55,13 +55,52 @@ def segmenter_loss_from_recipe(num_classes: int, recipe: SegmenterRecipe) -> Seg
 
 
 def segmenter_step(
-    backbone: nn.Module, loss_fn: SegmenterLoss, batch: TrainBatch, device: torch.device
+    backbone: nn.Module,
+    loss_fn: SegmenterLoss,
+    batch: TrainBatch,
+    device: torch.device,
+    mask_probs: list[float] | None = None,
+    deep_supervision: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """Forward + loss of one batch (``backbone`` may be DDP-wrapped)."""
+    """Forward + loss of one batch (``backbone`` may be DDP-wrapped).
+
+    ``mask_probs`` (one per query block) selects the training forward with EoMT masked
+    attention; with ``deep_supervision`` the predictions before every query block are
+    matched and supervised too (each with its own Hungarian matching, equal weights, as
+    EoMT), their sum logged as ``loss_aux``.
+    """
     batch = batch.to(device)
-    out = backbone(batch.pixels)
     targets = [SegmentTargets(lab, m) for lab, m in zip(batch.labels, batch.masks)]
-    return loss_fn(out.class_logits, out.mask_logits, targets)
+    if mask_probs is None:
+        out = backbone(batch.pixels)
+        return loss_fn(out.class_logits, out.mask_logits, targets)
+    train_out = backbone(batch.pixels, mask_probs=mask_probs)
+    final = train_out.final
+    losses = loss_fn(final.class_logits, final.mask_logits, targets)
+    if deep_supervision:
+        aux = sum(loss_fn(c, m, targets)["loss"] for c, m in train_out.intermediate)
+        losses["loss_aux"] = aux
+        losses["loss"] = losses["loss"] + aux
+    return losses
+
+
+def step_for_recipe(
+    loss_fn: SegmenterLoss, recipe: SegmenterRecipe, num_blocks: int, device: torch.device
+) -> Callable[[nn.Module, TrainBatch, float], dict[str, torch.Tensor]]:
+    """The trainer's step function: masked-attention annealing by training progress."""
+    windows = recipe.mask_annealing
+    mask_annealing(0.0, num_blocks, windows)  # a window count that does not fit fails now
+    uses_intermediate = recipe.masked_attention or recipe.deep_supervision
+
+    def step(backbone: nn.Module, batch: TrainBatch, progress: float) -> dict[str, torch.Tensor]:
+        probs = None
+        if uses_intermediate:
+            probs = mask_annealing(progress, num_blocks, windows)
+            if not recipe.masked_attention:
+                probs = [0.0] * num_blocks
+        return segmenter_step(backbone, loss_fn, batch, device, probs, recipe.deep_supervision)
+
+    return step
 
 
 @torch.no_grad()
@@ -131,6 +170,10 @@ def run_segmenter(
     if recipe.freeze_vit:
         freeze_vit(model.backbone)
     loss_fn = segmenter_loss_from_recipe(len(model.config.class_names), recipe).to(device)
+    try:
+        step = step_for_recipe(loss_fn, recipe, model.config.backbone.num_blocks, device)
+    except ValueError as e:
+        raise TrainingError(f"segmenter recipe: {e}") from None
     return fit_stage(
         model,
         model.backbone,
@@ -141,7 +184,7 @@ def run_segmenter(
         seed=seed,
         info=info,
         resume=resume,
-        step=lambda backbone, batch: segmenter_step(backbone, loss_fn, batch, device),
+        step=step,
         evaluate=evaluate_segmenter,
         export_fn=export_fn,
         extra_state=extra_state,

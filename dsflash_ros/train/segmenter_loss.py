@@ -22,8 +22,8 @@ Where the mask terms are evaluated (``num_points``):
   candidates, the ``importance`` share of points with the most uncertain logits, the rest
   uniform). GT values at the points are read from the full-resolution GT masks.
 
-Deep supervision of intermediate blocks is not used: our backbone has no masked attention
-and makes no intermediate predictions (see :mod:`dsflash_ros.model.backbone`).
+The same loss, with its own matching, supervises the predictions made before every query
+block when the recipe enables deep supervision (:func:`dsflash_ros.train.segmenter.segmenter_step`).
 """
 
 from __future__ import annotations

@@ -126,7 +126,7 @@ def test_trainer_rejects_non_finite_loss(tmp_path) -> None:
     module = torch.nn.Linear(2, 1)
     trainer = Trainer(module, micro_recipe().segmenter, tmp_path, steps_per_epoch=1)
 
-    def step(model, batch):
+    def step(model, batch, progress):
         return {"loss": model(batch).sum() * float("nan")}
 
     with pytest.raises(TrainingError, match="non-finite"):
