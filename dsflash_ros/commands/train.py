@@ -51,8 +51,11 @@ def run(args: argparse.Namespace) -> int:
     from dsflash_ros.train import cli as train
 
     _generate_if_asked(args)
-    if not (Path(args.data) / "psg.json").is_file():
-        raise FileNotFoundError(f"no psg.json in {args.data} (use --generate for synthetic data)")
+    data = Path(args.data)
+    if not ((data / "psg.json").is_file() or (data / "psg" / "psg.json").is_file()):
+        raise FileNotFoundError(
+            f"no psg.json in {args.data} or {data / 'psg'} (use --generate for synthetic data)"
+        )
     common = {"recipe": args.recipe, "resume": args.resume, "device": args.device}
     if args.stage == "segmenter":
         path = train.train_segmenter(
