@@ -5,8 +5,10 @@ Two sources are supported:
 * a Hugging Face ``save_pretrained`` directory of ``EomtDinov3ForUniversalSegmentation``
   (``model_type: eomt_dinov3``) or ``EomtForUniversalSegmentation`` (``model_type: eomt``):
   ``config.json`` + ``model.safetensors`` (sharded safetensors or ``pytorch_model.bin`` work too);
-* a state dict in the original tue-mps/eomt layout (``network.encoder.backbone.…``), whose
-  DINOv3 backbone tensors are *deltas* on top of the DINOv3 base weights.
+* a state dict in the original tue-mps/eomt layout (``network.encoder.backbone.…``, as
+  released in ``pytorch_model.bin`` or saved in a Lightning ``.ckpt``): DINOv2 models in timm's
+  names (fused qkv), DINOv3 models whose backbone tensors are *deltas* on top of the DINOv3
+  base weights. The geometry is read off the tensor shapes (:func:`backbone_config_from_state`).
 """
 
 from __future__ import annotations
@@ -258,7 +260,7 @@ def _rename(key: str, rules: tuple[tuple[str, str], ...]) -> str | None:
 def _dinov3_base_to_ours(base: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     out = {}
     for key, value in base.items():
-        if key == "embeddings.mask_token":
+        if key == "embeddings.mask_token" or key.startswith("rope_embeddings."):
             continue
         out[_rename(key, _DINOV3_BASE_RENAMES) or key] = value
     return out
