@@ -25,6 +25,8 @@ def test_demo_prints_scene_graphs_and_writes_the_overlay(tmp_path):
     assert "scene graphs in" in proc.stdout
     assert (out / "last_overlay.png").stat().st_size > 0
     assert "never retrieved" not in proc.stderr  # clean teardown
+    # the embedded model is synthetic-only: the node says so once, at configure
+    assert (proc.stdout + proc.stderr).count("trained on synthetic scenes only") == 1
 
 
 def test_demo_reports_a_missing_model(tmp_path):
