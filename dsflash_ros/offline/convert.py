@@ -212,12 +212,25 @@ def _hints(directory: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _original_checkpoint(directory: Path) -> Path | None:
-    """The original-layout weights file of a directory, if that is what it holds."""
-    if (directory / ORIGINAL_WEIGHTS).is_file() and not any(directory.glob("*.safetensors")):
-        return directory / ORIGINAL_WEIGHTS
+def _original_checkpoint(directory: Path, hints: dict[str, Any]) -> Path | None:
+    """The original-layout weights file of a directory, if that is what it holds.
+
+    A ``pytorch_model.bin`` without safetensors next to it is original unless a full HF
+    ``config.json`` (with ``hidden_size``) describes it and its tensors are in the HF layout.
+    """
     ckpts = sorted(directory.glob("*.ckpt"))
-    return ckpts[0] if len(ckpts) == 1 and not (directory / "config.json").is_file() else None
+    if len(ckpts) == 1 and not hints:
+        return ckpts[0]
+    weights = directory / ORIGINAL_WEIGHTS
+    if not weights.is_file() or any(directory.glob("*.safetensors")):
+        return None
+    if "hidden_size" in hints:
+        try:
+            if not _is_original_layout(read_state_file(weights)):
+                return None  # an older HF save: load_hf_eomt reads it
+        except WeightsError as e:
+            raise ConvertError(f"cannot load the EoMT model: {e}") from e
+    return weights
 
 
 def _is_original_layout(state: dict[str, Any]) -> bool:
@@ -236,10 +249,8 @@ def load_backbone(
     if source.hub_id:
         extra.update(hub_model=source.hub_id, hub_revision=source.revision)
     path = source.path
-    original = path if path.is_file() else _original_checkpoint(path)
     hints = _hints(path) if path.is_dir() else {}
-    if original is None and "hidden_size" not in hints and (path / ORIGINAL_WEIGHTS).is_file():
-        original = path / ORIGINAL_WEIGHTS  # minimal tue-mps config.json + original weights
+    original = path if path.is_file() else _original_checkpoint(path, hints)
     if original is None:
         if dinov3_base or num_blocks or image_size:
             raise ConvertError(

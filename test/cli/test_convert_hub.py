@@ -198,3 +198,18 @@ def test_local_paths_and_non_ids(tmp_path: Path) -> None:
         resolve_source(tmp_path / "not" / "here")
     with pytest.raises(ConvertError, match="--revision applies to Hub"):
         resolve_source(tmp_path / "dir", revision="main")
+
+
+def test_hf_directory_with_a_legacy_pytorch_model_bin(tmp_path: Path) -> None:
+    """An older HF save (config.json + pytorch_model.bin in HF names) is not a tue-mps file."""
+    from dsflash_ros.offline.convert import convert_eomt
+
+    files, model = hf_layout_files(tmp_path)
+    directory = tmp_path / "legacy"
+    directory.mkdir()
+    (directory / "config.json").write_bytes(files["config.json"])
+    torch.save(dict(model.state_dict()), directory / "pytorch_model.bin")
+    conversion = convert_eomt(directory)
+    assert conversion.extra["backbone_source"] == "huggingface-eomt"
+    for key, value in model.state_dict().items():
+        assert torch.equal(conversion.model.backbone.state_dict()[key], value), key
