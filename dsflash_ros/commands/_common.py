@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Callable
+from pathlib import Path
 
+from dsflash_ros.limits import RANGES, check_range, range_text
 from dsflash_ros.runtime.backends import BACKENDS, PRECISIONS
 
 
@@ -14,34 +18,73 @@ def positive_int(text: str) -> int:
     return value
 
 
-def unit_float(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
-    return value
+def limited(name: str) -> Callable[[str], float | int]:
+    """An argparse type for the pipeline option ``name``, checked against the limits the
+    node and the pipeline use (:mod:`dsflash_ros.limits`)."""
+    lo, _hi = RANGES[name]
+    cast = int if isinstance(lo, int) else float
+
+    def parse(text: str) -> float | int:
+        try:
+            value = cast(text)
+        except ValueError:
+            kind = "a whole number" if cast is int else "a number"
+            raise argparse.ArgumentTypeError(f"must be {kind}, got {text!r}") from None
+        if check_range(name, value):
+            raise argparse.ArgumentTypeError(f"must be in {range_text(name)}, got {value}")
+        return value
+
+    parse.__name__ = name  # argparse names the type in its messages
+    return parse
+
+
+def check_out_dir(path: str | Path) -> Path:
+    """``path`` can be created (or is) a writable folder; checked before any model loads,
+    so a bad ``--out`` fails in a second instead of after the work. Creates nothing."""
+    out = Path(path)
+    if out.exists():
+        if not out.is_dir():
+            raise OSError(f"--out {out} exists and is not a folder")
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise OSError(f"--out {out}: no permission to write into this folder")
+        return out
+    parent = out.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OSError(f"--out {out} cannot be created: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OSError(f"--out {out} cannot be created: no permission to write into {parent}")
+    return out
 
 
 # pipeline option name -> (flag, argparse type, metavar, help); unset flags keep the
 # PipelineOptions default (a command may still set its own default with set_defaults)
 THRESHOLDS: dict[str, tuple[str, object, str, str]] = {
     "score_threshold": (
-        "--score-threshold", unit_float, "S",
+        "--score-threshold", limited("score_threshold"), "S",
         "minimum object (segment) score (default: the model's recommended value, else 0.8)",
     ),
     "relation_threshold": (
-        "--relation-threshold", unit_float, "S",
+        "--relation-threshold", limited("relation_threshold"), "S",
         "minimum relation score (default: the model's recommended value, else 0.1)",
     ),
     "overlap_threshold": (
-        "--overlap-threshold", unit_float, "S",
+        "--overlap-threshold", limited("overlap_threshold"), "S",
         "minimum visible share of an object's mask (default 0.8)",
     ),
     "mask_threshold": (
-        "--mask-threshold", unit_float, "S", "mask probability threshold (default 0.5)"
+        "--mask-threshold", limited("mask_threshold"), "S",
+        "mask probability threshold (default 0.5)",
     ),
-    "max_objects": ("--max-objects", int, "N", "keep the N best objects (default 50)"),
+    "max_objects": (
+        "--max-objects", limited("max_objects"), "N",
+        f"keep the N best objects, N in {range_text('max_objects')} (default 50)",
+    ),
     "max_relations": (
-        "--max-relations", int, "N", "report at most N relations per frame (default 100)"
+        "--max-relations", limited("max_relations"), "N",
+        f"report at most N relations per frame, N in {range_text('max_relations')} "
+        "(default 100)",
     ),
 }  # fmt: skip
 

@@ -6,6 +6,12 @@ last frames, from the pipeline's ``timings_ms``), dropped frames, rejected frame
 and pipeline errors. All methods are thread-safe (callback thread and worker thread both
 write). ``RateLimitedLog`` gives one log line per reason per period, with a count of what it
 held back, so a burst of garbage cannot flood the log.
+
+Levels: ERROR when configure failed; WARN when not active, when bad frames came in since
+the last report, when the caller names a problem (e.g. incompatible input QoS), or when the
+node processes far fewer frames than arrive (below ``SLOW_SHARE`` of the input rate; the
+newest-frame policy drops the rest by design, but a planner should know its graphs are
+that sparse); OK otherwise.
 """
 
 from __future__ import annotations
@@ -17,6 +23,11 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+# WARN when fewer than this share of the arriving frames is processed ...
+SLOW_SHARE = 0.25
+# ... and frames arrive at least this fast (a few stray frames are no camera stream)
+SLOW_MIN_INPUT_FPS = 1.0
 
 
 class RateMeter:
@@ -75,10 +86,10 @@ class NodeStats:
         self._latency = LatencyStats()
         self._last_problem_count = 0
 
-    def frame_received(self, replaced_unprocessed: bool) -> None:
+    def frame_received(self, replaced_unprocessed: bool, t: float | None = None) -> None:
         with self._lock:
             self.received += 1
-            self._input_rate.tick()
+            self._input_rate.tick(t)
             if replaced_unprocessed:
                 self.dropped += 1
 
@@ -95,19 +106,27 @@ class NodeStats:
             self.errors += 1
             self.last_error = error
 
-    def frame_processed(self, timings_ms: dict[str, float]) -> None:
+    def frame_processed(self, timings_ms: dict[str, float], t: float | None = None) -> None:
         with self._lock:
             self.processed += 1
-            self._output_rate.tick()
+            self._output_rate.tick(t)
             self._latency.add(timings_ms)
 
     def status(
-        self, name: str, hardware_id: str, state: str, info: dict[str, str], failure: str = ""
+        self,
+        name: str,
+        hardware_id: str,
+        state: str,
+        info: dict[str, str],
+        failure: str = "",
+        problem: str = "",
+        now: float | None = None,
     ) -> DiagnosticStatus:
-        """One DiagnosticStatus: level from the state and from problems since the last call."""
+        """One DiagnosticStatus: level from the state, from problems since the last call,
+        from ``problem`` (the caller's reason to warn) and from the processing rate."""
         with self._lock:
-            input_fps = self._input_rate.rate()
-            output_fps = self._output_rate.rate()
+            input_fps = self._input_rate.rate(now)
+            output_fps = self._output_rate.rate(now)
             latency = self._latency.summary()
             problems = sum(self.rejected.values()) + self.errors
             new_problems = problems - self._last_problem_count
@@ -134,6 +153,16 @@ class NodeStats:
             level, message = DiagnosticStatus.WARN, f"not processing (state {state})"
         elif new_problems:
             level, message = DiagnosticStatus.WARN, f"{new_problems} bad frame(s) since last report"
+        elif problem:
+            level, message = DiagnosticStatus.WARN, problem
+        elif input_fps >= SLOW_MIN_INPUT_FPS and output_fps < SLOW_SHARE * input_fps:
+            dropped = 100.0 * (1.0 - output_fps / input_fps)
+            level, message = (
+                DiagnosticStatus.WARN,
+                f"processing {output_fps:.1f} of {input_fps:.1f} fps: {dropped:.0f} % of the "
+                "frames are dropped (newest-frame policy); use a faster backend/device or a "
+                "lower camera rate",
+            )
         elif input_fps == 0.0:
             level, message = DiagnosticStatus.OK, "active, waiting for images"
         else:
@@ -161,22 +190,36 @@ def values_of(status: DiagnosticStatus) -> dict[str, str]:
 
 class RateLimitedLog:
     """At most one line per ``key`` every ``period_s``; held-back lines are counted and the
-    next line that gets through says how many there were."""
+    next line that gets through says how many there were.
 
-    def __init__(self, emit: Callable[[str], None], period_s: float = 5.0) -> None:
-        self._emit, self._period = emit, period_s
+    Keys should come from a small fixed set (the node uses the reject reason); the table is
+    bounded anyway: beyond ``max_keys`` the least recently logged key is forgotten.
+    """
+
+    def __init__(
+        self, emit: Callable[[str], None], period_s: float = 5.0, max_keys: int = 64
+    ) -> None:
+        self._emit, self._period, self._max_keys = emit, period_s, max_keys
         self._last: dict[str, float] = {}
         self._held: Counter[str] = Counter()
         self._lock = threading.Lock()
 
-    def __call__(self, key: str, text: str) -> bool:
-        now = time.monotonic()
+    def __len__(self) -> int:
+        return len(self._last)
+
+    def __call__(self, key: str, text: str, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
         with self._lock:
             last = self._last.get(key)
             if last is not None and now - last < self._period:
                 self._held[key] += 1
                 return False
-            self._last[key] = now
+            self._last.pop(key, None)
+            self._last[key] = now  # most recently logged last
+            while len(self._last) > self._max_keys:
+                oldest = next(iter(self._last))
+                del self._last[oldest]
+                self._held.pop(oldest, None)
             held = self._held.pop(key, 0)
         self._emit(text + (f" ({held} similar message(s) suppressed)" if held else ""))
         return True

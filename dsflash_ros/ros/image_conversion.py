@@ -17,6 +17,9 @@ import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
+from dsflash_ros.image_header import declared_size, image_format
+from dsflash_ros.limits import MAX_PIXELS, check_pixels
+
 try:  # pragma: no cover - only on machines with a ROS install
     from cv_bridge import CvBridge
 
@@ -25,9 +28,8 @@ except ImportError:
     CvBridge = None
     HAVE_CV_BRIDGE = False
 
-# Images beyond this many pixels are refused before any allocation (a 8000x8000 frame
-# is almost certainly a misconfigured driver, and would stall a real-time pipeline).
-MAX_PIXELS = 40_000_000
+# Images beyond MAX_PIXELS (dsflash_ros.limits, shared with dsflash infer) are refused
+# before any allocation.
 
 
 class ImageConversionError(ValueError):
@@ -69,14 +71,12 @@ _TO_RGB = {
 }
 
 
-def _check_size(height: int, width: int) -> None:
+def _check_size(height: int, width: int, max_pixels: int = MAX_PIXELS) -> None:
     if height <= 0 or width <= 0:
         raise ImageConversionError(f"empty image ({width}x{height})", "empty_image")
-    if height * width > MAX_PIXELS:
-        raise ImageConversionError(
-            f"image too large ({width}x{height} > {MAX_PIXELS} pixels); refusing to process",
-            "too_large",
-        )
+    too_large = check_pixels(width, height, max_pixels)
+    if too_large:
+        raise ImageConversionError(f"{too_large}; refusing to process", "too_large")
 
 
 def image_to_numpy(msg: Image) -> np.ndarray:
@@ -163,47 +163,36 @@ def numpy_to_image(arr: np.ndarray, encoding: str, header: Header | None = None)
     return msg
 
 
-def compressed_to_rgb8(msg: CompressedImage) -> np.ndarray:
-    """Decode a CompressedImage (jpeg/png/...) into (H, W, 3) RGB."""
+def compressed_to_rgb8(msg: CompressedImage, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode a CompressedImage (JPEG, PNG, WebP, BMP, TIFF, PNM) into (H, W, 3) RGB.
+
+    The size is read from the header first and an oversized image is refused before any
+    decoding; a format whose header states no size is refused too (a decoder would have to
+    allocate first to find out)."""
     if len(msg.data) == 0:
         raise ImageConversionError("empty CompressedImage (0 bytes)", "empty_compressed")
     buf = np.frombuffer(msg.data, dtype=np.uint8)
-    declared = declared_size(bytes(buf[:65536]))
-    if declared is not None:  # refuse a huge image before decoding (allocating) it
-        _check_size(*declared)
+    what = f"CompressedImage (format {msg.format!r}, {len(msg.data)} bytes)"
+    kind = image_format(buf)
+    if kind is None:
+        raise ImageConversionError(
+            f"cannot decode {what}: not a JPEG, PNG, WebP, BMP, TIFF or PNM header",
+            "corrupt_compressed",
+        )
+    declared = declared_size(buf)
+    if declared is None:
+        raise ImageConversionError(
+            f"cannot decode {what}: its {kind} header states no image size (corrupt or truncated)",
+            "corrupt_compressed",
+        )
+    _check_size(*declared, max_pixels)  # before decoding (allocating) it
     img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     if img is None:
         raise ImageConversionError(
-            f"cannot decode CompressedImage (format {msg.format!r}, {len(msg.data)} bytes): "
-            "corrupt or unsupported data",
-            "corrupt_compressed",
+            f"cannot decode {what}: corrupt or unsupported data", "corrupt_compressed"
         )
-    _check_size(img.shape[0], img.shape[1])
+    _check_size(img.shape[0], img.shape[1], max_pixels)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def declared_size(head: bytes) -> tuple[int, int] | None:
-    """(height, width) from a PNG or JPEG header, or None when it cannot be read."""
-    if head.startswith(b"\x89PNG\r\n\x1a\n") and len(head) >= 24:
-        return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
-    if not head.startswith(b"\xff\xd8"):
-        return None
-    i = 2
-    while i + 9 <= len(head):
-        if head[i] != 0xFF:
-            return None
-        marker = head[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        seg_len = int.from_bytes(head[i + 2 : i + 4], "big")
-        # SOF0..SOF15 carry the frame size, except DHT (C4), JPG (C8) and DAC (CC).
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            return int.from_bytes(head[i + 5 : i + 7], "big"), int.from_bytes(
-                head[i + 7 : i + 9], "big"
-            )
-        i += 2 + seg_len
-    return None
 
 
 def rgb8_to_compressed(

@@ -13,7 +13,8 @@ model never builds a backlog: frames it could not take in time are counted as dr
 
 Topics (relative, so a namespace or remap gives one node per camera):
   in   image_raw (sensor_msgs/Image) or image_raw/compressed (input_transport=compressed),
-       sensor-data QoS (best effort, depth 1)
+       keep-last 1, volatile; reliability adapts to the publishers or is set by the
+       standard qos_overrides.<topic>.subscription.* parameters (see ``input_qos``)
   out  scene_graph, panoptic/image_raw (16UC1), label_info (transient local),
        debug/overlay (rgb8, only rendered while subscribed), debug/markers (MarkerArray),
        /diagnostics (DiagnosticArray, every diagnostics_period seconds)
@@ -30,6 +31,8 @@ from typing import Any
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.clock import Clock, ClockType
+from rclpy.event_handler import QoSRequestedIncompatibleQoSInfo, SubscriptionEventCallbacks
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -37,14 +40,17 @@ from rclpy.parameter import Parameter
 from rclpy.qos import (
     QoSDurabilityPolicy,
     QoSHistoryPolicy,
+    QoSPolicyKind,
     QoSProfile,
     QoSReliabilityPolicy,
 )
+from rclpy.qos_overriding_options import InvalidQosOverridesError, QoSOverridingOptions
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from dsflash_ros.msg import LabelInfo, SceneGraph
+from dsflash_ros.ros import input_qos as Q
 from dsflash_ros.ros import params as P
 from dsflash_ros.ros.diagnostics import NodeStats, RateLimitedLog, diagnostic_array
 from dsflash_ros.ros.frame_queue import FrameWorker, LatestSlot
@@ -58,14 +64,15 @@ from dsflash_ros.ros.markers import scene_graph_markers
 from dsflash_ros.ros.messages import label_info_msg, scene_graph_msg
 from dsflash_ros.visualize import draw_overlay
 
-# Camera input: never queue old frames (REP 2003: subscribe best effort; works with both
-# reliable and best-effort publishers).
+# Camera input with no publisher seen yet: best effort hears every publisher; the
+# subscription then adapts (``input_qos``). Depth 1: never queue old frames.
 SENSOR_QOS = QoSProfile(
     history=QoSHistoryPolicy.KEEP_LAST,
     depth=1,
     reliability=QoSReliabilityPolicy.BEST_EFFORT,
     durability=QoSDurabilityPolicy.VOLATILE,
 )
+INPUTS = {"raw": ("image_raw", Image), "compressed": ("image_raw/compressed", CompressedImage)}
 # Results: reliable, a short queue (messages are large; a slow reader gets the newest).
 OUTPUT_QOS = QoSProfile(
     history=QoSHistoryPolicy.KEEP_LAST,
@@ -82,6 +89,7 @@ LATCHED_QOS = QoSProfile(
 )
 
 LOG_PERIOD_S = 5.0
+QOS_CHECK_PERIOD_S = 0.5  # how often the input publishers' QoS is looked at
 
 
 class DSFlashNode(LifecycleNode):
@@ -89,7 +97,8 @@ class DSFlashNode(LifecycleNode):
 
     def __init__(self, node_name: str = "dsflash_node", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
-        self._startup_errors: list[str] = []
+        # parameter name -> why its start value was refused; cleared when it is set again
+        self._startup_errors: dict[str, str] = {}
         self._settings = self._declare_parameters()
         self.add_on_set_parameters_callback(self._check_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
@@ -108,11 +117,27 @@ class DSFlashNode(LifecycleNode):
         self._sub = None
         self._pubs: dict[str, Any] = {}
         self._label_pub = None
+        # input QoS: the user's overrides per transport, the adapted reliability, publishers
+        self._input_choice = {t: self._declare_input_qos(t) for t in INPUTS}
+        self._input_reliability = QoSReliabilityPolicy.BEST_EFFORT
+        self._input_publishers: list[QoSReliabilityPolicy] = []
+        self._qos_events = 0
+        self._qos_events_reported = 0
+        self._last_qos_event = ""
+        self._mixed_logged: tuple[int, int] | None = None
 
+        # wall-clock timers: with use_sim_time and no /clock, ROS time stands still
+        self._steady = Clock(clock_type=ClockType.STEADY_TIME)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._diag_timer = self.create_timer(
+        self._diag_timer = self._wall_timer(
             self._settings["diagnostics_period"], self._publish_diagnostics
         )
+        self._qos_timer = self._wall_timer(QOS_CHECK_PERIOD_S, self._check_input_qos)
+        for reason in self._startup_errors.values():
+            self.get_logger().error(f"invalid parameter: {reason}")
+
+    def _wall_timer(self, period_s: float, callback: Any) -> Any:
+        return self.create_timer(period_s, callback, clock=self._steady)
 
     # ------------------------------------------------------------------ parameters
     def _declare_parameters(self) -> dict[str, Any]:
@@ -122,17 +147,56 @@ class DSFlashNode(LifecycleNode):
             try:
                 value = self.declare_parameter(spec.name, spec.default, spec.descriptor()).value
             except ParameterException as e:
-                self._startup_errors.append(f"{spec.name}: {e}")
+                self._startup_errors[spec.name] = f"{spec.name}: {e}"
                 value = self.declare_parameter(
                     spec.name, spec.default, spec.descriptor(), ignore_override=True
                 ).value
             reason = P.check_value(spec.name, value)
             if reason:
-                self._startup_errors.append(reason)
+                self._startup_errors[spec.name] = reason
             values[spec.name] = value
-        for reason in self._startup_errors:
-            self.get_logger().error(f"invalid parameter: {reason}")
         return values
+
+    def _declare_input_qos(self, transport: str) -> Q.InputQoSChoice:
+        """Declare ``qos_overrides.<topic>.subscription.{history,depth,reliability}`` through
+        rclpy's QoSOverridingOptions and read the values the user gave.
+
+        rclpy declares the parameters only while creating a subscription; its check callback
+        sees the overridden profile first. Ours records it and declines, so no subscription
+        is made here: the input subscription itself is created at activate with the
+        recorded settings (reliability ``system_default`` = adapt to the publishers).
+        """
+        topic, msg_type = INPUTS[transport]
+        resolved = self.resolve_topic_name(topic)
+        seen: list[QoSProfile] = []
+
+        def record(qos: QoSProfile) -> SetParametersResult:
+            seen.append(qos)
+            return SetParametersResult(successful=False, reason="recorded")
+
+        defaults = QoSProfile(
+            history=Q.INPUT_QOS_DEFAULTS.history,
+            depth=Q.INPUT_QOS_DEFAULTS.depth,
+            reliability=Q.INPUT_QOS_DEFAULTS.reliability,
+            durability=Q.INPUT_QOS_DEFAULTS.durability,
+        )
+        options = QoSOverridingOptions.with_default_policies(callback=record)
+        try:
+            self.create_subscription(
+                msg_type, topic, self._on_image, defaults, qos_overriding_options=options
+            )
+        except InvalidQosOverridesError:
+            pass  # our own decline (see above)
+        except Exception as e:  # a bad override value, e.g. reliability:=sometimes
+            self._startup_errors[f"qos_overrides.{resolved}"] = (
+                f"qos_overrides.{resolved}.subscription: {e} (these parameters are read-only: "
+                "restart with a valid value)"
+            )
+        try:
+            return Q.choice_from_profile(resolved, seen[0] if seen else defaults)
+        except ValueError as e:
+            self._startup_errors[f"qos_overrides.{resolved}"] = f"{e} (read-only: restart)"
+            return Q.choice_from_profile(resolved, Q.INPUT_QOS_DEFAULTS)
 
     def _check_parameters(self, changes: list[Parameter]) -> SetParametersResult:
         """Reject a bad value with the reason; rclpy then keeps the old value."""
@@ -164,6 +228,7 @@ class DSFlashNode(LifecycleNode):
             if p.name in self._settings:
                 self._settings[p.name] = p.value
                 names.add(p.name)
+                self._startup_errors.pop(p.name, None)  # a valid value replaced a bad start
         live = {n: self._settings[n] for n in names & set(P.PIPELINE_LIVE)}
         if live:
             with self._options_lock:
@@ -172,7 +237,7 @@ class DSFlashNode(LifecycleNode):
             self._subscribe()
         if "diagnostics_period" in names:
             self.destroy_timer(self._diag_timer)
-            self._diag_timer = self.create_timer(
+            self._diag_timer = self._wall_timer(
                 self._settings["diagnostics_period"], self._publish_diagnostics
             )
         if names & {"score_threshold", "relation_threshold"}:
@@ -193,7 +258,11 @@ class DSFlashNode(LifecycleNode):
         from dsflash_ros.runtime.pipeline import ModelLoadError, Pipeline, PipelineOptions
 
         if self._startup_errors:
-            return self._fail_configure("invalid parameters: " + "; ".join(self._startup_errors))
+            return self._fail_configure(
+                "invalid parameters: "
+                + "; ".join(self._startup_errors.values())
+                + " (set valid values, then configure again)"
+            )
         for name, value in self._settings.items():
             reason = P.check_value(name, value)
             if reason:
@@ -307,15 +376,77 @@ class DSFlashNode(LifecycleNode):
         raw = self._settings["input_transport"] == "raw"
         return self.resolve_topic_name("image_raw" if raw else "image_raw/compressed")
 
-    def _subscribe(self) -> None:
+    def _subscribe(self, reliability: QoSReliabilityPolicy | None = None) -> None:
+        """(Re)create the input subscription: the overridden QoS, or keep-last 1 with the
+        reliability the publishers call for (``reliability``, else looked up now)."""
         if self._sub is not None:
             self.destroy_subscription(self._sub)
-        raw = self._settings["input_transport"] == "raw"
+            self._sub = None
+        transport = self._settings["input_transport"]
+        topic, msg_type = INPUTS[transport]
+        choice = self._input_choice[transport]
+        if reliability is None:
+            offered = self._offered_reliabilities(choice.topic)
+            reliability = Q.adapted_reliability(offered, SENSOR_QOS.reliability)
+        self._input_reliability = reliability
+        events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos)
         self._sub = self.create_subscription(
-            Image if raw else CompressedImage,
-            "image_raw" if raw else "image_raw/compressed",
-            self._on_image,
-            SENSOR_QOS,
+            msg_type, topic, self._on_image, choice.profile(reliability), event_callbacks=events
+        )
+        how = "qos_overrides" if not choice.adaptive else "adapted to the publishers"
+        self.get_logger().info(f"input {choice.topic}: {Q.describe(self._sub.qos_profile)} ({how})")
+
+    def _offered_reliabilities(self, topic: str) -> list[QoSReliabilityPolicy]:
+        pubs = self.get_publishers_info_by_topic(topic)
+        self._input_publishers = [p.qos_profile.reliability for p in pubs]
+        return self._input_publishers
+
+    def _check_input_qos(self) -> None:
+        """Timer: follow the publishers' reliability (adaptive mode); note the publishers."""
+        sub = self._sub
+        if sub is None:
+            return
+        choice = self._input_choice[self._settings["input_transport"]]
+        offered = self._offered_reliabilities(choice.topic)
+        if not choice.adaptive:
+            return
+        wanted = Q.adapted_reliability(offered, self._input_reliability)
+        reliable = sum(r == QoSReliabilityPolicy.RELIABLE for r in offered)
+        mixed = (reliable, len(offered) - reliable)
+        if 0 < reliable < len(offered) and mixed != self._mixed_logged:
+            self._mixed_logged = mixed
+            self.get_logger().warning(
+                f"publishers on {choice.topic} offer mixed reliability ({mixed[0]} reliable, "
+                f"{mixed[1]} best effort): subscribing best effort, which hears all of them; "
+                "large frames from the reliable ones may be lost (set "
+                f"{choice.parameter()} to choose)"
+            )
+        if wanted != self._input_reliability:
+            self._subscribe(wanted)
+
+    def _on_incompatible_qos(self, info: QoSRequestedIncompatibleQoSInfo) -> None:
+        """A publisher offers QoS this subscription cannot accept: with overrides, say so
+        (log + /diagnostics); when adapting, the next check follows the publishers."""
+        choice = self._input_choice[self._settings["input_transport"]]
+        try:
+            policy = QoSPolicyKind(info.last_policy_kind).name.lower()
+        except ValueError:
+            policy = str(info.last_policy_kind)
+        qos = self._sub.qos_profile if self._sub is not None else None
+        wanted = Q.describe(qos) if qos is not None else "?"
+        if choice.adaptive:
+            self.get_logger().info(
+                f"a publisher on {choice.topic} offers another {policy}; adapting ({wanted})"
+            )
+            return
+        self._qos_events += info.total_count_change or 1
+        self._last_qos_event = (
+            f"a publisher on {choice.topic} offers a {policy} incompatible with this "
+            f"subscription ({wanted}, set by {choice.parameter(QoSPolicyKind.RELIABILITY)} "
+            "and related qos_overrides); its frames are not received"
+        )
+        self.get_logger().warning(
+            f"incompatible QoS ({info.total_count} so far): {self._last_qos_event}"
         )
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
@@ -369,8 +500,8 @@ class DSFlashNode(LifecycleNode):
     def _reject(self, reason: str, msg: Image | CompressedImage, text: str) -> None:
         self._stats.frame_rejected(reason)
         stamp = msg.header.stamp
-        self._log_bad(
-            f"{reason}|{msg.header.frame_id}",
+        self._log_bad(  # one line per reason and period, whatever the frame_id
+            reason,
             f"rejected frame (frame_id {msg.header.frame_id!r}, stamp "
             f"{stamp.sec}.{stamp.nanosec:09d}) [{reason}]: {text}",
         )
@@ -401,6 +532,36 @@ class DSFlashNode(LifecycleNode):
             )
         )
 
+    def _input_qos_info(self) -> dict[str, str]:
+        choice = self._input_choice[self._settings["input_transport"]]
+        qos = self._sub.qos_profile if self._sub is not None else None
+        offered = self._input_publishers
+        reliable = sum(r == QoSReliabilityPolicy.RELIABLE for r in offered)
+        return {
+            "input_qos": Q.describe(qos) if qos is not None else "(not subscribed)",
+            "input_qos_source": "adapted to the publishers" if choice.adaptive else "qos_overrides",
+            "input_publishers": f"{len(offered)} ({reliable} reliable)",
+            "qos_incompatible_events": str(self._qos_events),
+            "last_qos_incompatibility": self._last_qos_event,
+        }
+
+    def _input_qos_problem(self) -> str:
+        """Why /diagnostics should WARN about the input QoS ('' = no reason)."""
+        if self._sub is None:
+            return ""
+        choice = self._input_choice[self._settings["input_transport"]]
+        deaf = Q.incompatible_publishers(self._input_publishers, self._sub.qos_profile.reliability)
+        new_events = self._qos_events - self._qos_events_reported
+        self._qos_events_reported = self._qos_events
+        if deaf:
+            return (
+                f"incompatible QoS: {deaf} publisher(s) on {choice.topic} offer best effort, "
+                f"{choice.parameter()} requires reliable; their frames are not received"
+            )
+        if new_events:
+            return f"incompatible QoS: {self._last_qos_event}"
+        return ""
+
     def _publish_diagnostics(self) -> None:
         s = self._settings
         pipeline = self._pipeline
@@ -414,6 +575,7 @@ class DSFlashNode(LifecycleNode):
             "input_transport": s["input_transport"],
             "queue_policy": s["queue_policy"],
             "last_image_size": self._last_size,
+            **self._input_qos_info(),
         }
         status = self._stats.status(
             f"{self.get_fully_qualified_name()}: scene graph",
@@ -421,14 +583,60 @@ class DSFlashNode(LifecycleNode):
             self._state,
             info,
             self._failure,
+            self._input_qos_problem(),
         )
         self._diag_pub.publish(diagnostic_array([status], self.get_clock().now().to_msg()))
 
 
+USAGE = """\
+usage: dsflash_node [-h] [--ros-args -p NAME:=VALUE ... -r FROM:=TO ...]
+
+DSFlash lifecycle node: sensor_msgs/Image on image_raw (or CompressedImage on
+image_raw/compressed) in, dsflash_ros/SceneGraph on scene_graph out, plus
+panoptic/image_raw, label_info, debug/overlay, debug/markers and /diagnostics.
+
+examples:
+  dsflash_node --ros-args -p device:=cpu -r image_raw:=/camera/image_raw \\
+      -r image_raw/compressed:=/camera/image_raw/compressed
+  dsflash_node --ros-args --params-file config/dsflash.yaml -r __ns:=/cam0
+  dsflash_node --ros-args -p qos_overrides./image_raw.subscription.reliability:=reliable
+
+Input QoS: keep-last 1; reliability follows the publishers unless
+qos_overrides.<topic>.subscription.reliability is reliable or best_effort.
+Environment: DSFLASH_MODEL (default model file), DSFLASH_TUNE_FASTDDS=0 (keep the
+Fast DDS transports as configured).
+
+parameters (-p NAME:=VALUE):
+"""
+
+
+def usage() -> str:
+    """The ``--help`` text: how to start the node, and every parameter with its default."""
+    lines = [USAGE]
+    for spec in P.SPECS:
+        allowed = (
+            ", ".join(spec.choices)
+            if spec.choices
+            else (f"[{spec.range[0]}, {spec.range[1]}]" if spec.range else "")
+        )
+        lines.append(f"  {spec.name} (default {spec.default!r}{'; ' + allowed if allowed else ''})")
+        lines.append(f"      {spec.description} ({spec.kind.value})")
+    return "\n".join(lines)
+
+
 def main(args: list[str] | None = None) -> int:
     """Run the node until Ctrl-C (``autostart`` true: configured and active at once)."""
-    rclpy.init(args=sys.argv if args is None else args)
+    argv = sys.argv if args is None else args
+    own = argv[1 : argv.index("--ros-args")] if "--ros-args" in argv else argv[1:]
+    if "-h" in own or "--help" in own:
+        print(usage())
+        return 0
+    tuning, hint = Q.environment_tuning()  # before rclpy creates the DDS participant
+    rclpy.init(args=argv)
     node = DSFlashNode()
+    for line in (tuning, hint):
+        if line:
+            (node.get_logger().warning if line is hint else node.get_logger().info)(line)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     if node.get_parameter("autostart").value and not node.start():

@@ -22,6 +22,8 @@ from typing import Any
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rcl_interfaces.msg import ParameterType as PT
 
+from dsflash_ros.limits import RANGES
+
 
 class Kind(Enum):
     LIVE = "live"
@@ -103,35 +105,49 @@ SPECS: tuple[ParamSpec, ...] = (
     ),
     # --- live pipeline options
     ParamSpec(
-        "score_threshold", 0.8, "Minimum segment score to report an object", Kind.LIVE, (0.0, 1.0)
+        "score_threshold",
+        0.8,
+        "Minimum segment score to report an object",
+        Kind.LIVE,
+        RANGES["score_threshold"],
     ),
     ParamSpec(
         "overlap_threshold",
         0.8,
         "Minimum share of a segment's mask left after overlap resolution to keep it",
         Kind.LIVE,
-        (0.0, 1.0),
+        RANGES["overlap_threshold"],
     ),
     ParamSpec(
-        "mask_threshold", 0.5, "Mask probability above which a pixel belongs", Kind.LIVE, (0.0, 1.0)
+        "mask_threshold",
+        0.5,
+        "Mask probability above which a pixel belongs",
+        Kind.LIVE,
+        RANGES["mask_threshold"],
     ),
-    ParamSpec("max_objects", 50, "At most this many objects per frame", Kind.LIVE, (1, 1000)),
+    ParamSpec(
+        "max_objects", 50, "At most this many objects per frame", Kind.LIVE, RANGES["max_objects"]
+    ),
     ParamSpec(
         "relation_threshold",
         0.1,
         "Minimum relation score to report a relation",
         Kind.LIVE,
-        (0.0, 1.0),
+        RANGES["relation_threshold"],
     ),
     ParamSpec(
-        "max_relations", 100, "At most this many relations per frame", Kind.LIVE, (0, 100000)
+        "max_relations",
+        100,
+        "At most this many relations per frame",
+        Kind.LIVE,
+        RANGES["max_relations"],
     ),
     ParamSpec(
         "relation_alternatives",
         0,
         "Further predicates reported per relation (Relation.alternative_*)",
         Kind.LIVE,
-        (0, 55),
+        RANGES["relation_alternatives"],
     ),
     ParamSpec(
         "prune", False, "Mask-based dynamic pruning of relation-head tokens (faster)", Kind.LIVE
@@ -141,7 +157,7 @@ SPECS: tuple[ParamSpec, ...] = (
         0.0,
         "Share of relation-head tokens merged by ToMe (0 = off; faster, less accurate)",
         Kind.LIVE,
-        (0.0, 0.95),
+        RANGES["tome_ratio"],
     ),
     # --- node behaviour
     ParamSpec(

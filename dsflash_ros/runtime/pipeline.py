@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dsflash_ros.limits import RANGES, check_range
 from dsflash_ros.model.checkpoint import CheckpointError
 from dsflash_ros.model.config import ModelConfig, PanopticConfig
 from dsflash_ros.model.dsflash import DSFlash, build_model, load_model
@@ -80,23 +81,11 @@ class PipelineOptions:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        for name in (
-            "score_threshold",
-            "overlap_threshold",
-            "mask_threshold",
-            "relation_threshold",
-        ):
+        for name in RANGES:  # the limits shared with the node, the CLI and the launch files
             value = getattr(self, name)
-            if value is not None and not 0.0 <= value <= 1.0:  # None: resolved() fills it in
-                raise ValueError(f"{name} must be in [0, 1], got {value}")
-        if self.max_objects < 0 or self.max_objects > 65535:
-            raise ValueError(f"max_objects must be in [0, 65535], got {self.max_objects}")
-        if self.max_relations < 0:
-            raise ValueError(f"max_relations must be >= 0, got {self.max_relations}")
-        if self.relation_alternatives < 0:
-            raise ValueError("relation_alternatives must be >= 0")
-        if not 0.0 <= self.tome_ratio < 1.0:
-            raise ValueError(f"tome_ratio must be in [0, 1), got {self.tome_ratio}")
+            reason = None if value is None else check_range(name, value)  # None: resolved()
+            if reason:
+                raise ValueError(reason)
         if self.backend != "torch" and (self.prune or self.tome_ratio > 0):
             raise ValueError(
                 "prune and tome_ratio are not part of the exported head graph: they need "
@@ -141,6 +130,33 @@ def default_model_path() -> Path:
         return here
 
 
+def _model_origin(model_path: str | Path | None) -> str:
+    """Where an unset model path led: ``$DSFLASH_MODEL`` or the embedded default model."""
+    if model_path:
+        return ""
+    if os.environ.get("DSFLASH_MODEL"):
+        return " (from $DSFLASH_MODEL; fix or unset it to use the embedded default model)"
+    return " (the embedded default model; run `make demo` setup)"
+
+
+def non_finite_weights(model: torch.nn.Module) -> str | None:
+    """Which parameters and buffers hold NaN or Inf (None = all finite).
+
+    Such a model loads and runs, but silently reports nothing (every score is NaN), so it
+    is refused at load time with the tensors named.
+    """
+    bad = []
+    for name, tensor in (*model.named_parameters(), *model.named_buffers()):
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad.append((name, int((~torch.isfinite(tensor)).sum())))
+    if not bad:
+        return None
+    total = sum(n for _, n in bad)
+    shown = ", ".join(f"{name} ({n})" for name, n in bad[:3])
+    more = f" and {len(bad) - 3} more tensor(s)" if len(bad) > 3 else ""
+    return f"{total} NaN/Inf weight value(s) in {shown}{more}"
+
+
 class Pipeline:
     """DSFlash inference on single RGB frames (see the module docstring)."""
 
@@ -182,8 +198,7 @@ class Pipeline:
         """Load a checkpoint (``None`` or ``""``: the embedded default model)."""
         path = Path(model_path) if model_path else default_model_path()
         if not path.is_file():
-            hint = "" if model_path else " (the embedded default model; run `make demo` setup)"
-            raise ModelLoadError(f"model file not found: {path}{hint}")
+            raise ModelLoadError(f"model file not found: {path}{_model_origin(model_path)}")
         try:
             model, model_id, extra = load_model(path)
             facts = ModelFacts.from_extra(extra)
@@ -191,6 +206,11 @@ class Pipeline:
             raise ModelLoadError(str(e)) from e
         except ProvenanceError as e:
             raise ModelLoadError(f"{path}: {e}") from e
+        bad = non_finite_weights(model)
+        if bad:
+            raise ModelLoadError(
+                f"{path}: {bad}; the checkpoint is corrupt or its training diverged"
+            )
         return cls(model, model_id, options, facts)
 
     @classmethod

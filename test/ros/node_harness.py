@@ -76,15 +76,24 @@ class NodeProcess:
     """``python -m dsflash_ros.ros.node`` in its own process, log captured to a file."""
 
     def __init__(
-        self, log_dir: Path, namespace: str = "", params: dict[str, Any] | None = None
+        self,
+        log_dir: Path,
+        namespace: str = "",
+        params: dict[str, Any] | None = None,
+        command: list[str] | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
-        args = [sys.executable, "-m", "dsflash_ros.ros.node", "--ros-args"]
+        """``command``: the node's command line up to and including ``--ros-args`` (default
+        ``python -m dsflash_ros.ros.node --ros-args``); namespace and params are appended."""
+        args = list(command or [sys.executable, "-m", "dsflash_ros.ros.node", "--ros-args"])
         if namespace:
             args += ["-r", f"__ns:={namespace}"]
         for k, v in (params or {}).items():
             text = str(v).lower() if isinstance(v, bool) else str(v)
             args += ["-p", f"{k}:={text}"]
-        env = dict(os.environ, OMP_NUM_THREADS="1", RCUTILS_LOGGING_BUFFERED_STREAM="0")
+        env = dict(
+            os.environ, OMP_NUM_THREADS="1", RCUTILS_LOGGING_BUFFERED_STREAM="0", **(env or {})
+        )
         self.log_path = log_dir / f"node{namespace.replace('/', '_')}.log"
         self._log = self.log_path.open("w")
         self.proc = subprocess.Popen(

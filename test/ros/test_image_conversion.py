@@ -201,3 +201,74 @@ def test_matches_cv_bridge(encoding, dtype, channels):  # pragma: no cover - nee
     theirs = bridge.cv2_to_imgmsg(arr, encoding)
     assert bytes(ours.data) == bytes(theirs.data) and ours.step == theirs.step
     np.testing.assert_array_equal(ic.image_to_numpy(theirs), bridge.imgmsg_to_cv2(ours))
+
+
+def _compressed(data: bytes, fmt: str) -> CompressedImage:
+    msg = CompressedImage(format=fmt)
+    msg.data = array.array("B", data)
+    return msg
+
+
+def _with_metadata(jpeg: bytes, total: int) -> bytes:
+    """The JPEG with APP1 segments of ``total`` bytes after SOI (EXIF/ICC-sized metadata),
+    so its frame header (SOF) sits far behind the first 64 KB."""
+    segments = b""
+    while len(segments) < total:
+        body = bytes(min(65533, total - len(segments)))
+        segments += b"\xff\xe1" + (len(body) + 2).to_bytes(2, "big") + body
+    return jpeg[:2] + segments + jpeg[2:]
+
+
+def _set_jpeg_size(jpeg: bytes, h: int, w: int) -> bytes:
+    i = jpeg.index(b"\xff\xc0")
+    return jpeg[: i + 5] + h.to_bytes(2, "big") + w.to_bytes(2, "big") + jpeg[i + 9 :]
+
+
+def test_jpeg_size_behind_large_metadata_is_read_and_refused_before_decoding():
+    jpeg = bytes(ic.rgb8_to_compressed(np.zeros((48, 64, 3), np.uint8), "jpeg").data)
+    tagged = _with_metadata(jpeg, 300_000)
+    assert ic.declared_size(tagged) == (48, 64)
+    assert ic.compressed_to_rgb8(_compressed(tagged, "jpeg")).shape == (48, 64, 3)
+    huge = _set_jpeg_size(tagged, 9000, 9000)
+    with pytest.raises(ic.ImageConversionError, match="too large") as info:
+        ic.compressed_to_rgb8(_compressed(huge, "jpeg"))
+    assert info.value.reason == "too_large"
+
+
+@pytest.mark.parametrize(
+    "params", [[cv2.IMWRITE_WEBP_QUALITY, 80], [cv2.IMWRITE_WEBP_QUALITY, 101]]
+)
+def test_webp_size_is_read_from_the_header(params):
+    """Lossy (VP8) and lossless (VP8L) WebP: the size comes from the header, and a huge
+    declared size is refused before decoding."""
+    ok, enc = cv2.imencode(".webp", RNG.integers(0, 255, (40, 56, 3), dtype=np.uint8), params)
+    assert ok
+    data = bytearray(enc.tobytes())
+    assert ic.declared_size(bytes(data)) == (40, 56)
+    assert ic.compressed_to_rgb8(_compressed(bytes(data), "webp")).shape == (40, 56, 3)
+    chunk = bytes(data[12:16])
+    if chunk == b"VP8 ":
+        data[26:28] = (9000).to_bytes(2, "little")
+        data[28:30] = (9000).to_bytes(2, "little")
+    else:
+        assert chunk == b"VP8L"
+        bits = int.from_bytes(data[21:25], "little") & ~((1 << 28) - 1)
+        data[21:25] = (bits | (8999 << 14) | 8999).to_bytes(4, "little")
+    with pytest.raises(ic.ImageConversionError, match="too large"):
+        ic.compressed_to_rgb8(_compressed(bytes(data), "webp"))
+
+
+def test_extended_webp_and_other_formats_declare_their_size():
+    from dsflash_ros.image_header import declared_size
+
+    vp8x = b"RIFF\x00\x00\x00\x00WEBPVP8X" + bytes(8) + (8999).to_bytes(3, "little") * 2
+    assert declared_size(vp8x) == (9000, 9000)
+    for ext in (".bmp", ".tiff", ".ppm", ".png"):
+        ok, enc = cv2.imencode(ext, np.zeros((30, 50, 3), np.uint8))
+        assert ok and declared_size(enc.tobytes()) == (30, 50), ext
+
+
+def test_format_without_readable_size_is_refused_undecoded():
+    msg = _compressed(b"GIF89a" + bytes(200), "gif")
+    with pytest.raises(ic.ImageConversionError, match="not a JPEG, PNG, WebP"):
+        ic.compressed_to_rgb8(msg)

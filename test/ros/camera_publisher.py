@@ -1,0 +1,85 @@
+"""A camera driver stand-in in its own OS process: publishes rgb8 frames of a real size.
+
+python camera_publisher.py TOPIC RELIABILITY WIDTH HEIGHT COUNT RATE_HZ [--match MODE]
+
+RELIABILITY is ``reliable`` (what usb_cam / realsense offer: the rclcpp default QoS, depth
+10) or ``best_effort`` (sensor-data QoS, depth 5). Before the first frame it waits (up to
+60 s) for MODE: ``same`` = a subscription with this reliability is matched (the node has
+adapted to us), ``none`` = do not wait. Frame i carries stamp (i + 1) s and the frame_id
+given (default ``qos_test``). Prints one JSON line: published stamps and the subscriptions seen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import rclpy
+from rclpy.qos import QoSProfile, QoSReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from dsflash_ros.ros.image_conversion import numpy_to_image
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("topic")
+    p.add_argument("reliability", choices=("reliable", "best_effort"))
+    p.add_argument("width", type=int)
+    p.add_argument("height", type=int)
+    p.add_argument("count", type=int)
+    p.add_argument("rate", type=float)
+    p.add_argument("--match", choices=("same", "none"), default="same")
+    p.add_argument("--frame-id", default="qos_test")
+    args = p.parse_args()
+
+    reliable = args.reliability == "reliable"
+    policy = QoSReliabilityPolicy.RELIABLE if reliable else QoSReliabilityPolicy.BEST_EFFORT
+    rclpy.init()
+    node = rclpy.create_node("qos_test_camera")
+    pub = node.create_publisher(
+        Image, args.topic, QoSProfile(depth=10 if reliable else 5, reliability=policy)
+    )
+
+    def matched() -> bool:
+        subs = node.get_subscriptions_info_by_topic(args.topic)
+        same = [s for s in subs if s.qos_profile.reliability == policy]
+        return pub.get_subscription_count() >= 1 and bool(same)
+
+    deadline = time.monotonic() + 60.0
+    while args.match == "same" and not matched():
+        if time.monotonic() > deadline:
+            print(json.dumps({"error": f"no {args.reliability} subscription matched"}))
+            return 1
+        rclpy.spin_once(node, timeout_sec=0.05)
+
+    rgb = np.random.default_rng(0).integers(0, 256, (args.height, args.width, 3), np.uint8)
+    msg = numpy_to_image(rgb, "rgb8")
+    stamps = []
+    next_t = time.monotonic()
+    for i in range(args.count):
+        msg.header = Header(frame_id=args.frame_id)
+        msg.header.stamp.sec = i + 1
+        pub.publish(msg)
+        stamps.append(i + 1)
+        next_t += 1.0 / args.rate
+        while time.monotonic() < next_t:
+            rclpy.spin_once(node, timeout_sec=max(0.0, min(0.02, next_t - time.monotonic())))
+    end = time.monotonic() + 2.0  # let reliable repairs of the last frames finish
+    while time.monotonic() < end:
+        rclpy.spin_once(node, timeout_sec=0.05)
+    subs = [
+        s.qos_profile.reliability.name.lower()
+        for s in node.get_subscriptions_info_by_topic(args.topic)
+    ]
+    print(json.dumps({"stamps": stamps, "subscriptions": subs}), flush=True)
+    node.destroy_node()
+    rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,183 @@
+"""Real-size camera frames from another OS process reach the node (issue: 1 of 36 640x480
+frames arrived with stock Fast DDS), the input QoS adapts to the publisher, the standard
+``qos_overrides`` parameters work, and an incompatible publisher is reported.
+
+The node is started with the command the README gives for running it without ``ros2
+launch``; the camera is ``camera_publisher.py`` in its own process, publishing rgb8 frames
+at a rate the node holds on a busy 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("rclpy", reason="rclpy not installed")
+pytest.importorskip("dsflash_ros.msg", reason="dsflash_ros messages not built")
+
+import node_harness as H
+import rclpy
+from rclpy.qos import QoSReliabilityPolicy
+
+from dsflash_ros.msg import SceneGraph
+
+CAMERA = Path(__file__).with_name("camera_publisher.py")
+FRAMES, RATE_HZ = 10, 2.0  # per case; answered share must be >= 80 %
+
+
+def readme_node_command() -> list[str]:
+    """The README's command for the node without ``ros2 launch``, up to its remaps."""
+    text = (H.REPO / "README.md").read_text()
+    found = re.search(r"`(\.venv/bin/python -m dsflash_ros\.ros\.node [^`]*)`", text)
+    assert found, "README lost the plain-node command"
+    words = found.group(1).split()
+    return [sys.executable, *words[1:]]
+
+
+def _topic_of(command: list[str]) -> str:
+    remap = next(w for w in command if w.startswith("image_raw:="))
+    return remap.split(":=", 1)[1]
+
+
+def run_camera(topic: str, reliability: str, w: int, h: int, *extra: str) -> dict:
+    """Run the publisher process to its end; its JSON report."""
+    args = [topic, reliability, str(w), str(h), str(FRAMES), str(RATE_HZ), *extra]
+    out = subprocess.run(
+        [sys.executable, str(CAMERA), *args],
+        cwd=H.REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    assert out.returncode == 0 and lines, out.stdout + out.stderr[-3000:]
+    return json.loads(lines[-1])
+
+
+class GraphListener:
+    """Only scene_graph, in the test process: (frame_id, stamp sec) of every answer."""
+
+    def __init__(self) -> None:
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("qos_test_listener", context=self.context)
+        self.answers: set[tuple[str, int]] = set()
+        self._lock = threading.Lock()
+        self.node.create_subscription(SceneGraph, "/scene_graph", self._on_graph, 10)
+        self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
+
+    def _on_graph(self, msg: SceneGraph) -> None:
+        with self._lock:
+            self.answers.add((msg.header.frame_id, msg.header.stamp.sec))
+
+    def answered(self, frame_id: str, stamps: list[int]) -> int:
+        with self._lock:
+            return sum((frame_id, s) in self.answers for s in stamps)
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+
+def test_readme_command_remaps_both_input_topics():
+    command = readme_node_command()
+    assert "image_raw:=/my/image" in command
+    assert "image_raw/compressed:=/my/image/compressed" in command
+
+
+@pytest.fixture(scope="module")
+def readme_node(tmp_path_factory):
+    model = H.make_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")
+    command = readme_node_command()
+    params = H.node_params(model) | {"publish_overlay": False, "publish_markers": False}
+    node = H.NodeProcess(tmp_path_factory.mktemp("logs"), params=params, command=command)
+    listener = GraphListener()
+    peer = H.Peer(name="qos_diag_peer")
+    try:
+        H.wait_until(lambda: "active: listening" in node.log(), 90, "the node to activate")
+        yield node, listener, peer, _topic_of(command)
+    finally:
+        peer.close()
+        listener.close()
+        node.stop()
+
+
+@pytest.mark.parametrize(
+    ("reliability", "width", "height"),
+    [
+        ("reliable", 640, 480),
+        ("reliable", 1280, 720),
+        ("best_effort", 640, 480),
+        ("best_effort", 1280, 720),
+    ],
+)
+def test_real_size_frames_from_another_process_are_answered(
+    readme_node, reliability, width, height
+):
+    node, listener, peer, topic = readme_node
+    frame_id = f"{reliability}_{width}x{height}"
+    report = run_camera(topic, reliability, width, height, "--frame-id", frame_id)
+    stamps = report["stamps"]
+    # the node adapted its subscription to this publisher's reliability
+    assert report["subscriptions"] == [reliability], report
+    with contextlib.suppress(AssertionError):  # judged below: the criterion is a share
+        H.wait_until(lambda: listener.answered(frame_id, stamps) == len(stamps), 20, "answers")
+    answered = listener.answered(frame_id, stamps)
+    print(f"{frame_id}: {answered} of {len(stamps)} frames answered at {RATE_HZ} Hz")
+    assert answered >= 0.8 * len(stamps), (answered, len(stamps), node.log()[-3000:])
+    status = peer.wait_counter(node.fqn, "frames_processed", 1)
+    assert status["input_qos_source"] == "adapted to the publishers"
+
+
+def test_qos_overrides_fix_reliability_and_incompatible_publisher_is_reported(
+    tmp_path_factory,
+):
+    model = H.make_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")
+    ns, topic = "/fixed", "/fixed/image_raw"
+    override = f"qos_overrides.{topic}.subscription.reliability"
+    params = H.node_params(model) | {override: "reliable"}
+    logs = tmp_path_factory.mktemp("fixed_logs")
+    with H.NodeProcess(logs, namespace=ns, params=params) as node:
+        peer = H.Peer(ns, name="fixed_qos_peer")
+        try:
+            H.wait_until(lambda: "active: listening" in node.log(), 90, "the node to activate")
+            # the standard parameters exist for both input topics and hold what was given
+            assert peer.get_param(node.fqn, override) == "reliable"
+            assert peer.get_param(node.fqn, f"qos_overrides.{topic}.subscription.depth") == 1
+            compressed = f"qos_overrides.{topic}/compressed.subscription.reliability"
+            assert peer.get_param(node.fqn, compressed) == "system_default"  # = adapt
+            # and they work: reliable with no publisher at all (adapting would be best effort)
+            subs = H.wait_until(
+                lambda: peer.node.get_subscriptions_info_by_topic(topic), 20, "subscription"
+            )
+            assert [s.qos_profile.reliability for s in subs] == [QoSReliabilityPolicy.RELIABLE]
+            # a best-effort camera cannot be heard: log line and /diagnostics say so
+            run_camera(topic, "best_effort", 64, 48, "--match", "none")
+            H.wait_until(lambda: "incompatible QoS" in node.log(), 30, "the log line")
+            line = next(ln for ln in node.log().splitlines() if "incompatible QoS" in ln)
+            assert "WARN" in line and "reliability" in line and override in line
+            status = peer.wait_counter(node.fqn, "qos_incompatible_events", 1)
+            H.wait_until(
+                lambda: any(
+                    "incompatible QoS" in st.message and int.from_bytes(st.level, "big") == 1
+                    for arr in list(peer.diagnostics)
+                    for st in arr.status
+                ),
+                10,
+                "a WARN status naming the incompatible QoS",
+            )
+            assert "reliability" in status["last_qos_incompatibility"]
+            assert status["input_qos_source"] == "qos_overrides"
+        finally:
+            peer.close()
