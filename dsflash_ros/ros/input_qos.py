@@ -111,18 +111,16 @@ class InputQoSChoice:
 
 
 def choice_from_profile(topic: str, qos: QoSProfile) -> InputQoSChoice:
-    """Read the overridden profile; ``ValueError`` for settings that cannot serve frames."""
-    if qos.history == QoSHistoryPolicy.KEEP_LAST and qos.depth < 1:
-        raise ValueError(
-            f"qos_overrides.{topic}.subscription.depth must be >= 1 with keep_last, got {qos.depth}"
-        )
+    """The user's settings from the overridden profile (depth < 1 counts as 1: rclpy already
+    warns that keep-last 0 stores nothing)."""
     reliability = qos.reliability
     adaptive = reliability in (QoSReliabilityPolicy.SYSTEM_DEFAULT, QoSReliabilityPolicy.UNKNOWN)
+    history = qos.history
+    if history not in (QoSHistoryPolicy.KEEP_LAST, QoSHistoryPolicy.KEEP_ALL):
+        history = QoSHistoryPolicy.KEEP_LAST
     return InputQoSChoice(
         topic=topic,
-        history=qos.history
-        if qos.history != QoSHistoryPolicy.SYSTEM_DEFAULT
-        else QoSHistoryPolicy.KEEP_LAST,
+        history=history,
         depth=max(int(qos.depth), 1),
         reliability=None if adaptive else reliability,
     )

@@ -192,11 +192,7 @@ class DSFlashNode(LifecycleNode):
                 f"qos_overrides.{resolved}.subscription: {e} (these parameters are read-only: "
                 "restart with a valid value)"
             )
-        try:
-            return Q.choice_from_profile(resolved, seen[0] if seen else defaults)
-        except ValueError as e:
-            self._startup_errors[f"qos_overrides.{resolved}"] = f"{e} (read-only: restart)"
-            return Q.choice_from_profile(resolved, Q.INPUT_QOS_DEFAULTS)
+        return Q.choice_from_profile(resolved, seen[0] if seen else defaults)
 
     def _check_parameters(self, changes: list[Parameter]) -> SetParametersResult:
         """Reject a bad value with the reason; rclpy then keeps the old value."""

@@ -133,6 +133,11 @@ def open_source(source: str, width: int = 0, height: int = 0) -> FrameSource:
         return FolderSource(path)
     if path.is_file():
         return VideoSource(str(path))
+    if not path.exists():
+        raise SourceError(
+            f"source not found: {source} (give 'synthetic', /dev/videoN, an image folder or "
+            "a video file)"
+        )
     raise SourceError(f"source {source!r} is not 'synthetic', a device, a folder or a file")
 
 
@@ -150,6 +155,9 @@ class SampleCamera(Node):
 
     def __init__(self, node_name: str = "sample_camera", **kwargs) -> None:
         super().__init__(node_name, **kwargs)
+        # set first: if opening the source fails, rclpy still destroys this half-built node
+        # at shutdown, and destroy_node must not trip over the missing source
+        self.source: FrameSource | None = None
         p = self.declare_parameter
         source = p("source", "synthetic", _descriptor("synthetic | /dev/videoN | folder | video"))
         rate = p("rate", 10.0, _descriptor("Frames per second", 0.1, 1000.0))
@@ -182,6 +190,8 @@ class SampleCamera(Node):
         )
 
     def _next_frame(self) -> np.ndarray | None:
+        if self.source is None:
+            return None
         frame = self.source.read()
         if frame is None and self.loop:
             self.source.rewind()
@@ -210,7 +220,9 @@ class SampleCamera(Node):
         self.count += 1
 
     def destroy_node(self) -> None:
-        self.source.close()
+        if self.source is not None:
+            self.source.close()
+            self.source = None
         super().destroy_node()
 
 

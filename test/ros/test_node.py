@@ -190,3 +190,91 @@ def test_sample_camera_sources(tmp_path):
     assert frames[0].shape == (24, 32, 3) and frames[3] is None
     with pytest.raises(SourceError):
         open_source(str(tmp_path / "missing.mp4"))
+
+
+def test_bad_start_parameter_can_be_fixed_at_run_time(model, tmp_path):
+    """A value refused at start fails configure; once a valid value is set, configure works
+    without a restart (the node's own advice)."""
+    params = H.node_params(model) | {"score_threshold": 1.5}
+    with H.NodeProcess(tmp_path, "/badstart", params) as node:
+        peer = H.Peer("/badstart", name="badstart_peer")
+        try:
+            H.wait_until(lambda: "configure failed" in node.log(), 60, "the failed autostart")
+            assert "score_threshold" in node.log()
+            assert peer.lifecycle_state(node.fqn) == "unconfigured"
+            (res,) = peer.set_params(node.fqn, score_threshold=0.0)
+            assert res.successful, res.reason
+            assert peer.lifecycle(node.fqn, Transition.TRANSITION_CONFIGURE), node.log()[-2000:]
+            assert peer.lifecycle(node.fqn, Transition.TRANSITION_ACTIVATE)
+            assert peer.request_good().width == 80
+        finally:
+            peer.close()
+
+
+def test_diagnostics_keep_coming_under_sim_time_and_a_nan_model_is_refused(tmp_path):
+    """use_sim_time with no /clock: /diagnostics still arrives (wall-clock timer). The model
+    holds NaN weights: configure refuses it with the reason instead of serving 0 objects."""
+    import torch
+
+    from dsflash_ros.model.config import load_preset
+    from dsflash_ros.model.dsflash import build_model, save_model
+
+    config = load_preset("tiny")
+    config.backbone.image_size = 64
+    model = build_model(config, seed=0)
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[:3] = float("nan")
+    path = save_model(tmp_path / "nan.safetensors", model)
+    params = H.node_params(path) | {"use_sim_time": True}
+    with H.NodeProcess(tmp_path, "/simtime", params) as node:
+        peer = H.Peer("/simtime", name="simtime_peer")
+        try:
+
+            def statuses() -> int:
+                return sum(
+                    1 for a in list(peer.diagnostics) for s in a.status if node.fqn in s.name
+                )
+
+            H.wait_until(lambda: statuses() >= 3, 60, "three /diagnostics messages")
+            status = peer.last_status(node.fqn)
+            assert status["_level"] == "2", status
+            assert (
+                "NaN/Inf weight" in status["_message"] and "nan.safetensors" in status["_message"]
+            )
+        finally:
+            peer.close()
+
+
+def test_help_prints_usage_instead_of_starting(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "dsflash_ros.ros.node", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("usage: dsflash_node")
+    for spec in P.SPECS:
+        assert spec.name in out.stdout
+    assert "qos_overrides" in out.stdout
+
+
+def test_sample_camera_with_missing_video_exits_2_with_one_line():
+    """No traceback from destroying the half-built node; exit code 2 like other user errors."""
+    import subprocess
+    import sys
+
+    command = ["-m", "dsflash_ros.ros.sample_camera", "--ros-args", "-p", "source:=/nope.mp4"]
+    out = subprocess.run(
+        [sys.executable, *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith("sample_camera: source not found: /nope.mp4")
