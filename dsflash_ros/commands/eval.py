@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from dsflash_ros.commands._common import add_model_arguments, pipeline_from_args
+from dsflash_ros.commands._common import add_model_arguments, check_out_dir, pipeline_from_args
 
 HELP = "evaluate a model on a PSG-format dataset split (R@k, mR@k, mR@inf, PQ)"
 
@@ -38,6 +38,12 @@ def run(args: argparse.Namespace) -> int:
     from dsflash_ros.evaluate.run import evaluate_dataset
 
     data = Path(args.data)
+    if not data.exists():
+        raise FileNotFoundError(
+            f"dataset not found: {data} (give a folder that holds psg.json, or a psg.json file)"
+        )
+    if args.out:  # before the model loads and the evaluation runs
+        check_out_dir(args.out)
     if data.is_dir():
         dataset = PSGDataset.from_dir(data, split=args.split)
     else:

@@ -9,6 +9,10 @@ Per video ``<name>``: ``<name>.jsonl`` (one document per processed frame, with `
 ``timestamp_ms``), ``<name>_overlay.mp4`` (or ``.avi`` with MJPG when this OpenCV build
 cannot write mp4v) at the source rate divided by the stride, and ``<name>_graph.png`` of the
 last processed frame.
+
+One input that turns out unusable while running (a file whose header was fine but whose
+data is corrupt, an image over the pixel limit) is skipped with its reason in
+``InferenceSummary.failed``; the others are still processed. Output errors stop the run.
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from dsflash_ros.limits import MAX_PIXELS
 from dsflash_ros.offline.graph_picture import save_graph_png
 from dsflash_ros.offline.inputs import (
+    InputError,
     InputItem,
     expand_inputs,
     expected_frames,
@@ -56,6 +62,7 @@ class InferenceSummary:
     relations: int = 0
     seconds: float = 0.0
     outputs: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)  # skipped inputs, why
 
 
 def _write_image(path: Path, image: np.ndarray) -> Path:
@@ -118,10 +125,13 @@ class _VideoSink:
 
 
 def process_image(
-    item: InputItem, out_dir: Path, pipeline: Callable[[np.ndarray], SceneGraphResult]
+    item: InputItem,
+    out_dir: Path,
+    pipeline: Callable[[np.ndarray], SceneGraphResult],
+    max_pixels: int = MAX_PIXELS,
 ) -> tuple[SceneGraphResult, list[Path]]:
     """Scene graph of one image file and its four output files."""
-    rgb = read_image(item.path)
+    rgb = read_image(item.path, max_pixels)
     result = pipeline(rgb)
     base = out_dir / item.name
     panoptic = _write_image(base.with_name(f"{item.name}_panoptic.png"), result.panoptic)
@@ -144,10 +154,11 @@ def process_video(
     write_video: bool = True,
     progress: bool = True,
     summary: InferenceSummary | None = None,
+    max_pixels: int = MAX_PIXELS,
 ) -> list[Path]:
     """Scene graphs of a video's frames: a JSON-lines file, an overlay video, a graph."""
     summary = summary if summary is not None else InferenceSummary()
-    info = probe_video(item.path)
+    info = probe_video(item.path, max_pixels)
     fps = (info.fps or _DEFAULT_FPS) / stride
     sink = _VideoSink(out_dir / item.name, fps) if write_video else None
     lines_path = out_dir / f"{item.name}.jsonl"
@@ -197,16 +208,19 @@ def run_inference(
     max_frames: int | None = None,
     write_video: bool = True,
     progress: bool = True,
+    max_pixels: int = MAX_PIXELS,
+    on_skip: Callable[[Path, str], None] | None = None,
 ) -> InferenceSummary:
     """Process every input (paths are expanded and checked first, see
-    :func:`.inputs.expand_inputs`) and write the outputs into ``out_dir``."""
+    :func:`.inputs.expand_inputs`) and write the outputs into ``out_dir``. An input that
+    fails while being read is skipped (``on_skip(path, reason)``, ``summary.failed``)."""
     if video_stride < 1:
         raise ValueError(f"video stride (--every) must be >= 1, got {video_stride}")
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"max frames must be >= 1, got {max_frames}")
     items = [i for i in inputs if isinstance(i, InputItem)]
     paths = [i for i in inputs if not isinstance(i, InputItem)]
-    items += expand_inputs(paths) if paths else []
+    items += expand_inputs(paths, max_pixels) if paths else []
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -216,17 +230,24 @@ def run_inference(
     summary = InferenceSummary()
     start = time.perf_counter()
     for item in tqdm(items, desc="inputs", unit="input", disable=not progress or len(items) < 2):
-        if item.kind == "image":
-            result, written = process_image(item, out, pipeline)
-            summary.images += 1
-            summary.frames += 1
-            summary.objects += result.num_objects
-            summary.relations += result.num_relations
-        else:
-            written = process_video(
-                item, out, pipeline, video_stride, max_frames, write_video, progress, summary
-            )
-            summary.videos += 1
+        try:
+            if item.kind == "image":
+                result, written = process_image(item, out, pipeline, max_pixels)
+                summary.images += 1
+                summary.frames += 1
+                summary.objects += result.num_objects
+                summary.relations += result.num_relations
+            else:
+                written = process_video(
+                    item, out, pipeline, video_stride, max_frames, write_video, progress,
+                    summary, max_pixels,
+                )  # fmt: skip
+                summary.videos += 1
+        except InputError as e:  # this input only; the batch goes on
+            summary.failed.append((item.path, str(e)))
+            if on_skip is not None:
+                on_skip(item.path, str(e))
+            continue
         summary.outputs.extend(written)
     summary.seconds = time.perf_counter() - start
     return summary

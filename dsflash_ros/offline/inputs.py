@@ -1,13 +1,16 @@
 """Command-line inputs -> a list of images and videos, each with a unique output name.
 
-Inputs are checked *before* any model is loaded or frame is processed, so a typo or a bad
-file in a long list fails in a second rather than after an hour of work: images must have
-a decodable header, videos must open and yield a first frame.
+Inputs are checked *before* any model is loaded or frame is processed, so a typo fails in a
+second rather than after an hour of work: a missing path or an empty folder stops the run;
+a file that cannot be used (undecodable header, a video that yields no frame, an image
+larger than the node's pixel limit) is set aside with its reason (:func:`collect_inputs`)
+so that the rest of a batch still runs.
 """
 
 from __future__ import annotations
 
 import math
+import mmap
 import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -19,6 +22,8 @@ import cv2
 import numpy as np
 
 from dsflash_ros.image_file import decode_rgb_file
+from dsflash_ros.image_header import declared_size
+from dsflash_ros.limits import MAX_PIXELS, check_pixels
 
 IMAGE_EXTENSIONS = (
     ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm",
@@ -52,10 +57,33 @@ class VideoInfo:
 # --------------------------------------------------------------------------- images
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as (H, W, 3) uint8 RGB (grey and alpha are converted)."""
+def _too_large(path: Path, width: int, height: int, max_pixels: int) -> InputError | None:
+    reason = check_pixels(width, height, max_pixels)
+    if reason is None:
+        return None
+    return InputError(
+        f"{path}: {reason}, the node's limit; pass --max-pixels 0 to lift it (needs about "
+        f"{width * height * 3 * 8 / 1e9:.1f} GB of memory)"
+    )
+
+
+def image_file_size(path: Path) -> tuple[int, int] | None:
+    """(height, width) from an image file's header without decoding it (None = unknown)."""
+    with path.open("rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            return None
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return declared_size(data)
+
+
+def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 RGB (grey and alpha are converted); one larger
+    than ``max_pixels`` (0 = no limit) is refused, before decoding when its header says so."""
     path = Path(path)
     try:
+        size = image_file_size(path)
+        if size is not None and (error := _too_large(path, size[1], size[0], max_pixels)):
+            raise error
         rgb = decode_rgb_file(path)
     except OSError as e:
         raise InputError(f"cannot read image {path}: {e.strerror or e}") from e
@@ -64,11 +92,14 @@ def read_image(path: str | Path) -> np.ndarray:
             f"cannot read image {path}: the file is empty, corrupt or not in a supported "
             f"image format ({', '.join(IMAGE_EXTENSIONS)})"
         )
+    if error := _too_large(path, rgb.shape[1], rgb.shape[0], max_pixels):
+        raise error
     return rgb
 
 
-def _check_image(path: Path) -> None:
-    """Cheap pre-check: the header must name a format OpenCV can decode."""
+def _check_image(path: Path, max_pixels: int = MAX_PIXELS) -> None:
+    """Cheap pre-check: the header must name a format OpenCV can decode, and the size it
+    states (where it states one) must be within ``max_pixels``."""
     if not os.access(path, os.R_OK):
         raise InputError(f"cannot read image {path}: permission denied")
     if path.stat().st_size == 0 or not cv2.haveImageReader(str(path)):
@@ -76,6 +107,9 @@ def _check_image(path: Path) -> None:
             f"cannot read image {path}: the file is empty, corrupt or not in a supported "
             "image format"
         )
+    size = image_file_size(path)
+    if size is not None and (error := _too_large(path, size[1], size[0], max_pixels)):
+        raise error
 
 
 # --------------------------------------------------------------------------- videos
@@ -96,14 +130,17 @@ def _open_video(path: Path) -> cv2.VideoCapture:
     return cap
 
 
-def probe_video(path: str | Path) -> VideoInfo:
-    """Open a video and decode its first frame; ``InputError`` if either fails."""
+def probe_video(path: str | Path, max_pixels: int = MAX_PIXELS) -> VideoInfo:
+    """Open a video and decode its first frame; ``InputError`` if either fails or its frames
+    are larger than ``max_pixels`` (0 = no limit)."""
     path = Path(path)
     cap = _open_video(path)
     try:
         ok, frame = cap.read()
         if not ok or frame is None:
             raise InputError(f"video {path} opened but yielded no frame: {_codec_hint(path)}")
+        if error := _too_large(path, frame.shape[1], frame.shape[0], max_pixels):
+            raise error
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         return VideoInfo(
@@ -166,19 +203,20 @@ def expected_frames(info: VideoInfo, stride: int, max_frames: int | None) -> int
 # --------------------------------------------------------------------------- expansion
 
 
-def _classify(path: Path) -> Literal["image", "video"]:
+def _classify(path: Path, max_pixels: int = MAX_PIXELS) -> Literal["image", "video"]:
     """By extension; files with other extensions are probed (image first, then video)."""
     ext = path.suffix.lower()
     if ext in IMAGE_EXTENSIONS:
-        _check_image(path)
+        _check_image(path, max_pixels)
         return "image"
     if ext in VIDEO_EXTENSIONS:
-        probe_video(path)
+        probe_video(path, max_pixels)
         return "video"
     if path.stat().st_size and cv2.haveImageReader(str(path)):
+        _check_image(path, max_pixels)
         return "image"
     try:
-        probe_video(path)
+        probe_video(path, max_pixels)
     except InputError:
         raise InputError(
             f"{path} is neither a readable image ({', '.join(IMAGE_EXTENSIONS)}) nor a "
@@ -220,30 +258,54 @@ def unique_names(paths: Sequence[Path]) -> list[str]:
     return out
 
 
-def expand_inputs(inputs: Sequence[str | Path]) -> list[InputItem]:
+@dataclass
+class InputScan:
+    """The usable inputs, and the files set aside with the reason (an ``InputError`` each)."""
+
+    items: list[InputItem]
+    skipped: list[InputError]
+
+
+def collect_inputs(inputs: Sequence[str | Path], max_pixels: int = MAX_PIXELS) -> InputScan:
     """Files and folders (their images, sorted, not recursive) -> checked ``InputItem``s.
 
-    The same file named twice is processed once. Raises ``InputError`` naming the first
-    bad input.
+    A missing path or a folder without images raises ``InputError`` (a typo: nothing is
+    done); a file that cannot be used is set aside in ``skipped``. The same file named
+    twice is processed once.
     """
     if not inputs:
         raise InputError("no inputs given")
     found: list[tuple[Path, Literal["image", "video"]]] = []
+    skipped: list[InputError] = []
     seen: set[Path] = set()
     for raw in inputs:
         path = Path(raw)
         if not path.exists():
             raise InputError(f"input not found: {path}")
-        if path.is_dir():
-            entries = [(p, "image") for p in _folder_images(path)]
-            for p, _ in entries:
-                _check_image(p)
-        else:
-            entries = [(path, _classify(path))]
-        for p, kind in entries:
+        candidates = _folder_images(path) if path.is_dir() else [path]
+        for p in candidates:
             key = p.resolve()
-            if key not in seen:
-                seen.add(key)
-                found.append((p, kind))  # type: ignore[arg-type]
+            if key in seen:
+                continue
+            seen.add(key)
+            try:
+                if path.is_dir():
+                    _check_image(p, max_pixels)
+                    kind: Literal["image", "video"] = "image"
+                else:
+                    kind = _classify(p, max_pixels)
+            except InputError as e:
+                skipped.append(e)
+                continue
+            found.append((p, kind))
     names = unique_names([p for p, _ in found])
-    return [InputItem(p, kind, name) for (p, kind), name in zip(found, names)]
+    items = [InputItem(p, kind, name) for (p, kind), name in zip(found, names)]
+    return InputScan(items, skipped)
+
+
+def expand_inputs(inputs: Sequence[str | Path], max_pixels: int = MAX_PIXELS) -> list[InputItem]:
+    """:func:`collect_inputs`, raising ``InputError`` for the first unusable file."""
+    scan = collect_inputs(inputs, max_pixels)
+    if scan.skipped:
+        raise scan.skipped[0]
+    return scan.items

@@ -154,9 +154,11 @@ def test_missing_model_file(tmp_path: Path, image: Path, capsys) -> None:
 
 
 def test_missing_default_model(tmp_path: Path, image: Path, capsys, monkeypatch) -> None:
+    """$DSFLASH_MODEL pointing nowhere is blamed, not the embedded model."""
     monkeypatch.setenv("DSFLASH_MODEL", str(tmp_path / "gone.safetensors"))
     line = _error(["infer", str(image), "--out", str(tmp_path / "o")], capsys)
-    assert "model file not found" in line and "embedded default model" in line
+    assert "model file not found" in line and "gone.safetensors" in line
+    assert "from $DSFLASH_MODEL" in line
 
 
 def test_cuda_requested_without_cuda(
@@ -170,11 +172,88 @@ def test_cuda_requested_without_cuda(
 
 
 def test_bad_numbers_are_usage_errors(tmp_path: Path, image: Path, capsys) -> None:
-    for extra in (["--every", "0"], ["--score-threshold", "1.5"]):
+    for extra in (
+        ["--every", "0"],
+        ["--score-threshold", "1.5"],
+        ["--max-objects", "0"],  # the node's range is [1, 1000]: the same everywhere
+        ["--max-objects", "1001"],
+        ["--alternatives", "56"],
+        ["--max-relations", "-1"],
+    ):
         with pytest.raises(SystemExit) as info:
             main(["infer", str(image), "--out", str(tmp_path), *extra])
         assert info.value.code == 2
         assert "must be" in capsys.readouterr().err
+
+
+def test_limits_are_one_definition() -> None:
+    """Node parameters, PipelineOptions and the CLI flags use the same table."""
+    from dsflash_ros.commands._common import THRESHOLDS
+    from dsflash_ros.limits import RANGES
+    from dsflash_ros.ros.params import BY_NAME
+    from dsflash_ros.runtime.pipeline import PipelineOptions
+
+    for name, (lo, hi) in RANGES.items():
+        assert BY_NAME[name].range == (lo, hi), name
+        step = 1 if isinstance(hi, int) else 0.01
+        with pytest.raises(ValueError, match=name):
+            PipelineOptions(**{name: hi + step}).validate()
+        PipelineOptions(**{name: hi}).validate()
+    assert set(THRESHOLDS) <= set(RANGES)
+
+
+def test_bad_out_is_found_before_the_model_loads(tmp_path: Path, image: Path, capsys) -> None:
+    taken = tmp_path / "a_file"
+    taken.write_text("")
+    missing_model = str(tmp_path / "not_loaded.safetensors")
+    line = _error(["infer", str(image), "--out", str(taken), "--model", missing_model], capsys)
+    assert "--out" in line and "not a folder" in line
+
+
+def test_eval_checks_data_and_out_first(tmp_path: Path, capsys) -> None:
+    line = _error(["eval", str(tmp_path / "nodata")], capsys)
+    assert "dataset not found" in line and "nodata" in line and "psg.json" in line
+    fixture = Path(__file__).parents[1] / "fixtures" / "psg_mini" / "psg" / "psg.json"
+    taken = tmp_path / "a_file"
+    taken.write_text("")
+    missing_model = str(tmp_path / "not_loaded.safetensors")
+    line = _error(["eval", str(fixture), "--out", str(taken), "--model", missing_model], capsys)
+    assert "--out" in line and "not a folder" in line
+
+
+def test_one_corrupt_file_does_not_abort_the_batch(tmp_path: Path, small_model: Path, capsys):
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    for name in ("a.png", "c.png"):
+        cv2.imwrite(str(folder / name), np.full((40, 56, 3), 120, np.uint8))
+    whole = (folder / "a.png").read_bytes()
+    (folder / "b.png").write_bytes(whole[: len(whole) // 2])  # valid header, cut-off data
+    out = tmp_path / "o"
+    code = main(["infer", str(folder), "--out", str(out), "--model", str(small_model), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "Traceback" not in err
+    (skipped,) = [ln for ln in err.splitlines() if "skipped:" in ln]
+    assert "b.png" in skipped and "cannot read image" in skipped
+    assert "1 of 3 input(s) skipped" in err
+    assert (out / "a.json").is_file() and (out / "c.json").is_file()
+    assert not (out / "b.json").exists()
+
+
+def test_infer_applies_the_pixel_limit(tmp_path: Path, small_model: Path, capsys) -> None:
+    big = tmp_path / "big.png"
+    cv2.imwrite(str(big), np.zeros((100, 120, 3), np.uint8))
+    argv = ["infer", str(big), "--out", str(tmp_path / "o"), "--model", str(small_model)]
+    line = _error([*argv, "--max-pixels", "5000"], capsys)
+    assert "image too large (120x100" in line and "--max-pixels 0" in line
+    huge = tmp_path / "huge.png"  # header says 8000x8000: refused without decoding
+    data = bytearray(big.read_bytes())
+    data[16:24] = (8000).to_bytes(4, "big") * 2
+    huge.write_bytes(bytes(data))
+    line = _error(["infer", str(huge), "--out", str(tmp_path / "o")], capsys)
+    assert "image too large (8000x8000 = 64.0 MP > 40 MP" in line
+    assert main([*argv, "--max-pixels", "0", "--quiet"]) == 0  # lifted
+    assert (tmp_path / "o" / "big.json").is_file()
 
 
 # ----------------------------------------------------------------------------- model
