@@ -4,95 +4,100 @@
     ros2 launch dsflash_ros camera.launch.py use_sample_camera:=true use_rviz:=true
     ros2 launch dsflash_ros camera.launch.py namespace:=cam0 image_topic:=/cam0/image_raw
 
-Includes ``dsflash.launch.py`` (the node and all its arguments: namespace, image_topic,
-input_transport, params_file, model, backend, device, precision, score_threshold,
-relation_threshold, max_objects, autostart, use_sim_time, log_level) and adds a sample
-camera (use_sample_camera, sample_source, sample_rate, sample_frame_id) and rviz2 with
-``rviz/dsflash.rviz`` (use_rviz).
+The node and all its arguments (namespace, image_topic, input_transport, params_file, model,
+backend, device, precision, score_threshold, relation_threshold, max_objects, autostart,
+use_sim_time, log_level; see ``dsflash.launch.py``), plus a sample camera (use_sample_camera,
+sample_source, sample_rate, sample_frame_id) and rviz2 with ``rviz/dsflash.rviz`` (use_rviz).
+
+Every argument is checked first (``dsflash_ros.ros.launch_args``); only then are the
+processes returned, so a bad value starts nothing. A missing rviz2 is a warning: the node
+and the camera start without it.
 """
 
 from __future__ import annotations
 
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction
-from launch.conditions import IfCondition
-from launch.launch_description_sources import PythonLaunchDescriptionSource
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+import importlib.util
+from pathlib import Path
+
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.logging import get_logger
+from launch.substitutions import PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+from dsflash_ros.ros.launch_args import (
+    CAMERA_ARGUMENTS,
+    NODE_ARGUMENTS,
+    RVIZ_MISSING,
+    check_arguments,
+    rviz2_executable,
+)
 from launch import LaunchContext, LaunchDescription
 
-ARGUMENTS = (
-    ("use_sample_camera", "false", "Start the sample camera (no hardware needed)"),
-    (
-        "sample_source",
-        "synthetic",
-        "Sample camera source: synthetic | video | folder | /dev/videoN",
-    ),
-    ("sample_rate", "10.0", "Sample camera frames per second"),
-    ("sample_frame_id", "camera_optical_frame", "Sample camera header.frame_id"),
-    ("use_rviz", "false", "Start rviz2 with rviz/dsflash.rviz"),
-)
+
+def _node_launch():
+    """``dsflash.launch.py`` next to this file, as a module (one definition of the node)."""
+    path = Path(__file__).with_name("dsflash.launch.py")
+    spec = importlib.util.spec_from_file_location("dsflash_node_launch", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def _sample_camera(context: LaunchContext) -> list[Node]:
-    def arg(name: str, default: str = "") -> str:
-        return LaunchConfiguration(name, default=default).perform(context).strip()
-
-    rate_text = arg("sample_rate")
-    try:
-        rate = float(rate_text)
-    except ValueError:
-        rate = 0.0
-    if not rate > 0:
-        raise ValueError(f"launch argument sample_rate:={rate_text!r} must be a number > 0")
-    image_topic = arg("image_topic", "image_raw") or "image_raw"
-    transport = arg("input_transport") or "raw"
-    return [
-        Node(
-            package="dsflash_ros",
-            executable="sample_camera",
-            name="sample_camera",
-            namespace=arg("namespace"),
-            parameters=[
-                {
-                    "source": arg("sample_source"),
-                    "rate": rate,
-                    "frame_id": arg("sample_frame_id"),
-                    "transport": transport,
-                }
-            ],
-            remappings=[
-                ("image_raw", image_topic),
-                ("image_raw/compressed", f"{image_topic}/compressed"),
-            ],
-            output="screen",
+def _everything(context: LaunchContext) -> list[Node]:
+    node_launch = _node_launch()
+    names = [n for n, _, _ in (*NODE_ARGUMENTS, *CAMERA_ARGUMENTS)]
+    values = node_launch.argument_values(context, names)
+    plan = check_arguments(values, camera=True)
+    plan.raise_problems()  # before any process exists
+    actions = node_launch.node_actions(context, plan)
+    if plan.use_sample_camera:
+        image_topic = values["image_topic"] or "image_raw"
+        actions.append(
+            Node(
+                package="dsflash_ros",
+                executable="sample_camera",
+                name="sample_camera",
+                namespace=values["namespace"],
+                parameters=[
+                    {
+                        "source": values["sample_source"],
+                        "rate": plan.sample_rate,
+                        "frame_id": values["sample_frame_id"],
+                        "transport": values["input_transport"] or "raw",
+                    }
+                ],
+                remappings=[
+                    ("image_raw", image_topic),
+                    ("image_raw/compressed", f"{image_topic}/compressed"),
+                ],
+                output="screen",
+            )
         )
-    ]
+    if plan.use_rviz and rviz2_executable() is None:
+        get_logger("camera.launch.py").warning(RVIZ_MISSING)
+    elif plan.use_rviz:
+        share = FindPackageShare("dsflash_ros")
+        actions.append(
+            Node(
+                package="rviz2",
+                executable="rviz2",
+                name="rviz2",
+                namespace=values["namespace"],
+                arguments=["-d", PathJoinSubstitution([share, "rviz", "dsflash.rviz"])],
+                output="screen",
+            )
+        )
+    return actions
 
 
 def generate_launch_description() -> LaunchDescription:
-    share = FindPackageShare("dsflash_ros")
-    node = IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(PathJoinSubstitution([share, "launch", "dsflash.launch.py"]))
-    )
-    sample_camera = OpaqueFunction(
-        function=_sample_camera, condition=IfCondition(LaunchConfiguration("use_sample_camera"))
-    )
-    rviz = Node(
-        package="rviz2",
-        executable="rviz2",
-        name="rviz2",
-        namespace=LaunchConfiguration("namespace", default=""),
-        arguments=["-d", PathJoinSubstitution([share, "rviz", "dsflash.rviz"])],
-        condition=IfCondition(LaunchConfiguration("use_rviz")),
-        output="screen",
-    )
     return LaunchDescription(
         [
-            *(DeclareLaunchArgument(n, default_value=d, description=t) for n, d, t in ARGUMENTS),
-            node,
-            sample_camera,
-            rviz,
+            *(
+                DeclareLaunchArgument(n, default_value=d, description=t)
+                for n, d, t in (*NODE_ARGUMENTS, *CAMERA_ARGUMENTS)
+            ),
+            OpaqueFunction(function=_everything),
         ]
     )

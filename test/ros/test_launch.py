@@ -7,12 +7,10 @@ needs no colcon build; on a machine without launch it is skipped (PyPI has no la
 
 from __future__ import annotations
 
-import ast
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,20 +19,11 @@ REPO = Path(__file__).resolve().parents[2]
 LAUNCH = REPO / "launch"
 
 
-def _declared(path: Path) -> set[str]:
-    """Names in the launch file's argument tables (tuples whose first item is a name)."""
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Tuple) and len(node.elts) == 3:
-            first = node.elts[0]
-            if isinstance(first, ast.Constant) and isinstance(first.value, str):
-                names.add(first.value)
-    return names
-
-
 def test_launch_arguments_cover_what_users_tune():
-    node_args = _declared(LAUNCH / "dsflash.launch.py")
-    camera_args = _declared(LAUNCH / "camera.launch.py") | node_args  # camera includes node
+    from dsflash_ros.ros.launch_args import CAMERA_ARGUMENTS, NODE_ARGUMENTS
+
+    node_args = {n for n, _, _ in NODE_ARGUMENTS}
+    camera_args = {n for n, _, _ in CAMERA_ARGUMENTS} | node_args
     assert {
         "namespace",
         "image_topic",
@@ -49,11 +38,61 @@ def test_launch_arguments_cover_what_users_tune():
         "max_objects",
     } <= node_args
     assert {"use_rviz", "use_sample_camera", "sample_source", "sample_rate"} <= camera_args
+    for name in ("dsflash.launch.py", "camera.launch.py"):
+        text = (LAUNCH / name).read_text()
+        assert "check_arguments" in text and "raise_problems()" in text, name
     assert "dsflash.launch.py" in (LAUNCH / "camera.launch.py").read_text()
     assert (REPO / "rviz" / "dsflash.rviz").is_file()
     for exe in ("dsflash_node", "sample_camera"):
         script = REPO / "scripts" / "ros" / exe
         assert os.access(script, os.X_OK), f"{script} must be executable"
+
+
+def test_every_argument_is_checked_before_anything_starts(tmp_path):
+    """Bad values are found by one check that runs before any process is returned (the
+    launch files call it first), with the node's own limits; all problems at once."""
+    from dsflash_ros.ros.launch_args import LaunchArgumentError, check_arguments
+
+    bad = {
+        "sample_rate": "0",
+        "max_objects": "0",
+        "score_threshold": "1.5",
+        "backend": "cuda-magic",
+        "use_rviz": "maybe",
+        "log_level": "loud",
+        "use_sample_camera": "true",
+        "sample_source": str(tmp_path / "nonexistent.mp4"),
+        "model": str(tmp_path / "missing.safetensors"),
+    }
+    plan = check_arguments(bad, camera=True)
+    text = "; ".join(plan.problems)
+    for words in (
+        "sample_rate:='0' must be in [0.1, 1000.0]",
+        "max_objects must be in [1, 1000]",
+        "score_threshold must be in [0.0, 1.0]",
+        "backend must be one of",
+        "use_rviz:='maybe' is not true or false",
+        "log_level:='loud'",
+        "nonexistent.mp4': not found",
+        "missing.safetensors': file not found",
+    ):
+        assert words in text, (words, text)
+    with pytest.raises(LaunchArgumentError, match="nothing was started"):
+        plan.raise_problems()
+    good = check_arguments(
+        {"max_objects": "7", "autostart": "False", "sample_rate": "4", "use_rviz": "true"},
+        camera=True,
+    )
+    assert not good.problems
+    assert good.node_parameters == {"max_objects": 7, "autostart": False}
+    assert good.sample_rate == 4.0 and good.use_rviz and not good.use_sample_camera
+
+
+def test_rviz2_is_an_exec_dependency():
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(REPO / "package.xml").getroot()
+    assert "rviz2" in [e.text for e in root.findall("exec_depend")]
 
 
 _RUNNER = """
@@ -85,7 +124,7 @@ def _ament_prefix(tmp: Path) -> Path:
     return prefix
 
 
-def test_camera_launch_runs_sample_camera_and_node(tmp_path):
+def _need_launch() -> None:
     try:  # (the repo's launch/ folder alone would pass a find_spec("launch") check)
         from launch_ros.actions import Node  # noqa: F401
 
@@ -93,16 +132,68 @@ def test_camera_launch_runs_sample_camera_and_node(tmp_path):
     except ImportError as e:
         pytest.skip(f"launch/launch_ros not importable here ({e}); PyPI has no wheel for them")
     pytest.importorskip("dsflash_ros.msg", reason="dsflash_ros messages not built")
+
+
+class _Launch:
+    """``camera.launch.py`` with ``args`` in its own process, log in tmp_path/launch.log."""
+
+    def __init__(self, tmp_path: Path, args: list[str]) -> None:
+        prefix = _ament_prefix(tmp_path)
+        env = dict(
+            os.environ,
+            AMENT_PREFIX_PATH=os.pathsep.join(
+                [str(prefix), os.environ.get("AMENT_PREFIX_PATH", "")]
+            ),
+            PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+            OMP_NUM_THREADS="1",
+        )
+        self.log_path = tmp_path / "launch.log"
+        self._log = self.log_path.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _RUNNER, str(LAUNCH / "camera.launch.py"), *args],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def text(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+def test_camera_launch_with_a_bad_argument_starts_nothing(tmp_path):
+    _need_launch()
+    launch = _Launch(tmp_path, ["use_sample_camera:=true", "sample_rate:=0", "max_objects:=0"])
+    try:
+        code = launch.proc.wait(timeout=120)
+    finally:
+        launch.stop()
+    text = launch.text()
+    assert code != 0, text
+    assert "nothing was started" in text and "sample_rate" in text and "max_objects" in text
+    assert "process started" not in text, text  # no orphan node or camera
+
+
+def test_camera_launch_runs_sample_camera_and_node(tmp_path):
+    """The full graph; with use_rviz:=true where rviz2 is not installed, a warning and the
+    rest runs."""
+    _need_launch()
     import node_harness as harness
 
+    from dsflash_ros.ros.launch_args import rviz2_executable
+
+    no_rviz = rviz2_executable() is None  # where rviz2 is installed it would open a window
     model = harness.make_tiny_checkpoint(tmp_path / "tiny.safetensors")
-    prefix = _ament_prefix(tmp_path)
-    env = dict(
-        os.environ,
-        AMENT_PREFIX_PATH=os.pathsep.join([str(prefix), os.environ.get("AMENT_PREFIX_PATH", "")]),
-        PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
-        OMP_NUM_THREADS="1",
-    )
     args = [
         "use_sample_camera:=true",
         "namespace:=cam0",
@@ -111,14 +202,9 @@ def test_camera_launch_runs_sample_camera_and_node(tmp_path):
         f"model:={model}",
         "score_threshold:=0.0",
         "max_objects:=3",
+        *(["use_rviz:=true"] if no_rviz else []),
     ]
-    log = (tmp_path / "launch.log").open("w")
-    launch = subprocess.Popen(
-        [sys.executable, "-c", _RUNNER, str(LAUNCH / "camera.launch.py"), *args],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    launch = _Launch(tmp_path, args)
     peer = harness.Peer("/cam0", name="launch_peer")
     try:
         harness.wait_until(lambda: len(peer.graphs) >= 2, 90, "scene graphs from the launch")
@@ -129,13 +215,8 @@ def test_camera_launch_runs_sample_camera_and_node(tmp_path):
         assert info.model_id.startswith("dsflash-tiny")
     finally:
         peer.close()
-        launch.send_signal(signal.SIGINT)
-        try:
-            launch.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            launch.kill()
-            launch.wait()
-        log.close()
-    text = (tmp_path / "launch.log").read_text()
+        launch.stop()
+    text = launch.text()
     assert "process has died" not in text, text[-3000:]
-    time.sleep(0.1)
+    if no_rviz:
+        assert "rviz2 is not installed" in text and "WARNING" in text, text[-3000:]

@@ -1,0 +1,186 @@
+"""The launch files' arguments: tables, parsing and validation, without ``launch``.
+
+``launch/dsflash.launch.py`` and ``launch/camera.launch.py`` declare the arguments of
+``NODE_ARGUMENTS`` / ``CAMERA_ARGUMENTS`` and call :func:`check_arguments` on all of them
+*before* they return any process to start: one bad value stops the launch with every
+problem listed and no node left running (checking inside each node's own launch action
+would start the ones before it). Values are checked against the same rules as the node's
+parameters (:mod:`dsflash_ros.ros.params`, :mod:`dsflash_ros.limits`). Kept free of
+``launch`` imports so that it is tested where launch is not installed (PyPI has no wheel).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dsflash_ros.ros import params as P
+
+# (name, default, description); "" = take the value from params_file
+NODE_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
+    ("namespace", "", "Namespace of the node and its topics (one per camera, e.g. cam0)"),
+    ("image_topic", "image_raw", "Camera image topic (remap of image_raw; relative = in ns)"),
+    ("input_transport", "", "raw (sensor_msgs/Image) or compressed (<image_topic>/compressed)"),
+    ("params_file", "", "Node parameters YAML (default: config/dsflash.yaml of the package)"),
+    ("model", "", "Model checkpoint (.safetensors); empty = embedded default model"),
+    ("backend", "", "torch | onnxruntime | tensorrt"),
+    ("device", "", "cpu | cuda | cuda:N"),
+    ("precision", "", "fp32 | fp16 | bf16"),
+    ("score_threshold", "", "Minimum object score [0, 1]"),
+    ("relation_threshold", "", "Minimum relation score [0, 1]"),
+    ("max_objects", "", "At most this many objects per frame [1, 1000]"),
+    ("autostart", "", "true: configure + activate at start; false: wait for lifecycle"),
+    ("use_sim_time", "false", "Use /clock (bag playback, simulation)"),
+    ("log_level", "info", "debug | info | warn | error | fatal"),
+)
+
+CAMERA_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
+    ("use_sample_camera", "false", "Start the sample camera (no hardware needed)"),
+    (
+        "sample_source",
+        "synthetic",
+        "Sample camera source: synthetic | video | folder | /dev/videoN",
+    ),
+    ("sample_rate", "10.0", "Sample camera frames per second (0.1 .. 1000)"),
+    ("sample_frame_id", "camera_optical_frame", "Sample camera header.frame_id"),
+    ("use_rviz", "false", "Start rviz2 with rviz/dsflash.rviz (a warning if not installed)"),
+)
+
+LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
+SAMPLE_RATE_RANGE = (0.1, 1000.0)  # the sample camera's 'rate' parameter range
+
+
+class LaunchArgumentError(ValueError):
+    """One or more launch arguments are invalid; the message lists every one."""
+
+
+def parse_bool(text: str) -> bool:
+    """``true``/``false``/``1``/``0`` (any case), as launch conditions read them."""
+    word = text.strip().lower()
+    if word in ("true", "1"):
+        return True
+    if word in ("false", "0"):
+        return False
+    raise ValueError(f"{text!r} is not true or false")
+
+
+# launch argument -> (node parameter, parser)
+NODE_OVERRIDES: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "input_transport": ("input_transport", str),
+    "model": ("model_path", str),
+    "backend": ("backend", str),
+    "device": ("device", str),
+    "precision": ("precision", str),
+    "score_threshold": ("score_threshold", float),
+    "relation_threshold": ("relation_threshold", float),
+    "max_objects": ("max_objects", int),
+    "autostart": ("autostart", parse_bool),
+}
+
+
+@dataclass
+class LaunchPlan:
+    """What the arguments ask for, typed; ``problems`` lists every invalid one."""
+
+    node_parameters: dict[str, Any] = field(default_factory=dict)
+    use_sim_time: bool = False
+    use_sample_camera: bool = False
+    sample_rate: float = 10.0
+    use_rviz: bool = False
+    problems: list[str] = field(default_factory=list)
+
+    def raise_problems(self) -> None:
+        if self.problems:
+            raise LaunchArgumentError(
+                "invalid launch argument(s), nothing was started: " + "; ".join(self.problems)
+            )
+
+
+def _parse(plan: LaunchPlan, name: str, text: str, parse: Callable[[str], Any]) -> Any:
+    try:
+        return parse(text)
+    except ValueError:
+        kind = {int: "a whole number", float: "a number", parse_bool: "true or false"}
+        plan.problems.append(f"{name}:={text!r} is not {kind.get(parse, 'valid')}")
+        return None
+
+
+def check_arguments(values: Mapping[str, str], camera: bool = False) -> LaunchPlan:
+    """Parse and check the node's launch arguments (and the camera ones when ``camera``)."""
+    plan = LaunchPlan()
+    for arg, (param, parse) in NODE_OVERRIDES.items():
+        text = values.get(arg, "").strip()
+        if not text:
+            continue  # empty: the params_file value stands
+        value = _parse(plan, arg, text, parse)
+        if value is None:
+            continue
+        reason = P.check_value(param, value)
+        if reason:
+            plan.problems.append(f"{arg}:={text!r}: {reason}")
+        else:
+            plan.node_parameters[param] = value
+    sim_time = values.get("use_sim_time", "false")
+    plan.use_sim_time = bool(_parse(plan, "use_sim_time", sim_time, parse_bool))
+    model = values.get("model", "").strip()
+    if model and not Path(model).expanduser().is_file():
+        plan.problems.append(f"model:={model!r}: file not found")
+    level = values.get("log_level", "info").strip().lower()
+    if level not in LOG_LEVELS:
+        plan.problems.append(f"log_level:={level!r} must be one of {', '.join(LOG_LEVELS)}")
+    params_file = values.get("params_file", "").strip()
+    if params_file and not Path(params_file).is_file():
+        plan.problems.append(f"params_file:={params_file!r}: file not found")
+    if not camera:
+        return plan
+    plan.use_sample_camera = bool(
+        _parse(plan, "use_sample_camera", values.get("use_sample_camera", "false"), parse_bool)
+    )
+    plan.use_rviz = bool(_parse(plan, "use_rviz", values.get("use_rviz", "false"), parse_bool))
+    rate_text = values.get("sample_rate", "10.0").strip()
+    rate = _parse(plan, "sample_rate", rate_text, float)
+    lo, hi = SAMPLE_RATE_RANGE
+    if rate is not None and not lo <= rate <= hi:
+        plan.problems.append(f"sample_rate:={rate_text!r} must be in [{lo}, {hi}] frames/s")
+    elif rate is not None:
+        plan.sample_rate = rate
+    if plan.use_sample_camera:
+        reason = source_problem(values.get("sample_source", "synthetic").strip())
+        if reason:
+            plan.problems.append(reason)
+    return plan
+
+
+def source_problem(source: str) -> str | None:
+    """Why the sample camera could not open ``source`` (None = looks usable)."""
+    if source == "synthetic" or source.isdigit():
+        return None
+    if source.startswith("/dev/video"):
+        return None if Path(source).exists() else f"sample_source:={source!r}: no such device"
+    if not Path(source).expanduser().exists():
+        return (
+            f"sample_source:={source!r}: not found (synthetic, /dev/videoN, an image folder "
+            "or a video file)"
+        )
+    return None
+
+
+def rviz2_executable() -> Path | None:
+    """rviz2's executable in the ament index, or None when rviz2 is not installed."""
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+    except ImportError:
+        return None
+    try:
+        exe = Path(get_package_prefix("rviz2")) / "lib" / "rviz2" / "rviz2"
+    except (PackageNotFoundError, OSError):  # OSError: no AMENT_PREFIX_PATH at all
+        return None
+    return exe if exe.is_file() else None
+
+
+RVIZ_MISSING = (
+    "use_rviz:=true but rviz2 is not installed (e.g. apt install ros-$ROS_DISTRO-rviz2); "
+    "starting everything else without it"
+)
