@@ -56,6 +56,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--quick", action="store_true", help="small sweep: ns 5,20, batch sizes 16,64, 2 repeats"
     )
+    train = p.add_argument_group("training speed (--training)")
+    train.add_argument(
+        "--training",
+        action="store_true",
+        help="instead of inference: stage-1 training steps/s, the original trainer against "
+        "each speed-up and the shipped recipe, side by side",
+    )
+    train.add_argument(
+        "--data",
+        help="PSG-format data for --training (default: synthetic images made in a temp dir)",
+    )
+    train.add_argument("--recipe", default="tiny_synth", help="training recipe for --training")
+    train.add_argument("--train-steps", type=int, default=10, help="timed steps per variant")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--threads must be >= 0")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.training:
+        return _run_training(args)
     cfg = BenchConfig(
         presets=args.presets,
         backends=args.backends,
@@ -84,5 +99,30 @@ def run(args: argparse.Namespace) -> int:
     print(format_report(out))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2, default=str))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _run_training(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from dsflash_ros.bench.training import bench_training, format_training_report
+
+    if args.train_steps < 1:
+        raise ValueError("--train-steps must be >= 1")
+    with tempfile.TemporaryDirectory() as tmp:
+        data = args.data
+        if data is None:
+            from dsflash_ros.data.synth import generate_dataset
+
+            data = Path(tmp) / "synth"
+            # enough train images (80 % of them) that no timed step repeats an image
+            generate_dataset(data, 10 * (args.train_steps + 2) + 8, seed=1, workers=1)
+        rows = bench_training(
+            data, args.recipe, args.train_steps, log=lambda s: print(f"[bench] {s}", flush=True)
+        )
+    print(format_training_report(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
         print(f"wrote {args.json}")
     return 0
