@@ -254,10 +254,11 @@ class DSFlashNode(LifecycleNode):
         from dsflash_ros.runtime.pipeline import ModelLoadError, Pipeline, PipelineOptions
 
         if self._startup_errors:
+            fixable = any(name in self._settings for name in self._startup_errors)
             return self._fail_configure(
                 "invalid parameters: "
                 + "; ".join(self._startup_errors.values())
-                + " (set valid values, then configure again)"
+                + (" (set valid values, then configure again)" if fixable else "")
             )
         for name, value in self._settings.items():
             reason = P.check_value(name, value)
