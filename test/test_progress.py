@@ -1,0 +1,84 @@
+"""The shared progress helper: plain lines with rate and ETA off a terminal, a bar on one."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from tqdm import tqdm
+
+from dsflash_ros.progress import LineProgress, progress
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_lines_every_interval_with_rate_eta_and_a_final_summary():
+    out, clock = io.StringIO(), _Clock()
+    p = LineProgress(None, 100, "evaluate", "img", 30.0, out, clock=clock)
+    for _ in range(100):
+        clock.t += 1.0  # one image per second
+        p.update(1)
+        if p.n == 50:
+            p.set_postfix(loss="0.5")
+    p.close()
+    p.close()  # idempotent
+    lines = out.getvalue().splitlines()
+    assert "\r" not in out.getvalue()
+    assert len(lines) == 4  # at 30 s, 60 s, 90 s + done
+    assert lines[0] == ("[evaluate] 30/100 img (30%) | 1.00 img/s | elapsed 00:30 | ETA 01:10")
+    assert "loss=0.5" in lines[1]
+    assert lines[-1].startswith("[evaluate] done: 100 img in 01:40 (1.00 img/s)")
+
+
+def test_slow_rates_read_as_seconds_per_unit_and_unknown_total_has_no_eta():
+    out, clock = io.StringIO(), _Clock()
+    p = LineProgress(None, None, "", "step", 10.0, out, clock=clock)
+    clock.t += 20.0
+    p.update(4)
+    assert out.getvalue().strip() == "4 step | 5.00 s/step | elapsed 00:20"
+
+
+def test_iterating_yields_everything_and_closes(monkeypatch):
+    monkeypatch.delenv("DSFLASH_PROGRESS", raising=False)
+    out = io.StringIO()
+    assert list(progress(range(5), desc="x", unit="item", stream=out, interval=0)) == [
+        0,
+        1,
+        2,
+        3,
+        4,
+    ]
+    text = out.getvalue()
+    assert text.count("\n") == 6 and "[x] done: 5 item in" in text
+
+
+def test_mode_follows_the_stream_and_the_environment(monkeypatch):
+    monkeypatch.delenv("DSFLASH_PROGRESS", raising=False)
+    assert isinstance(progress(total=3, stream=io.StringIO()), LineProgress)
+    bar = progress(total=3, stream=_Tty())
+    assert isinstance(bar, tqdm)
+    bar.close()
+    off = progress(range(3), stream=io.StringIO(), enabled=False)
+    assert list(off) == [0, 1, 2]
+    monkeypatch.setenv("DSFLASH_PROGRESS", "off")
+    silent = io.StringIO()
+    p = progress(total=3, stream=silent)
+    p.update(3)
+    p.close()
+    assert silent.getvalue() == ""
+    monkeypatch.setenv("DSFLASH_PROGRESS", "lines")
+    assert isinstance(progress(total=3, stream=_Tty()), LineProgress)
+    with pytest.raises(ValueError):
+        monkeypatch.delenv("DSFLASH_PROGRESS")
+        progress(total=1, mode="fancy")
