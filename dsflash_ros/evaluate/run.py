@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from dsflash_ros.data.psg import PSGDataset, SceneSample
 from dsflash_ros.evaluate.panoptic_quality import PanopticQualityEvaluator
 from dsflash_ros.evaluate.predictions import ImageGT, ImagePrediction, write_predictions
 from dsflash_ros.evaluate.recall import SceneGraphEvaluator
+from dsflash_ros.progress import progress as show_progress
 from dsflash_ros.runtime.pipeline import FramePrediction, Pipeline
 
 MODES = ("sgdet", "predcls")
@@ -78,7 +78,7 @@ def evaluate_dataset(
     )
     predictions: dict[str, list[ImagePrediction]] = {m: [] for m in modes}
     count = len(dataset) if max_images is None else min(max_images, len(dataset))
-    for i in tqdm(range(count), desc="evaluate", disable=not progress, unit="img"):
+    for i in show_progress(range(count), desc="evaluate", unit="img", enabled=progress):
         sample = dataset[i]
         gt = gt_of(sample)
         if "sgdet" in modes:
