@@ -18,11 +18,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dsflash_ros.data.synth import generate_dataset
+    from dsflash_ros.progress import progress
 
     if args.num < 1:
         raise ValueError("--num must be at least 1")
-    path = generate_dataset(
-        args.out, args.num, args.seed, image_size=(args.height, args.width), workers=args.workers
-    )
+    with progress(total=args.num, desc="synth", unit="img") as bar:
+        path = generate_dataset(
+            args.out,
+            args.num,
+            args.seed,
+            image_size=(args.height, args.width),
+            workers=args.workers,
+            on_image=bar.update,
+        )
     print(f"wrote {args.num} images: {path}")
     return 0

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import multiprocessing
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,11 +146,13 @@ def generate_dataset(
     image_size: tuple[int, int] = (240, 320),
     splits: tuple[float, float, float] = (0.8, 0.1, 0.1),
     workers: int = 1,
+    on_image: Callable[[int], None] | None = None,
 ) -> Path:
     """Write a synthetic PSG-format dataset and return the path of its psg.json.
 
     ``image_size`` is (H, W); ``splits`` the (train, val, test) shares; ``workers`` > 1 renders
-    in worker processes (same bytes as with one worker).
+    in worker processes (same bytes as with one worker). ``on_image(1)`` is called after each
+    image is written (for progress display).
     """
     if num_images < 1:
         raise ValueError(f"num_images must be >= 1, got {num_images}")
@@ -161,14 +164,19 @@ def generate_dataset(
     for sub in ("images/train", "images/val", "images/test", "panoptic"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     jobs = [_Job(str(out), int(seed), i, split_of[i], size) for i in range(num_images)]
+    done = on_image or (lambda n: None)
+    entries = []
     if workers == 1 or num_images < 2:
-        entries = [_generate_one(job) for job in jobs]
+        for job in jobs:
+            entries.append(_generate_one(job))
+            done(1)
     else:
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            entries = list(
-                pool.map(_generate_one, jobs, chunksize=max(1, num_images // (8 * workers)))
-            )
+            chunk = max(1, min(16, num_images // (8 * workers)))
+            for entry in pool.map(_generate_one, jobs, chunksize=chunk):
+                entries.append(entry)
+                done(1)
     ids = {
         name: [_image_id(i) for i in range(num_images) if split_of[i] == name]
         for name in ("train", "val", "test")
