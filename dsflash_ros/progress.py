@@ -94,8 +94,10 @@ class LineProgress:
             for item in self.iterable:
                 yield item
                 self.update(1)
-        finally:
-            self.close()
+        except GeneratorExit:  # the loop was left early (break, error): no "done" line
+            self.closed = True
+            raise
+        self.close()
 
     def __enter__(self) -> LineProgress:
         return self

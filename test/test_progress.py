@@ -82,3 +82,13 @@ def test_mode_follows_the_stream_and_the_environment(monkeypatch):
     with pytest.raises(ValueError):
         monkeypatch.delenv("DSFLASH_PROGRESS")
         progress(total=1, mode="fancy")
+
+
+def test_a_loop_left_early_prints_no_done_line():
+    out, clock = io.StringIO(), _Clock()
+    p = LineProgress(range(10), None, "x", "it", 1000.0, out, clock=clock)
+    for i in p:
+        if i == 3:
+            break
+    del p
+    assert "done" not in out.getvalue()

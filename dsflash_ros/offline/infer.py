@@ -25,7 +25,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from dsflash_ros.limits import MAX_PIXELS
 from dsflash_ros.offline.graph_picture import save_graph_png
@@ -39,6 +38,7 @@ from dsflash_ros.offline.inputs import (
     read_image,
 )
 from dsflash_ros.offline.scene_graph_json import result_to_document
+from dsflash_ros.progress import progress as show_progress
 from dsflash_ros.runtime.result import SceneGraphResult
 from dsflash_ros.visualize import draw_overlay
 
@@ -169,10 +169,9 @@ def process_video(
         with lines_path.open("w") as lines:
             frames = iter_video_frames(item.path, stride, max_frames)
             total = expected_frames(info, stride, max_frames)
-            bar = tqdm(
-                frames, total=total, desc=item.path.name, unit="frame", leave=False,
-                disable=not progress,
-            )  # fmt: skip
+            bar = show_progress(
+                frames, total=total, desc=item.path.name, unit="frame", enabled=progress
+            )
             for index, stamp, rgb in bar:
                 result = pipeline(rgb)
                 doc = result_to_document(
@@ -229,7 +228,10 @@ def run_inference(
 
     summary = InferenceSummary()
     start = time.perf_counter()
-    for item in tqdm(items, desc="inputs", unit="input", disable=not progress or len(items) < 2):
+    inputs_bar = show_progress(
+        items, desc="infer", unit="input", enabled=progress and len(items) > 1
+    )
+    for item in inputs_bar:
         try:
             if item.kind == "image":
                 result, written = process_image(item, out, pipeline, max_pixels)
