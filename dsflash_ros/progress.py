@@ -71,6 +71,7 @@ class LineProgress:
         interval: float,
         stream: TextIO,
         clock: Any = time.monotonic,
+        final_line: bool = True,
     ) -> None:
         self.iterable = iterable
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
@@ -85,6 +86,7 @@ class LineProgress:
         self.start = clock()
         self.last_line = self.start
         self.closed = False
+        self.show_final = final_line
 
     # tqdm-like interface ------------------------------------------------------------
     def __iter__(self) -> Iterator[Any]:
@@ -126,7 +128,7 @@ class LineProgress:
         if self.closed:
             return
         self.closed = True
-        if self.n:
+        if self.n and self.show_final:
             self._write(self.final_line(self.clock()))
 
     # lines --------------------------------------------------------------------------
@@ -213,9 +215,12 @@ def progress(
     interval: float | None = None,
     leave: bool = False,
     stream: TextIO | None = None,
+    final_line: bool = True,
 ) -> Any:
     """Progress over ``iterable`` (or ``update``-driven with ``total``); see the module
-    docstring. ``enabled=False`` (e.g. on a non-zero DDP rank) shows nothing."""
+    docstring. ``enabled=False`` (e.g. on a non-zero DDP rank) shows nothing;
+    ``final_line=False`` leaves out the closing ``done`` line (when the caller prints its own
+    summary)."""
     stream = stream if stream is not None else sys.stderr
     chosen = _mode(mode, stream) if enabled else "off"
     if chosen == "off":
@@ -230,4 +235,6 @@ def progress(
             file=stream,
             dynamic_ncols=True,
         )
-    return LineProgress(iterable, total, desc, unit, _interval(interval), stream)
+    return LineProgress(
+        iterable, total, desc, unit, _interval(interval), stream, final_line=final_line
+    )

@@ -2,8 +2,10 @@
 
 :class:`Trainer` owns the optimisation of one trainable module: AdamW (no weight decay on
 biases, norms and tokens), linear warmup + cosine schedule (per step), global grad-norm
-clipping, optional EMA of the weights, a CSV metrics log, tqdm progress (only on a TTY) and
-a resumable checkpoint ``<run_dir>/last.ckpt`` written after every epoch.
+clipping, optional EMA of the weights, a CSV metrics log, progress (a bar on a terminal, plain
+lines with ETA in a log), one summary line per epoch and a final one on stdout, the
+``training_curves.png`` picture of ``metrics.csv`` and a resumable checkpoint
+``<run_dir>/last.ckpt``, all written after every epoch.
 
 Determinism: at the start of every epoch all RNGs (python, numpy, torch) are reseeded from
 ``(seed, epoch, rank)`` and the data order comes from a sampler seeded the same way, so a
@@ -24,7 +26,7 @@ import csv
 import math
 import os
 import random
-import sys
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,8 +38,9 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
-from tqdm import tqdm
 
+from dsflash_ros.progress import progress as show_progress
+from dsflash_ros.train import curves
 from dsflash_ros.train.recipes import StageRecipe
 
 CHECKPOINT_NAME = "last.ckpt"
@@ -458,7 +461,18 @@ class Trainer:
         """
         info, recipe = self.info, self.recipe
         last_eval: dict[str, float] = {}
+        last_losses: dict[str, float] = {}
         end = recipe.epochs if stop_after_epoch is None else min(stop_after_epoch, recipe.epochs)
+        fit_start, first_step = time.perf_counter(), self.step
+        if info.is_main and self.epoch < end:
+            again = f", resumed after epoch {self.epoch}" if self.epoch else ""
+            print(
+                f"[{desc}] training epochs {self.epoch + 1}..{end} of {recipe.epochs}, "
+                f"{self.steps_per_epoch} steps each (batch {recipe.batch_size}"
+                f"{f' x {info.world_size} processes' if info.distributed else ''}, "
+                f"lr {recipe.lr:g}){again} -> {self.run_dir}",
+                flush=True,
+            )
         for epoch in range(self.epoch, end):
             seed_everything(epoch_seed(self.seed, epoch, info.rank))
             if on_epoch_start is not None:
@@ -467,15 +481,18 @@ class Trainer:
             count = 0
             window: dict[str, float] = {}
             window_count = 0
-            bar = tqdm(
+            bar = show_progress(
                 total=self.steps_per_epoch,
                 desc=f"{desc} {epoch + 1}/{recipe.epochs}",
-                disable=not (info.is_main and sys.stderr.isatty()),
-                leave=False,
+                unit="step",
+                enabled=info.is_main,
+                final_line=False,  # the epoch line below says it all
             )
+            epoch_start = time.perf_counter()
             for i, batch in enumerate(make_epoch_loader(epoch)):
                 if i >= self.steps_per_epoch:
                     break
+                lr = self.optimizer.param_groups[0]["lr"]  # the lr this step uses
                 logs = self._train_step(step_fn, batch)
                 for k, v in logs.items():
                     sums[k] = sums.get(k, 0.0) + v
@@ -489,25 +506,61 @@ class Trainer:
                     self.metrics.add(self._row("train", epoch, avg))
                     window, window_count = {}, 0
             bar.close()
+            train_seconds = time.perf_counter() - epoch_start
             if count == 0:
                 raise TrainingError("the data loader yielded no batch")
             self.epoch = epoch + 1
             row = all_reduce_mean({f"epoch_{k}": v / count for k, v in sums.items()}, info)
+            last_losses = {k[len("epoch_") :]: v for k, v in row.items()}
             last_epoch = self.epoch == recipe.epochs
             due = recipe.eval_every > 0 and self.epoch % recipe.eval_every == 0
             if info.is_main:
+                epoch_eval: dict[str, float] = {}
+                eval_start = time.perf_counter()
                 with self.deploy_weights() as m:
                     if eval_fn is not None and (due or last_epoch):
                         was_training = m.training
                         last_eval = {f"val_{k}": v for k, v in eval_fn(m).items()}
+                        epoch_eval = last_eval
                         m.train(was_training)
                         row.update(last_eval)
                     if export_fn is not None:
                         export_fn(m, self.run_dir)
+                eval_seconds = time.perf_counter() - eval_start if epoch_eval else 0.0
                 self.metrics.add(self._row("epoch", epoch, row))
                 self.save_checkpoint()
+                self.plot_curves(desc)
+                print(
+                    curves.epoch_line(
+                        desc, self.epoch, recipe.epochs, last_losses, lr, count,
+                        train_seconds, epoch_eval, eval_seconds,
+                    ),
+                    flush=True,
+                )  # fmt: skip
             barrier(info)
+        if info.is_main and self.step > first_step:
+            print(
+                curves.final_line(
+                    desc, self.epoch, recipe.epochs, self.step,
+                    time.perf_counter() - fit_start, last_losses, last_eval,
+                    self.curves_path if self.curves_path.is_file() else None,
+                ),
+                flush=True,
+            )  # fmt: skip
         return last_eval
+
+    @property
+    def curves_path(self) -> Path:
+        return self.run_dir / curves.CURVES_NAME
+
+    def plot_curves(self, title: str = "") -> Path | None:
+        """Redraw ``training_curves.png`` from the metrics rows (a failure to draw is
+        reported and never stops training)."""
+        try:
+            return curves.plot_training_curves(self.metrics.rows, self.curves_path, title)
+        except Exception as e:  # a picture must not end a long run
+            print(f"[{title}] warning: cannot draw {self.curves_path.name}: {e}", flush=True)
+            return None
 
     def _row(self, kind: str, epoch: int, values: Mapping[str, float]) -> dict[str, Any]:
         return {
