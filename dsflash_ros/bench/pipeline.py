@@ -16,9 +16,11 @@ For every preset × backend × precision (unsupported combinations become ``skip
   max ``n``) -> FPS; peak memory (CUDA: ``max_memory_allocated``; CPU: peak-RSS growth).
 * ``rps``: relation-head throughput at fixed pairs per forward -> directed relations/s
   (a bidirectional pass yields two).
-* ``baseline``: per-pair Alg. 1 (DSFormer-style: for each of the ``n(n-1)`` ordered pairs,
-  pool its two full-resolution masks, one head forward) vs the shipped relation stage, at
-  ``n = baseline_n``, and the whole frame with either.
+* ``baseline``: per-pair Alg. 1 (DSFormer-style: the ``n(n-1)`` ordered pairs each pool
+  their two full-resolution masks and run one head forward of their own) vs the shipped
+  relation stage, at ``n = baseline_n``, and the whole frame with either. Both are the one
+  relation stage (:func:`dsflash_ros.runtime.relations.relation_logits`) with other
+  arguments.
 * ``head``: the head-level comparisons of :mod:`dsflash_ros.bench.relation_head`.
 """
 
@@ -40,12 +42,13 @@ import torch
 from dsflash_ros.bench.relation_head import bench_relation_head, random_segmentation
 from dsflash_ros.model.config import PanopticConfig, load_preset
 from dsflash_ros.model.dsflash import DSFlash
-from dsflash_ros.model.mask_embedding import mask_ratios_per_pair
-from dsflash_ros.model.pairs import directed_logits, ordered_pairs, unordered_pairs
+from dsflash_ros.model.pairs import unordered_pairs
 from dsflash_ros.model.panoptic import masks_to_boxes, postprocess_panoptic, segments_to_id_map
 from dsflash_ros.model.preprocess import letterbox
+from dsflash_ros.model.relation_head import HeadOptions
 from dsflash_ros.runtime.backends import BackendError
 from dsflash_ros.runtime.pipeline import Pipeline, PipelineOptions, build_result
+from dsflash_ros.runtime.relations import head_on_tokens, relation_logits
 
 STAGES = (
     "preprocess",
@@ -229,17 +232,27 @@ class StagedFrame:
             cfg,
         )
         lap("postprocess")
-        ratios = head.mask_ratios(self.masks)
-        boxes = masks_to_boxes(self.masks)
-        lap("mask_embedding")
-        bidir = head.bidirectional
-        run = unordered_pairs(self.n, dev) if bidir else ordered_pairs(self.n, dev)
-        fwd, bwd = pipe.backend.run_head(out.features, ratios, boxes, run)
-        pairs, logits = directed_logits(run, fwd, bwd, self.n) if bidir else (run, fwd)
-        lap("relation_head")
+
+        def run_head(
+            ratios: torch.Tensor, boxes: torch.Tensor, pairs: torch.Tensor
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            lap("mask_embedding")  # the masks pooled to cell ratios + boxes, pairs listed
+            return pipe.backend.run_head(out.features, ratios, boxes, pairs, o.head_options)
+
+        rel = relation_logits(run_head, head, self.masks, mask_embedding=o.mask_embedding)
+        if "mask_embedding" not in t:  # fewer than 2 segments: the head never ran
+            lap("mask_embedding")
+        lap("relation_head")  # the head passes + spreading both directions to ordered pairs
         id_map = segments_to_id_map(self.masks, info.content_hw, info.orig_hw)
         result = build_result(
-            id_map, self.labels, self.scores, pairs, logits, model.config, o, pipe.model_id
+            id_map,
+            self.labels,
+            self.scores,
+            rel.pairs,
+            rel.logits,
+            model.config,
+            o,
+            pipe.model_id,
         )
         result.timings_ms = dict(t)
         lap("result")
@@ -257,29 +270,19 @@ def _median_stages(frame: StagedFrame, cfg: BenchConfig) -> dict[str, float]:
 
 
 def alg1_relation_ms(pipe: Pipeline, frame: StagedFrame, cfg: BenchConfig) -> float:
-    """Per-pair Alg. 1 baseline of the relation stage (torch, unidirectional, one pair per
-    forward), on the backbone features of the frame."""
+    """Per-pair Alg. 1 baseline of the relation stage (torch, unidirectional, per-pair mask
+    pooling, one pair per forward), on the backbone features of the frame."""
     model, dev = pipe.model, pipe.device
     head = model.head.to(dev)
     pixels, _ = letterbox(frame.rgb, model.image_size, device=dev)
     with torch.inference_mode():
         tokens = head.encode_image(model.backbone.to(dev)(pixels[None]).features)
-        boxes = masks_to_boxes(frame.masks)
-        pairs = ordered_pairs(frame.n, dev)
-        image = torch.zeros(1, dtype=torch.long, device=dev)
+        one_pair = head_on_tokens(head, tokens, HeadOptions(max_pairs_per_chunk=1))
 
         def baseline() -> None:
-            for k in range(len(pairs)):
-                p = pairs[k : k + 1]
-                r_s, r_o = mask_ratios_per_pair(frame.masks, p, head.cell, head.grid)
-                # the head takes per-segment ratios: give it this pair's two maps
-                head(
-                    tokens,
-                    torch.cat((r_s, r_o)),
-                    boxes[p[0]],
-                    torch.tensor([[0, 1]], device=dev),
-                    image,
-                )
+            relation_logits(
+                one_pair, head, frame.masks, bidirectional=False, mask_embedding="per_pair"
+            )
 
         return _median_ms(baseline, cfg, dev)
 

@@ -7,10 +7,10 @@ and reports median wall-clock milliseconds and ``speedup = baseline_ms / variant
 * ``mask_embedding``: Alg. 1 (pool 2·P gathered full-res masks) vs Alg. 2 (pool N masks
   once, gather ratios), each followed by the embedding mix, over the ``N(N−1)/2`` pairs;
 * ``pair_batching``: a Python loop of one-pair forwards vs one batched ``forward_pairs``;
-* ``direction``: unidirectional ``infer`` (``N(N−1)`` passes) vs bidirectional
-  (``N(N−1)/2`` passes);
-* ``pruning``: ``infer`` without vs with mask-based pruning;
-* ``tome``: ``infer`` without vs with ToMe (``tome_ratio``).
+* ``direction``: the relation stage (:func:`dsflash_ros.runtime.relations.relation_logits`)
+  unidirectional (``N(N−1)`` passes) vs bidirectional (``N(N−1)/2`` passes);
+* ``pruning``: the relation stage without vs with mask-based pruning;
+* ``tome``: the relation stage without vs with ToMe (``tome_ratio``).
 
 ``python -m dsflash_ros.bench.relation_head --preset tiny`` prints the table.
 """
@@ -20,21 +20,21 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
 from dsflash_ros.model.config import BackboneConfig, HeadConfig, load_preset
 from dsflash_ros.model.mask_embedding import (
-    boxes_from_masks,
     gather_pair_ratios,
     mask_ratios,
     mask_ratios_per_pair,
 )
 from dsflash_ros.model.pairs import unordered_pairs
-from dsflash_ros.model.relation_head import RelationHead
+from dsflash_ros.model.panoptic import masks_to_boxes
+from dsflash_ros.model.relation_head import HeadOptions, RelationHead
+from dsflash_ros.runtime.relations import head_on_tokens, relation_logits
 
 
 def random_segmentation(
@@ -79,19 +79,6 @@ def _median_ms_pair(
     return statistics.median(times[0]), statistics.median(times[1])
 
 
-@contextmanager
-def _switched(head: RelationHead, **attrs: Any) -> Iterator[None]:
-    """Temporarily set run-time switches (``prune``, ``tome_ratio``...) of the head."""
-    old = {k: getattr(head, k) for k in attrs}
-    for k, v in attrs.items():
-        setattr(head, k, v)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            setattr(head, k, v)
-
-
 def _bench_one_image(
     head: RelationHead,
     tokens: torch.Tensor,
@@ -100,7 +87,7 @@ def _bench_one_image(
     tome_ratio: float,
 ) -> list[dict[str, Any]]:
     n = len(masks)
-    boxes = boxes_from_masks(masks)
+    boxes = masks_to_boxes(masks)
     pairs = unordered_pairs(n, masks.device)
     image = torch.zeros(len(pairs), dtype=torch.long, device=masks.device)
     ratios = head.mask_ratios(masks)
@@ -121,9 +108,10 @@ def _bench_one_image(
         head.forward_pairs(tokens, ratios, boxes, pairs, image)
 
     def infer(bidirectional: bool = True, **switches: Any) -> Callable[[], None]:
+        run_head = head_on_tokens(head, tokens, HeadOptions(**switches))
+
         def run() -> None:
-            with _switched(head, **switches):
-                head.infer(tokens, masks, boxes, bidirectional=bidirectional)
+            relation_logits(run_head, head, masks, bidirectional=bidirectional)
 
         return run
 
@@ -173,7 +161,6 @@ def bench_relation_head(
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     head = RelationHead(cfg, backbone_cfg).to(device).eval()
-    head.prune, head.tome_ratio = False, 0.0
     g = backbone_cfg.grid_size
     features = torch.randn(1, 4, backbone_cfg.hidden_size, g, g, generator=gen).to(device)
 

@@ -74,10 +74,12 @@ class HeadConfig:
     num_predicates: int = 56  # predicates, without the extra NONE logit
     classifier_hidden: int = 768
     bidirectional: bool = True  # one pass per unordered pair yields both directions
-    prune: bool = False  # mask-based dynamic pruning of patch tokens
-    prune_dilation: int = 1  # grow the kept patch set by this many cells
-    tome_ratio: float = 0.0  # share of patch tokens merged by ToMe across the head blocks
-    max_pairs_per_chunk: int = 4096  # pairs per batched forward (memory budget)
+
+
+# Run-time switches that older checkpoints saved in their head config. They are options of
+# each call now (``relation_head.HeadOptions``, set through the pipeline options), so a
+# saved value never decided anything at deployment; loading ignores them.
+RUNTIME_HEAD_KEYS = ("prune", "prune_dilation", "tome_ratio", "max_pairs_per_chunk")
 
 
 @dataclass
@@ -125,8 +127,6 @@ class ModelConfig:
             raise ConfigError("backbone.feature_layers must be 4 block indices in range")
         if b.hidden_size % b.num_heads or self.head.hidden_size % self.head.num_heads:
             raise ConfigError("hidden sizes must be divisible by the number of heads")
-        if not 0.0 <= self.head.tome_ratio < 1.0:
-            raise ConfigError("head.tome_ratio must be in [0, 1)")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -136,10 +136,11 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         data = dict(data)
+        head = {k: v for k, v in data.pop("head", {}).items() if k not in RUNTIME_HEAD_KEYS}
         try:
             sub = {
                 "backbone": BackboneConfig(**data.pop("backbone", {})),
-                "head": HeadConfig(**data.pop("head", {})),
+                "head": HeadConfig(**head),
                 "panoptic": PanopticConfig(**data.pop("panoptic", {})),
             }
             return cls(**sub, **data)

@@ -79,28 +79,6 @@ def mask_ratios_per_pair(
     return pooled[: len(pairs)], pooled[len(pairs) :]
 
 
-def boxes_from_masks(masks: torch.Tensor) -> torch.Tensor:
-    """Tight ``xyxy`` boxes ``(N, 4)`` of ``(N, H, W)`` masks, pixel edges (x2, y2 exclusive).
-
-    An empty mask gets the all-zero box.
-    """
-    if masks.ndim != 3 or masks.shape[1] == 0 or masks.shape[2] == 0:
-        raise ValueError(f"masks must be (N, H, W) with H, W > 0, got {tuple(masks.shape)}")
-    m = masks.bool()
-    rows = m.any(dim=2)  # (N, H)
-    cols = m.any(dim=1)  # (N, W)
-    h, w = m.shape[1:]
-    ys = torch.arange(h, device=m.device)
-    xs = torch.arange(w, device=m.device)
-    big = max(h, w)
-    y1 = torch.where(rows, ys, big).amin(dim=1)
-    y2 = torch.where(rows, ys + 1, 0).amax(dim=1)
-    x1 = torch.where(cols, xs, big).amin(dim=1)
-    x2 = torch.where(cols, xs + 1, 0).amax(dim=1)
-    boxes = torch.stack((x1, y1, x2, y2), dim=1).to(torch.float32)
-    return torch.where(rows.any(dim=1, keepdim=True), boxes, torch.zeros_like(boxes))
-
-
 class MaskEmbedding(nn.Module):
     """Learnable background/subject/object tokens mixed by per-cell coverage ratios."""
 

@@ -19,7 +19,7 @@ the mask embedding (:mod:`.mask_embedding`, Alg. 2). The fixed 2-D sine encoding
 an optional key mask.
 
 Gated bidirectional output — the equations chosen (the paper's Sec. 3.3 text was not
-readable; these follow the supplement §8 and the spec's open questions 1–5)::
+readable; these follow the supplement §8 and the reasons below)::
 
     x      = LN(CLS output)                       direction-aware pair embedding of (s, o)
     g      = sigmoid(W_g x + b_g)                 elementwise gate, W_g ∈ R^{H×H}
@@ -37,10 +37,11 @@ pair together with its reverse in the same batch (Fig. 4; :func:`.pairs.with_rev
 supervises all four outputs; inference runs only ``i < j`` and reads ``i → j`` from
 ``F(t_fwd)`` and ``j → i`` from ``F(t_bwd)`` — ``N(N−1)/2`` passes for ``N(N−1)`` outputs.
 With ``bidirectional: false`` all ``N(N−1)`` ordered pairs are run and ``F(t_fwd)`` is used
-(the unidirectional DSFormer-style baseline).
+(the unidirectional DSFormer-style baseline). Which pairs run and how both directions are
+spread onto the ordered pairs is the relation stage (:mod:`dsflash_ros.runtime.relations`).
 
-Optional token reductions (both off by default, both switchable at run time through the
-``prune`` / ``prune_dilation`` / ``tome_ratio`` attributes):
+Optional token reductions (both off by default), chosen per call with :class:`HeadOptions`
+(never stored on the module, so two pipelines sharing one model cannot interfere):
 
 * pruning: a pair keeps CLS, LOC and the patch cells its subject or object covers
   (``r_s + r_o > 0``), grown by ``prune_dilation`` cells; kept tokens are packed left and the
@@ -66,7 +67,6 @@ from dsflash_ros.model.mask_embedding import (
     mask_ratios,
     prune_keep_mask,
 )
-from dsflash_ros.model.pairs import directed_logits, ordered_pairs, unordered_pairs
 from dsflash_ros.model.position import sine_position_encoding
 from dsflash_ros.model.token_merging import (
     merge_tokens,
@@ -78,6 +78,35 @@ NUM_FEATURE_BLOCKS = 4
 NUM_PREFIX_TOKENS = 2  # CLS, LOC
 
 
+@dataclass(frozen=True)
+class HeadOptions:
+    """Run-time switches of the relation head, passed to each call (not model state and not
+    part of a checkpoint's config). The defaults are the plain head that export traces."""
+
+    prune: bool = False  # mask-based dynamic pruning of patch tokens
+    prune_dilation: int = 1  # grow the kept patch set by this many cells
+    tome_ratio: float = 0.0  # share of patch tokens merged by ToMe across the head blocks
+    tome_proportional: bool = False  # proportional attention (log size) on merged tokens
+    max_pairs_per_chunk: int = 4096  # pairs per batched forward (memory budget)
+
+    def __post_init__(self) -> None:
+        if self.prune_dilation < 0:
+            raise ValueError(f"prune_dilation must be >= 0, got {self.prune_dilation}")
+        if not 0.0 <= self.tome_ratio < 1.0:
+            raise ValueError(f"tome_ratio must be in [0, 1), got {self.tome_ratio}")
+        if self.max_pairs_per_chunk < 1:
+            raise ValueError(f"max_pairs_per_chunk must be >= 1, got {self.max_pairs_per_chunk}")
+
+    @property
+    def exportable(self) -> bool:
+        """True when these options are the plain head of the exported graph (no pruning or
+        ToMe): what the onnxruntime and TensorRT backends can run."""
+        return not self.prune and self.tome_ratio == 0.0
+
+
+PLAIN = HeadOptions()
+
+
 @dataclass
 class PairOutput:
     """Per pair ``(i, j)`` (``i`` = subject): logits of ``i → j`` and ``j → i`` and the gated
@@ -87,15 +116,6 @@ class PairOutput:
     logits_bwd: torch.Tensor  # (P, 1 + R) = F(t_bwd): j -> i
     t_fwd: torch.Tensor  # (P, H)
     t_bwd: torch.Tensor  # (P, H)
-
-
-@dataclass
-class DirectedRelations:
-    """All ordered pairs of one image, subject-major (see :func:`.pairs.ordered_pairs`)."""
-
-    pairs: torch.Tensor  # (N(N-1), 2) long: subject, object
-    logits: torch.Tensor  # (N(N-1), 1 + R); column 0 = NONE
-    num_passes: int  # pair rows run through the transformer blocks
 
 
 def consistency_loss(
@@ -173,8 +193,6 @@ class RelationHead(nn.Module):
             )
         if not 1 <= cfg.pool <= backbone_cfg.grid_size:
             raise ValueError(f"head pool {cfg.pool} must be in 1..{backbone_cfg.grid_size}")
-        if cfg.max_pairs_per_chunk < 1:
-            raise ValueError("max_pairs_per_chunk must be >= 1")
         self.cfg = cfg
         self.image_size = backbone_cfg.image_size
         self.feature_dim = backbone_cfg.hidden_size
@@ -182,13 +200,9 @@ class RelationHead(nn.Module):
         self.grid = backbone_cfg.grid_size // cfg.pool
         self.cell = cfg.pool * backbone_cfg.patch_size  # model pixels per head patch
         self.num_patches = self.grid * self.grid
-        # run-time switches (may be changed after construction, e.g. by the benchmark)
+        # how the model reads its outputs (fixed by training; the relation stage may still
+        # run a bidirectional model unidirectionally, as an argument)
         self.bidirectional = cfg.bidirectional
-        self.prune = cfg.prune
-        self.prune_dilation = cfg.prune_dilation
-        self.tome_ratio = cfg.tome_ratio
-        self.tome_proportional = False
-        self.max_pairs_per_chunk = cfg.max_pairs_per_chunk
 
         self.feature_merge = nn.Linear(NUM_FEATURE_BLOCKS, 1)
         nn.init.constant_(self.feature_merge.weight, 1.0 / NUM_FEATURE_BLOCKS)
@@ -244,13 +258,14 @@ class RelationHead(nn.Module):
         boxes: torch.Tensor,
         pairs: torch.Tensor,
         pair_image: torch.Tensor,
+        options: HeadOptions = PLAIN,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """One unchunked pass over all given pairs -> ``(logits_fwd, logits_bwd, t_fwd, t_bwd)``.
 
         No input validation or chunking (kept simple for export); use :meth:`forward_pairs`.
         """
-        x, pos, size = self._pair_tokens(patch_tokens, ratios, boxes, pairs, pair_image)
-        x = self._run_blocks(x, pos, size)
+        x, pos, size = self._pair_tokens(patch_tokens, ratios, boxes, pairs, pair_image, options)
+        x = self._run_blocks(x, pos, size, options)
         feat = self.norm(x[:, 0])
         gate = torch.sigmoid(self.gate(feat))
         t_fwd = gate * feat
@@ -264,17 +279,25 @@ class RelationHead(nn.Module):
         boxes: torch.Tensor,
         pairs: torch.Tensor,
         pair_image: torch.Tensor,
+        options: HeadOptions = PLAIN,
     ) -> PairOutput:
-        """All pairs in batched passes of at most ``max_pairs_per_chunk`` pairs.
+        """All pairs in batched passes of at most ``options.max_pairs_per_chunk`` pairs.
 
         ``patch_tokens (B, T, H)`` from :meth:`encode_image`; ``ratios (N, T)`` and
         ``boxes (N, 4)`` (xyxy, model pixels) of all segments of the batch; ``pairs (P, 2)``
         subject/object indices into those ``N``; ``pair_image (P,)`` image of each pair.
         """
         self._check_pair_inputs(patch_tokens, ratios, boxes, pairs, pair_image)
-        chunk = self.max_pairs_per_chunk
+        chunk = options.max_pairs_per_chunk
         outs = [
-            self(patch_tokens, ratios, boxes, pairs[i : i + chunk], pair_image[i : i + chunk])
+            self(
+                patch_tokens,
+                ratios,
+                boxes,
+                pairs[i : i + chunk],
+                pair_image[i : i + chunk],
+                options,
+            )
             for i in range(0, len(pairs), chunk)
         ]
         if not outs:
@@ -283,35 +306,6 @@ class RelationHead(nn.Module):
             z = patch_tokens.new_zeros
             return PairOutput(z(0, r), z(0, r), z(0, h), z(0, h))
         return PairOutput(*(torch.cat(parts) for parts in zip(*outs)))
-
-    def infer(
-        self,
-        patch_tokens: torch.Tensor,
-        masks: torch.Tensor,
-        boxes: torch.Tensor,
-        bidirectional: bool | None = None,
-    ) -> DirectedRelations:
-        """Scores of all ``N(N−1)`` ordered pairs of one image's ``N`` segments.
-
-        ``patch_tokens (1, T, H)``; ``masks (N, S, S)`` bool/float in the model frame;
-        ``boxes (N, 4)`` xyxy model pixels. Bidirectional (default: ``cfg.bidirectional``):
-        ``N(N−1)/2`` passes over ``i < j``; otherwise ``N(N−1)`` passes using ``F(t_fwd)``.
-        """
-        if patch_tokens.ndim != 3 or patch_tokens.shape[0] != 1:
-            raise ValueError(
-                f"infer takes one image: patch_tokens (1, T, H), got {tuple(patch_tokens.shape)}"
-            )
-        bidirectional = self.bidirectional if bidirectional is None else bidirectional
-        device = patch_tokens.device
-        ratios = self.mask_ratios(masks).to(device)
-        n = len(masks)
-        run = unordered_pairs(n, device) if bidirectional else ordered_pairs(n, device)
-        image = torch.zeros(len(run), dtype=torch.long, device=device)
-        out = self.forward_pairs(patch_tokens, ratios, boxes.to(device), run, image)
-        if not bidirectional:
-            return DirectedRelations(run, out.logits_fwd, len(run))
-        pairs, logits = directed_logits(run, out.logits_fwd, out.logits_bwd, n)
-        return DirectedRelations(pairs, logits, len(run))
 
     @property
     def last_tokens_per_block(self) -> list[float]:
@@ -330,6 +324,7 @@ class RelationHead(nn.Module):
         boxes: torch.Tensor,
         pairs: torch.Tensor,
         pair_image: torch.Tensor,
+        options: HeadOptions,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Token sequences ``(P, 2 + L, H)``, positional codes and slot sizes (None = all 1)."""
         r_sbj, r_obj = gather_pair_ratios(ratios, pairs)
@@ -338,8 +333,8 @@ class RelationHead(nn.Module):
         loc = self.loc_encoder(boxes[pairs[:, 0]], boxes[pairs[:, 1]]).to(patch_tokens.dtype)
         pos = self.pos_embed.to(patch_tokens.dtype)
         size = None
-        if self.prune:
-            keep = prune_keep_mask(r_sbj, r_obj, self.grid, self.prune_dilation)
+        if options.prune:
+            keep = prune_keep_mask(r_sbj, r_obj, self.grid, options.prune_dilation)
             index, counts = pack_left(keep)
             index = index[:, : int(counts.max()) if num else 0]
             patches = patch_tokens[pair_image[:, None], index]  # gather only kept cells
@@ -355,18 +350,22 @@ class RelationHead(nn.Module):
         prefix = pos.new_zeros(pos.shape[0], NUM_PREFIX_TOKENS, pos.shape[-1])
         return x, torch.cat((prefix, pos), dim=1), size
 
-    def _attn_mask(self, size: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    @staticmethod
+    def _attn_mask(
+        size: torch.Tensor | None, dtype: torch.dtype, proportional: bool
+    ) -> torch.Tensor | None:
         if size is None:
             return None
-        if self.tome_proportional:
+        if proportional:
             return size.log().to(dtype)[:, None, None, :]  # log 0 = -inf masks empty slots
         return (size > 0)[:, None, None, :]
 
     def _run_blocks(
-        self, x: torch.Tensor, pos: torch.Tensor, size: torch.Tensor | None
+        self, x: torch.Tensor, pos: torch.Tensor, size: torch.Tensor | None, options: HeadOptions
     ) -> torch.Tensor:
-        r = tome_tokens_per_block(self.tome_ratio, self.num_patches, len(self.blocks))
-        attn_mask = self._attn_mask(size, x.dtype)
+        r = tome_tokens_per_block(options.tome_ratio, self.num_patches, len(self.blocks))
+        proportional = options.tome_proportional
+        attn_mask = self._attn_mask(size, x.dtype, proportional)
         record = not (torch.compiler.is_compiling() or torch.jit.is_tracing())
         counts: list[torch.Tensor | int] = []
         last = len(self.blocks) - 1
@@ -382,7 +381,7 @@ class RelationHead(nn.Module):
                     size = x.new_ones(x.shape[:2])
                 pos = pos.expand(x.shape[0], -1, -1)
                 x, pos, size = merge_tokens(x, pos, size, keys, r, NUM_PREFIX_TOKENS)
-                attn_mask = self._attn_mask(size, x.dtype)
+                attn_mask = self._attn_mask(size, x.dtype, proportional)
             x = x + block.mlp(x)
         if record:
             self.pair_rows += x.shape[0]

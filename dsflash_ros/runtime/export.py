@@ -51,7 +51,7 @@ from torch import nn
 
 from dsflash_ros.model.checkpoint import model_id
 from dsflash_ros.model.dsflash import DSFlash
-from dsflash_ros.model.relation_head import NUM_FEATURE_BLOCKS, RelationHead
+from dsflash_ros.model.relation_head import NUM_FEATURE_BLOCKS, PLAIN, RelationHead
 from dsflash_ros.runtime.engine_cache import OnnxKey, default_cache_root
 
 DEFAULT_OPSET = 18
@@ -104,7 +104,8 @@ class HeadGraph(nn.Module):
     """``(features, ratios, boxes, pairs) -> (logits_fwd, logits_bwd)`` of one image.
 
     Patch tokens are encoded inside (once per call = once per frame); every pair belongs to
-    image 0. Unchunked: the caller bounds ``P`` (the TensorRT profile does).
+    image 0. Unchunked: the caller bounds ``P`` (the TensorRT profile does). The plain head
+    (``HeadOptions()``): pruning and ToMe are not part of the exported graph.
     """
 
     def __init__(self, model: DSFlash) -> None:
@@ -121,19 +122,8 @@ class HeadGraph(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         tokens = self.head.encode_image(features.to(self.dtype))
         pair_image = torch.zeros_like(pairs[:, 0])
-        fwd, bwd, _, _ = self.head(tokens, ratios, boxes, pairs, pair_image)
+        fwd, bwd, _, _ = self.head(tokens, ratios, boxes, pairs, pair_image, PLAIN)
         return fwd.float(), bwd.float()
-
-
-@contextmanager
-def export_switches(head: RelationHead) -> Iterator[None]:
-    """Pruning and ToMe off while tracing (restored afterwards)."""
-    saved = (head.prune, head.tome_ratio)
-    head.prune, head.tome_ratio = False, 0.0
-    try:
-        yield
-    finally:
-        head.prune, head.tome_ratio = saved
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -362,17 +352,16 @@ def export_onnx(
     segments = ("segments", 2, max_segments)
     pairs = ("pairs", 1, max_segments * (max_segments - 1))
     dynamic = {"ratios": {0: segments}, "boxes": {0: segments}, "pairs": {0: pairs}}
-    with export_switches(target.head):
-        _export_graph(
-            HeadGraph(target),
-            example_head_inputs(target),
-            result.head,
-            HEAD_INPUTS,
-            HEAD_OUTPUTS,
-            opset,
-            exporter,
-            dynamic,
-        )
+    _export_graph(
+        HeadGraph(target),
+        example_head_inputs(target),
+        result.head,
+        HEAD_INPUTS,
+        HEAD_OUTPUTS,
+        opset,
+        exporter,
+        dynamic,
+    )
 
     meta = {
         "format_version": EXPORT_FORMAT_VERSION,
@@ -500,7 +489,7 @@ def check_onnx(
     for n in num_segments:
         feats, ratios, boxes, _ = example_head_inputs(model, n, 1, seed)
         pairs = torch.triu_indices(n, n, offset=1).T.contiguous()
-        with torch.inference_mode(), export_switches(model.head):
+        with torch.inference_mode():
             ref_h = HeadGraph(model)(feats, ratios, boxes, pairs)
         feeds = dict(zip(HEAD_INPUTS, map(_numpy, (feats, ratios, boxes, pairs))))
         got_h = sess.run(list(HEAD_OUTPUTS), feeds)

@@ -22,17 +22,16 @@ from dsflash_ros.limits import RANGES, check_range
 from dsflash_ros.model.checkpoint import CheckpointError
 from dsflash_ros.model.config import ModelConfig, PanopticConfig
 from dsflash_ros.model.dsflash import DSFlash, build_model, load_model
-from dsflash_ros.model.mask_embedding import mask_ratios_per_pair
-from dsflash_ros.model.pairs import directed_logits, ordered_pairs, unordered_pairs
 from dsflash_ros.model.panoptic import (
     PanopticSegments,
-    masks_to_boxes,
     postprocess_panoptic,
     segments_to_id_map,
 )
 from dsflash_ros.model.preprocess import LetterboxInfo, letterbox, letterbox_masks
 from dsflash_ros.model.provenance import ModelFacts, ProvenanceError
+from dsflash_ros.model.relation_head import HeadOptions
 from dsflash_ros.runtime.backends import BACKENDS, PRECISIONS, Backend, create_backend
+from dsflash_ros.runtime.relations import MASK_EMBEDDINGS, RelationLogits, relation_logits
 from dsflash_ros.runtime.result import SceneGraphResult
 
 DEFAULT_MODEL_NAME = "dsflash_tiny_synth.safetensors"
@@ -91,12 +90,17 @@ class PipelineOptions:
                 "prune and tome_ratio are not part of the exported head graph: they need "
                 f"backend torch (not {self.backend})"
             )
-        if self.backend != "torch" and self.mask_embedding != "shared":
-            raise ValueError("mask_embedding per_pair (the Alg. 1 reference) needs backend torch")
-        if self.mask_embedding not in ("shared", "per_pair"):
+        if self.mask_embedding not in MASK_EMBEDDINGS:
             raise ValueError(
                 f"mask_embedding must be shared or per_pair, not {self.mask_embedding!r}"
             )
+        if self.backend != "torch" and self.mask_embedding != "shared":
+            raise ValueError("mask_embedding per_pair (the Alg. 1 reference) needs backend torch")
+
+    @property
+    def head_options(self) -> HeadOptions:
+        """The relation head's run-time switches these options ask for."""
+        return HeadOptions(prune=self.prune, tome_ratio=self.tome_ratio)
 
 
 @dataclass
@@ -180,7 +184,6 @@ class Pipeline:
             **self._backend_kwargs(),
         )
         self.device = self.backend.device
-        self._apply_head_options()
 
     def _backend_kwargs(self) -> dict[str, object]:
         o = self.options
@@ -250,12 +253,6 @@ class Pipeline:
     def set_options(self, **changes: object) -> None:
         """Change thresholds/limits at run time (not backend, device or precision)."""
         self.options = self.check_options(**changes)
-        self._apply_head_options()
-
-    def _apply_head_options(self) -> None:
-        head = self.model.head
-        head.prune = self.options.prune
-        head.tome_ratio = self.options.tome_ratio
 
     # ------------------------------------------------------------------ inference
     def __call__(self, rgb: np.ndarray) -> SceneGraphResult:
@@ -287,14 +284,14 @@ class Pipeline:
             features = self.backend.run_backbone(pixels[None]).features
             segments = self._given_segments(masks, labels, info)
             id_map = segments_to_id_map(segments.masks, info.content_hw, info.orig_hw)
-        pairs, logits = self._pair_logits(segments, features, timings)
+        rel = self._timed_relations(segments, features, timings)
         timings["total"] = (time.perf_counter() - t0) * 1e3
         return FramePrediction(
             id_map=id_map.cpu().numpy(),
             labels=segments.labels.cpu().numpy().astype(np.int64),
             scores=segments.scores.float().cpu().numpy(),
-            pairs=pairs.cpu().numpy().astype(np.int64),
-            rel_probs=torch.sigmoid(logits).cpu().numpy().astype(np.float32),
+            pairs=rel.pairs.cpu().numpy().astype(np.int64),
+            rel_probs=torch.sigmoid(rel.logits).cpu().numpy().astype(np.float32),
             timings_ms=timings,
         )
 
@@ -346,43 +343,37 @@ class Pipeline:
         lab = torch.as_tensor(labels, dtype=torch.long, device=self.device)
         return PanopticSegments(m, lab, torch.ones(len(m), device=self.device))
 
-    def _pair_logits(
-        self,
-        segments: PanopticSegments,
-        features: torch.Tensor,
-        timings: dict[str, float],
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """All ordered pairs (subject-major) and their logits (P, 1 + R)."""
+    def relations(
+        self, features: torch.Tensor, masks: torch.Tensor, bidirectional: bool | None = None
+    ) -> RelationLogits:
+        """The relation stage on one image: logits of every ordered pair of its segments.
+
+        ``features (1, 4, D, g, g)`` from the backbone, ``masks (N, S, S)`` in the model frame;
+        the options' head switches and mask embedding apply (:mod:`.relations`).
+        ``bidirectional`` None = the model's own mode.
+        """
+        options = self.options.head_options
+
+        def run_head(
+            ratios: torch.Tensor, boxes: torch.Tensor, pairs: torch.Tensor
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            return self.backend.run_head(features, ratios, boxes, pairs, options)
+
+        return relation_logits(
+            run_head,
+            self.model.head,
+            masks,
+            bidirectional=bidirectional,
+            mask_embedding=self.options.mask_embedding,
+        )
+
+    def _timed_relations(
+        self, segments: PanopticSegments, features: torch.Tensor, timings: dict[str, float]
+    ) -> RelationLogits:
         t = time.perf_counter()
-        head = self.model.head
-        n = len(segments.masks)
-        bidirectional = head.bidirectional
-        run = unordered_pairs(n, self.device) if bidirectional else ordered_pairs(n, self.device)
-        if len(run):
-            boxes = masks_to_boxes(segments.masks)
-            if self.options.mask_embedding == "shared":
-                fwd, bwd = self.backend.run_head(
-                    features, head.mask_ratios(segments.masks), boxes, run
-                )
-            else:  # Alg. 1: each pair's own two pooled masks become two "segments" of their own
-                r_sbj, r_obj = mask_ratios_per_pair(segments.masks, run, head.cell, head.grid)
-                p = len(run)
-                own = torch.arange(p, device=self.device)
-                fwd, bwd = self.backend.run_head(
-                    features,
-                    torch.cat((r_sbj, r_obj)),
-                    torch.cat((boxes[run[:, 0]], boxes[run[:, 1]])),
-                    torch.stack((own, own + p), dim=1),
-                )
-        else:
-            r = self.config.head.num_predicates + 1
-            fwd = bwd = torch.zeros((0, r), device=self.device)
-        if bidirectional:
-            pairs, logits = directed_logits(run, fwd, bwd, n)
-        else:
-            pairs, logits = run, fwd
+        rel = self.relations(features, segments.masks)
         self._lap(timings, "relation", t)
-        return pairs, logits
+        return rel
 
     def _relations_and_result(
         self,
@@ -391,15 +382,15 @@ class Pipeline:
         info: LetterboxInfo,
         timings: dict[str, float],
     ) -> SceneGraphResult:
-        pairs, logits = self._pair_logits(segments, features, timings)
+        rel = self._timed_relations(segments, features, timings)
         t = time.perf_counter()
         id_map = segments_to_id_map(segments.masks, info.content_hw, info.orig_hw)
         result = build_result(
             id_map,
             segments.labels,
             segments.scores,
-            pairs,
-            logits,
+            rel.pairs,
+            rel.logits,
             self.config,
             self.options,
             self.model_id,

@@ -13,7 +13,9 @@ clip 1.0, EMA 0.995 (reference code). Learning rate: the paper's 1e-5 is for the
 (hidden 192, 3 layers) gets 750 steps of 8 synthetic images in its CPU budget, so its recipe
 scales the lr up to 1e-3 (with 1e-5 it does not leave the predicate-prior solution).
 
-Validation: PredCls (GT masks and labels) SingleMPO recall with :class:`SceneGraphEvaluator`.
+Validation: PredCls (GT masks and labels) SingleMPO recall with :class:`SceneGraphEvaluator`,
+the relations scored by the shipped relation stage (:meth:`runtime.pipeline.Pipeline.relations`
+on the torch backend), so validation measures what the node and ``dsflash eval`` run.
 """
 
 from __future__ import annotations
@@ -120,19 +122,22 @@ def evaluate_relations(
     batch_size: int = 8,
 ) -> dict[str, float]:
     """PredCls R@k / mR@k / mR@inf (SingleMPO, GT segments) on ``dataset``."""
+    from dsflash_ros.runtime.pipeline import Pipeline, PipelineOptions
+
     cfg = model.config
     size = cfg.backbone.image_size
     loader = eval_loader(dataset, size, max_images, batch_size)
     evaluator = SceneGraphEvaluator(cfg.head.num_predicates, cfg.predicate_names)
-    with eval_mode(model.head):
+    with eval_mode(model.head), eval_mode(model.backbone):
+        pipeline = Pipeline(model, "validation", PipelineOptions(device=str(device)))
         for batch in loader:
             batch = batch.to(device)
-            tokens = model.head.encode_image(frozen_features(model, batch.pixels))
+            features = frozen_features(model, batch.pixels)
             for b, content in enumerate(batch.content_hw):
                 masks, labels = batch.masks[b], batch.labels[b].cpu().numpy()
                 id_map = segments_to_id_map(masks, content, content).cpu().numpy().astype(np.int64)
                 gt = ImageGT(batch.image_ids[b], id_map, labels, batch.relations[b].numpy())
-                rel = model.head.infer(tokens[b : b + 1], masks, batch.boxes[b])
+                rel = pipeline.relations(features[b : b + 1], masks)
                 pred = ImagePrediction(
                     batch.image_ids[b],
                     id_map,

@@ -10,13 +10,13 @@ import torch.nn.functional as F
 
 from dsflash_ros.model.mask_embedding import (
     MaskEmbedding,
-    boxes_from_masks,
     gather_pair_ratios,
     mask_ratios,
     mask_ratios_per_pair,
     prune_keep_mask,
 )
 from dsflash_ros.model.pairs import ordered_pairs
+from dsflash_ros.model.panoptic import masks_to_boxes
 from dsflash_ros.model.position import sine_position_encoding
 
 CELL, GRID = 6, 5  # 30 px covered; masks are 33 px so 3 remainder rows/cols are dropped
@@ -125,12 +125,13 @@ def test_prune_keep_mask_with_dilation() -> None:
         prune_keep_mask(r_s[:, :4], r_o[:, :4], grid)
 
 
-def test_boxes_from_masks() -> None:
+def test_masks_to_boxes_bool_and_float_masks() -> None:
     masks = torch.zeros(3, 10, 12, dtype=torch.bool)
     masks[0, 2:5, 3:9] = True
     masks[1, 9, 11] = True
-    boxes = boxes_from_masks(masks)
-    assert boxes.tolist() == [[3, 2, 9, 5], [11, 9, 12, 10], [0, 0, 0, 0]]
+    expected = [[3, 2, 9, 5], [11, 9, 12, 10], [0, 0, 0, 0]]
+    assert masks_to_boxes(masks).tolist() == expected
+    assert masks_to_boxes(masks.float()).tolist() == expected
 
 
 def test_sine_position_encoding_layout() -> None:

@@ -7,9 +7,9 @@ import torch
 
 from dsflash_ros.bench.relation_head import random_segmentation
 from dsflash_ros.model.config import BackboneConfig, HeadConfig
-from dsflash_ros.model.mask_embedding import boxes_from_masks
 from dsflash_ros.model.pairs import ordered_pairs
-from dsflash_ros.model.relation_head import HeadBlock, RelationHead
+from dsflash_ros.model.panoptic import masks_to_boxes
+from dsflash_ros.model.relation_head import PLAIN, HeadBlock, HeadOptions, RelationHead
 from dsflash_ros.model.token_merging import merge_tokens, pack_left, tome_tokens_per_block
 
 BACKBONE = BackboneConfig(image_size=112, patch_size=16, hidden_size=24, num_layers=4, num_heads=2)
@@ -35,11 +35,11 @@ def tokens_for(head: RelationHead, seed: int = 0) -> torch.Tensor:
     return head.encode_image(torch.randn(1, 4, BACKBONE.hidden_size, g, g, generator=gen))
 
 
-def run_pairs(head: RelationHead, tokens, masks, pairs):
+def run_pairs(head: RelationHead, tokens, masks, pairs, options: HeadOptions = PLAIN):
     image = torch.zeros(len(pairs), dtype=torch.long)
     with torch.no_grad():
         return head.forward_pairs(
-            tokens, head.mask_ratios(masks), boxes_from_masks(masks), pairs, image
+            tokens, head.mask_ratios(masks), masks_to_boxes(masks), pairs, image, options
         )
 
 
@@ -63,39 +63,39 @@ def test_pruning_keeps_the_right_tokens() -> None:
     tokens = tokens_for(head)
     masks = corner_masks()
     pair = torch.tensor([[0, 1]])
-    head.prune, head.prune_dilation = True, 0
-    pruned = run_pairs(head, tokens, masks, pair)
+    pruned = run_pairs(head, tokens, masks, pair, HeadOptions(prune=True, prune_dilation=0))
     assert head.last_tokens_per_block == [4.0, 4.0]  # CLS, LOC, cells 0 and 8
     # same result as running the blocks on exactly [CLS, LOC, cell 0, cell 8]
-    head.prune = False
     ratios = head.mask_ratios(masks)
     with torch.no_grad():
-        x, pos, _ = head._pair_tokens(tokens, ratios, boxes_from_masks(masks), pair, pair[:, 0] * 0)
+        x, pos, _ = head._pair_tokens(
+            tokens, ratios, masks_to_boxes(masks), pair, pair[:, 0] * 0, PLAIN
+        )
         cols = torch.tensor([0, 1, 2 + 0, 2 + 8])
-        x = head._run_blocks(x[:, cols], pos[:, cols], None)
+        x = head._run_blocks(x[:, cols], pos[:, cols], None, PLAIN)
         feat = head.norm(x[:, 0])
         manual = head.classifier(torch.sigmoid(head.gate(feat)) * feat)
     torch.testing.assert_close(pruned.logits_fwd, manual)
     full = run_pairs(head, tokens, masks, pair)
     assert not torch.allclose(full.logits_fwd, pruned.logits_fwd)
-    head.prune, head.prune_dilation = True, 1
-    run_pairs(head, tokens, masks, pair)
+    run_pairs(head, tokens, masks, pair, HeadOptions(prune=True, prune_dilation=1))
     assert head.last_tokens_per_block[0] == 2 + 7  # 2x2 around (0,0) joined with 2x2 at (2,2)
 
 
 def test_pruning_padding_and_chunk_invariance_with_empty_pair() -> None:
     head = make_head()
-    head.prune, head.prune_dilation = True, 0
+    prune = HeadOptions(prune=True, prune_dilation=0)
     tokens = tokens_for(head, seed=1)
     masks = corner_masks()
     pairs = ordered_pairs(3)  # includes pairs with the empty mask (and one mask only)
-    batched = run_pairs(head, tokens, masks, pairs)
+    batched = run_pairs(head, tokens, masks, pairs, prune)
     assert torch.isfinite(batched.logits_fwd).all()
-    head.max_pairs_per_chunk = 1
-    alone = run_pairs(head, tokens, masks, pairs)
+    one = HeadOptions(prune=True, prune_dilation=0, max_pairs_per_chunk=1)
+    alone = run_pairs(head, tokens, masks, pairs, one)
     torch.testing.assert_close(batched.logits_fwd, alone.logits_fwd)
     torch.testing.assert_close(batched.logits_bwd, alone.logits_bwd)
-    empty = run_pairs(head, tokens, torch.zeros(2, 112, 112, dtype=torch.bool), ordered_pairs(2))
+    empty_masks = torch.zeros(2, 112, 112, dtype=torch.bool)
+    empty = run_pairs(head, tokens, empty_masks, ordered_pairs(2), one)
     assert head.last_tokens_per_block == [2.0, 2.0]  # only CLS + LOC
     assert torch.isfinite(empty.logits_fwd).all()
 
@@ -106,8 +106,8 @@ def test_pruning_with_everything_kept_equals_no_pruning() -> None:
     masks = random_segmentation(4, 112, torch.Generator().manual_seed(3))
     pairs = ordered_pairs(4)
     plain = run_pairs(head, tokens, masks, pairs)
-    head.prune, head.prune_dilation = True, 3  # dilation covers the whole 3x3 grid
-    pruned = run_pairs(head, tokens, masks, pairs)
+    everything = HeadOptions(prune=True, prune_dilation=3)  # covers the whole 3x3 grid
+    pruned = run_pairs(head, tokens, masks, pairs, everything)
     assert head.last_tokens_per_block[0] == 2 + 9
     torch.testing.assert_close(pruned.logits_fwd, plain.logits_fwd)
     torch.testing.assert_close(pruned.t_bwd, plain.t_bwd)
@@ -181,17 +181,19 @@ def test_tome_in_head() -> None:
     pairs = ordered_pairs(4)
     plain = run_pairs(head, tokens, masks, pairs)
     assert head.last_tokens_per_block == [51.0, 51.0, 51.0]
-    head.tome_ratio = 0.0
-    torch.testing.assert_close(run_pairs(head, tokens, masks, pairs).logits_fwd, plain.logits_fwd)
-    head.tome_ratio = 0.5  # r = round(0.5 * 49 / 3) = 8 per block, none in the last block
-    merged = run_pairs(head, tokens, masks, pairs)
+    off = run_pairs(head, tokens, masks, pairs, HeadOptions(tome_ratio=0.0))
+    torch.testing.assert_close(off.logits_fwd, plain.logits_fwd)
+    tome = HeadOptions(tome_ratio=0.5)  # r = round(0.5 * 49 / 3) = 8 per block, none last
+    merged = run_pairs(head, tokens, masks, pairs, tome)
     assert head.last_tokens_per_block == [51.0, 43.0, 35.0]
     assert torch.isfinite(merged.logits_fwd).all() and torch.isfinite(merged.logits_bwd).all()
     assert not torch.allclose(merged.logits_fwd, plain.logits_fwd)
-    head.tome_proportional = True
-    assert torch.isfinite(run_pairs(head, tokens, masks, pairs).logits_fwd).all()
+    proportional = HeadOptions(tome_ratio=0.5, tome_proportional=True)
+    assert torch.isfinite(run_pairs(head, tokens, masks, pairs, proportional).logits_fwd).all()
     # ToMe combined with pruning: still independent of how pairs are chunked
-    head.prune = True
-    both = run_pairs(head, tokens, masks, pairs)
-    head.max_pairs_per_chunk = 1
-    torch.testing.assert_close(run_pairs(head, tokens, masks, pairs).logits_fwd, both.logits_fwd)
+    both = HeadOptions(tome_ratio=0.5, tome_proportional=True, prune=True)
+    batched = run_pairs(head, tokens, masks, pairs, both)
+    one = HeadOptions(tome_ratio=0.5, tome_proportional=True, prune=True, max_pairs_per_chunk=1)
+    torch.testing.assert_close(
+        run_pairs(head, tokens, masks, pairs, one).logits_fwd, batched.logits_fwd
+    )

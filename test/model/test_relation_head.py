@@ -1,4 +1,5 @@
-"""Relation head: shapes, pass counts, direction bookkeeping, chunking, gating, bad input."""
+"""Relation head and the relation stage: shapes, pass counts, direction bookkeeping,
+chunking, gating, bad input."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import torch
 
 from dsflash_ros.bench.relation_head import bench_relation_head, random_segmentation
 from dsflash_ros.model.config import BackboneConfig, HeadConfig, load_preset
-from dsflash_ros.model.mask_embedding import boxes_from_masks
 from dsflash_ros.model.pairs import (
     batch_pairs,
     ordered_pair_index,
@@ -15,7 +15,9 @@ from dsflash_ros.model.pairs import (
     unordered_pairs,
     with_reversed,
 )
-from dsflash_ros.model.relation_head import RelationHead, consistency_loss
+from dsflash_ros.model.panoptic import masks_to_boxes
+from dsflash_ros.model.relation_head import HeadOptions, RelationHead, consistency_loss
+from dsflash_ros.runtime.relations import head_on_tokens, relation_logits
 
 BACKBONE = BackboneConfig(image_size=112, patch_size=16, hidden_size=24, num_layers=4, num_heads=2)
 
@@ -40,7 +42,7 @@ def image_inputs(head: RelationHead, n: int, seed: int = 0, batch: int = 1):
     g = BACKBONE.grid_size
     features = torch.randn(batch, 4, BACKBONE.hidden_size, g, g, generator=gen)
     masks = random_segmentation(n, BACKBONE.image_size, gen)
-    return head.encode_image(features), masks, boxes_from_masks(masks)
+    return head.encode_image(features), masks, masks_to_boxes(masks)
 
 
 def test_pair_enumeration() -> None:
@@ -72,13 +74,18 @@ def test_encode_image_shape_and_mean_init() -> None:
         head.encode_image(features[:, :3])
 
 
-def test_bidirectional_infer_passes_and_roles() -> None:
+def stage(head: RelationHead, tokens: torch.Tensor, masks: torch.Tensor, **kwargs: object):
+    """The shipped relation stage on a bare head."""
+    return relation_logits(head_on_tokens(head, tokens), head, masks, **kwargs)
+
+
+def test_bidirectional_stage_passes_and_roles() -> None:
     head = small_head()
     n = 5
     tokens, masks, boxes = image_inputs(head, n)
     head.reset_stats()
     with torch.no_grad():
-        rel = head.infer(tokens, masks, boxes)
+        rel = stage(head, tokens, masks)
     assert rel.num_passes == head.pair_rows == n * (n - 1) // 2
     assert rel.logits.shape == (n * (n - 1), 6)
     assert torch.equal(rel.pairs, ordered_pairs(n))
@@ -98,13 +105,15 @@ def test_bidirectional_infer_passes_and_roles() -> None:
     assert not torch.allclose(rev.logits_fwd, out.logits_fwd)
 
 
-def test_unidirectional_infer_uses_forward_of_each_ordered_pair() -> None:
-    head = small_head(bidirectional=False)
+@pytest.mark.parametrize("from_config", [True, False])
+def test_unidirectional_stage_uses_forward_of_each_ordered_pair(from_config: bool) -> None:
+    """A unidirectional model, or a bidirectional one run unidirectionally by argument."""
+    head = small_head(bidirectional=not from_config)
     n = 4
     tokens, masks, boxes = image_inputs(head, n, seed=1)
     head.reset_stats()
     with torch.no_grad():
-        rel = head.infer(tokens, masks, boxes)
+        rel = stage(head, tokens, masks, bidirectional=None if from_config else False)
         assert rel.num_passes == head.pair_rows == n * (n - 1)
         op = ordered_pairs(n)
         for k in (1, 5, 11):  # a few ordered pairs, e.g. (j, i) with j > i
@@ -145,8 +154,8 @@ def test_chunk_size_independence_and_multi_image_batch() -> None:
     with torch.no_grad():
         full = head.forward_pairs(tokens, ratios, boxes, pairs, image)
         for chunk in (1, 5):
-            head.max_pairs_per_chunk = chunk
-            part = head.forward_pairs(tokens, ratios, boxes, pairs, image)
+            options = HeadOptions(max_pairs_per_chunk=chunk)
+            part = head.forward_pairs(tokens, ratios, boxes, pairs, image, options)
             torch.testing.assert_close(part.logits_fwd, full.logits_fwd)
             torch.testing.assert_close(part.t_bwd, full.t_bwd)
         alone = head.forward_pairs(
@@ -186,16 +195,22 @@ def test_small_and_bad_inputs() -> None:
     head = small_head()
     tokens, masks, boxes = image_inputs(head, 3, seed=5)
     for n in (0, 1):
-        rel = head.infer(tokens, masks[:n], boxes[:n])
+        rel = stage(head, tokens, masks[:n])
         assert rel.logits.shape == (0, 6) and rel.pairs.shape == (0, 2) and rel.num_passes == 0
     ratios = head.mask_ratios(masks)
     img = torch.zeros(1, dtype=torch.long)
     with pytest.raises(ValueError, match="masks must be"):
-        head.infer(tokens, masks[:, :50], boxes)
+        stage(head, tokens, masks[:, :50])
+    with pytest.raises(ValueError, match="mask_embedding"):
+        stage(head, tokens, masks, mask_embedding="fancy")
     with pytest.raises(ValueError, match="boxes must be"):
-        head.infer(tokens, masks, boxes[:2])
+        head.forward_pairs(tokens, ratios, boxes[:2], torch.tensor([[0, 1]]), img)
     with pytest.raises(ValueError, match="one image"):
-        head.infer(tokens.expand(2, -1, -1), masks, boxes)
+        head_on_tokens(head, tokens.expand(2, -1, -1))
+    with pytest.raises(ValueError, match="max_pairs_per_chunk"):
+        HeadOptions(max_pairs_per_chunk=0)
+    with pytest.raises(ValueError, match="tome_ratio"):
+        HeadOptions(tome_ratio=1.0)
     with pytest.raises(ValueError, match="out of range"):
         head.forward_pairs(tokens, ratios, boxes, torch.tensor([[0, 3]]), img)
     with pytest.raises(ValueError, match="pair_image out of range"):
@@ -237,7 +252,41 @@ def test_pair_signal_is_not_drowned_at_init() -> None:
         tokens = head.encode_image(features)
         ratios = head.mask_ratios(masks)
         image = torch.zeros(len(pairs), dtype=torch.long)
-        _, _, t_fwd, t_bwd = head(tokens, ratios, boxes_from_masks(masks), pairs, image)
+        _, _, t_fwd, t_bwd = head(tokens, ratios, masks_to_boxes(masks), pairs, image)
     feat = t_fwd + t_bwd  # = LN(CLS output), the gate only splits it
     relative_spread = feat.std(0).norm() / feat.mean(0).norm()
     assert relative_spread > 0.03
+
+
+def test_old_configs_with_run_time_head_keys_still_load(tmp_path) -> None:
+    """Checkpoints written before the head switches became call options carry ``prune``,
+    ``prune_dilation``, ``tome_ratio`` and ``max_pairs_per_chunk`` in their head config:
+    they load, the keys are ignored, and saving again no longer writes them."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from dsflash_ros.model.checkpoint import METADATA_KEY
+    from dsflash_ros.model.config import RUNTIME_HEAD_KEYS, ModelConfig
+    from dsflash_ros.model.dsflash import build_model, load_model, save_model
+    from dsflash_ros.runtime.pipeline import default_model_path
+
+    data = load_preset("tiny").to_dict()
+    data["head"].update(prune=True, prune_dilation=2, tome_ratio=0.5, max_pairs_per_chunk=64)
+    cfg = ModelConfig.from_dict(data)
+    assert not set(RUNTIME_HEAD_KEYS) & set(cfg.to_dict()["head"])
+    with pytest.raises(Exception, match="invalid model config"):
+        ModelConfig.from_dict({**data, "head": {**data["head"], "no_such_key": 1}})
+    # a real file in the old layout: save, then put the old keys back into its config
+    path = save_model(tmp_path / "old.safetensors", build_model("tiny", seed=0))
+    header = safe_open(str(path), "pt").metadata()
+    payload = json.loads(header[METADATA_KEY])
+    payload["config"]["head"].update(prune=False, tome_ratio=0.0, max_pairs_per_chunk=4096)
+    save_file(load_file(str(path)), str(path), {METADATA_KEY: json.dumps(payload)})
+    model, _, _ = load_model(path)
+    assert model.config.head == cfg.head
+    embedded = default_model_path()
+    if embedded.is_file():  # the shipped model, whichever code version wrote it
+        model, _, _ = load_model(embedded)
+        assert isinstance(model.head, RelationHead)

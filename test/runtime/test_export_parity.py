@@ -14,6 +14,7 @@ import torch
 
 from dsflash_ros.model.config import load_preset
 from dsflash_ros.model.dsflash import DSFlash, build_model
+from dsflash_ros.model.relation_head import HeadOptions
 from dsflash_ros.runtime import export as ex
 from dsflash_ros.runtime.backends import BackendError, create_backend
 from dsflash_ros.runtime.engine_cache import CACHE_ENV
@@ -166,14 +167,14 @@ def test_bad_inputs_and_mismatch(tmp_path: Path, cache: Path) -> None:
     backend = create_backend("onnxruntime", model)  # cached by the fixture
     with pytest.raises(BackendError, match="pixels must be"):
         backend.run_backbone(torch.zeros(1, 3, 32, 32))
-    model.head.prune = True
-    try:
-        with pytest.raises(BackendError, match="pruning"):
-            backend.run_head(
-                torch.zeros(1), torch.zeros(2, 4), torch.zeros(2, 4), torch.tensor([[0, 1]])
-            )
-    finally:
-        model.head.prune = False
+    with pytest.raises(BackendError, match="pruning"):
+        backend.run_head(
+            torch.zeros(1),
+            torch.zeros(2, 4),
+            torch.zeros(2, 4),
+            torch.tensor([[0, 1]]),
+            HeadOptions(prune=True),
+        )
     other = build_model("tiny", seed=5)  # different weights than the export
     with pytest.raises(ex.ExportError, match="disagrees"):
         ex.check_onnx(other, backend.export, num_segments=(3,))
@@ -199,11 +200,9 @@ def test_ort_head_chunking_matches_one_call(cache: Path) -> None:
     backend = create_backend("onnxruntime", model)
     feats, ratios, boxes, pairs = ex.example_head_inputs(model, 6, 30, seed=3)
     whole = backend.run_head(feats, ratios, boxes, pairs)
-    model.head.max_pairs_per_chunk = 7  # 30 pairs -> 5 calls
-    try:
-        chunked = backend.run_head(feats, ratios, boxes, pairs)
-    finally:
-        model.head.max_pairs_per_chunk = model.config.head.max_pairs_per_chunk
+    chunked = backend.run_head(  # 30 pairs -> 5 calls
+        feats, ratios, boxes, pairs, HeadOptions(max_pairs_per_chunk=7)
+    )
     for a, b in zip(whole, chunked):
         assert a.shape == (30, model.config.head.num_predicates + 1)
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from dsflash_ros.model.config import load_preset
+from dsflash_ros.model.config import PanopticConfig, load_preset
 from dsflash_ros.model.dsflash import DSFlash, build_model, save_model
+from dsflash_ros.model.panoptic import postprocess_panoptic
+from dsflash_ros.model.preprocess import letterbox
 from dsflash_ros.runtime.pipeline import ModelLoadError, Pipeline, PipelineOptions
 
 LOW = {"score_threshold": 0.0, "overlap_threshold": 0.0, "relation_threshold": 0.0}
@@ -101,17 +103,38 @@ def test_predict_scores_every_ordered_pair(pipeline, rgb):
 
 
 def test_bidirectional_and_unidirectional_cover_the_same_pairs(pipeline, rgb):
-    head = pipeline.model.head
-    bi = pipeline.predict(rgb)
-    head.bidirectional = False
-    try:
-        uni = pipeline.predict(rgb)
-    finally:
-        head.bidirectional = True
-    np.testing.assert_array_equal(bi.pairs, uni.pairs)
+    pixels, info = letterbox(rgb, pipeline.model.image_size)
+    out = pipeline.backend.run_backbone(pixels[None])
+    segments = postprocess_panoptic(
+        out.class_logits[0],
+        out.mask_logits[0],
+        pipeline.model.is_thing,
+        pipeline.model.image_size,
+        info.content_hw,
+        PanopticConfig(0.0, 0.0, 0.5, 8),
+    )
+    n = len(segments.masks)
+    assert n >= 3
+    bi = pipeline.relations(out.features, segments.masks)
+    uni = pipeline.relations(out.features, segments.masks, bidirectional=False)
+    assert (bi.num_passes, uni.num_passes) == (n * (n - 1) // 2, n * (n - 1))
+    assert pipeline.model.head.bidirectional  # an argument, not model state
+    torch.testing.assert_close(bi.pairs, uni.pairs)
     # (i, j) comes from the i<j pass in both modes, so forward-direction rows agree
     fwd = bi.pairs[:, 0] < bi.pairs[:, 1]
-    np.testing.assert_allclose(bi.rel_probs[fwd], uni.rel_probs[fwd], atol=1e-5)
+    torch.testing.assert_close(bi.logits[fwd], uni.logits[fwd], atol=1e-5, rtol=1e-5)
+
+
+def test_two_pipelines_sharing_one_model_keep_their_own_head_options(pipeline, rgb):
+    """Head switches are arguments: a pruning pipeline on the same model changes nothing for
+    the other one (they used to be attributes of the shared nn.Module)."""
+    before = pipeline.predict(rgb)
+    switched = PipelineOptions(max_objects=8, prune=True, tome_ratio=0.5, **LOW)
+    pruned = Pipeline(pipeline.model, "same-model", switched)
+    pruned.predict(rgb)
+    after = pipeline.predict(rgb)
+    np.testing.assert_array_equal(before.rel_probs, after.rel_probs)
+    assert not np.allclose(pruned.predict(rgb).rel_probs, before.rel_probs)
 
 
 def test_predcls_uses_the_given_segments(pipeline, rgb):

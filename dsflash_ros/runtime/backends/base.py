@@ -12,6 +12,7 @@ import torch
 
 from dsflash_ros.model.backbone import BackboneOutput
 from dsflash_ros.model.dsflash import DSFlash
+from dsflash_ros.model.relation_head import PLAIN, HeadOptions
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 
@@ -64,21 +65,23 @@ class Backend(ABC):
         ratios: torch.Tensor,
         boxes: torch.Tensor,
         pairs: torch.Tensor,
+        options: HeadOptions = PLAIN,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Relation logits of one image's pairs: ``(logits_fwd, logits_bwd)``, each (P, 1+R).
 
         ``features (1, 4, D, g, g)``, ``ratios (N, T)``, ``boxes (N, 4)`` xyxy model pixels,
-        ``pairs (P, 2)`` subject/object indices. Results are float32.
+        ``pairs (P, 2)`` subject/object indices; ``options`` the head's run-time switches.
+        Results are float32.
         """
 
     def describe(self) -> str:
         return f"{self.name} on {self.device} ({self.precision})"
 
     # helpers of the backends that run the exported head graph (onnxruntime, TensorRT)
-    def _refuse_unexported_head_options(self) -> None:
+    @staticmethod
+    def _refuse_unexported_head_options(options: HeadOptions) -> None:
         """The exported head graph has neither mask-based pruning nor ToMe: refuse them."""
-        head = self.model.head
-        if head.prune or head.tome_ratio > 0:
+        if not options.exportable:
             raise BackendError(
                 "mask-based pruning and ToMe are not part of the exported head graph; "
                 "use the torch backend for them"

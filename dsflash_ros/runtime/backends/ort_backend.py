@@ -15,6 +15,7 @@ import torch
 
 from dsflash_ros.model.backbone import BackboneOutput
 from dsflash_ros.model.dsflash import DSFlash
+from dsflash_ros.model.relation_head import PLAIN, HeadOptions
 from dsflash_ros.runtime.backends.base import Backend, BackendError
 from dsflash_ros.runtime.export import (
     DEFAULT_EXPORTER,
@@ -165,8 +166,9 @@ class OrtBackend(Backend):
         ratios: torch.Tensor,
         boxes: torch.Tensor,
         pairs: torch.Tensor,
+        options: HeadOptions = PLAIN,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        self._refuse_unexported_head_options()
+        self._refuse_unexported_head_options(options)
         if len(pairs) == 0:
             return self._no_pair_logits(self._num_logits)
         inputs = dict(
@@ -181,7 +183,7 @@ class OrtBackend(Backend):
             )
         )
         # chunked like the torch backend: bounds the activations of huge frames
-        chunk = self.model.head.max_pairs_per_chunk
+        chunk = options.max_pairs_per_chunk
         fwd, bwd = [], []
         for i in range(0, len(pairs), chunk):
             part = {**inputs, "pairs": inputs["pairs"][i : i + chunk]}

@@ -8,6 +8,7 @@ import torch
 
 from dsflash_ros.model.backbone import BackboneOutput
 from dsflash_ros.model.dsflash import DSFlash
+from dsflash_ros.model.relation_head import PLAIN, HeadOptions
 from dsflash_ros.runtime.backends.base import Backend, BackendError
 
 _AUTOCAST = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -50,10 +51,11 @@ class TorchBackend(Backend):
         ratios: torch.Tensor,
         boxes: torch.Tensor,
         pairs: torch.Tensor,
+        options: HeadOptions = PLAIN,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         head = self.model.head
         image = torch.zeros(len(pairs), dtype=torch.long, device=pairs.device)
         with self._autocast():
             tokens = head.encode_image(features)
-            out = head.forward_pairs(tokens, ratios.to(tokens.dtype), boxes, pairs, image)
+            out = head.forward_pairs(tokens, ratios.to(tokens.dtype), boxes, pairs, image, options)
         return out.logits_fwd.float(), out.logits_bwd.float()

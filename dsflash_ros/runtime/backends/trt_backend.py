@@ -28,6 +28,7 @@ import torch
 
 from dsflash_ros.model.backbone import BackboneOutput
 from dsflash_ros.model.dsflash import DSFlash
+from dsflash_ros.model.relation_head import PLAIN, HeadOptions
 from dsflash_ros.runtime.backends.base import Backend, BackendError
 from dsflash_ros.runtime.engine_cache import (
     EngineCache,
@@ -293,8 +294,9 @@ class TensorRTBackend(Backend):
         ratios: torch.Tensor,
         boxes: torch.Tensor,
         pairs: torch.Tensor,
+        options: HeadOptions = PLAIN,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        self._refuse_unexported_head_options()
+        self._refuse_unexported_head_options(options)
         if len(ratios) > self.max_objects:
             raise BackendError(
                 f"{len(ratios)} segments exceed the engine's max_objects={self.max_objects}; "
