@@ -2,8 +2,11 @@
 
 Each command module defines ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int`` and
 is imported only when used, so ``dsflash synth`` never loads ROS and ``dsflash demo`` never
-loads the training code. Errors a user can act on are printed as one line (exit code 2);
-``--debug`` shows the traceback instead.
+loads the training code. Errors a user can act on are printed as one line (exit code 2):
+``ValueError`` and ``OSError`` (bad values, files, models) and the project's own
+``RuntimeError`` subclasses (``BackendError``, ``ExportError``, ``TrainingError``...).
+Any other ``RuntimeError`` (a torch or library failure) is a bug and keeps its traceback;
+``--debug`` shows the traceback of every error.
 """
 
 from __future__ import annotations
@@ -15,8 +18,11 @@ import sys
 COMMANDS = ("demo", "infer", "synth", "train", "eval", "export", "bench", "model")
 
 
-class UserError(Exception):
-    """An error whose message tells the user what to do; printed without a traceback."""
+def is_user_error(error: BaseException) -> bool:
+    """True for an error whose message tells the user what to fix (printed as one line)."""
+    if isinstance(error, RuntimeError):  # only ours: torch's own are bugs to report
+        return type(error).__module__.startswith("dsflash_ros.")
+    return isinstance(error, ValueError | OSError)
 
 
 def _command_module(name: str):
@@ -53,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dsflash: interrupted", file=sys.stderr)
         return 130
-    except (UserError, ValueError, FileNotFoundError, RuntimeError, OSError) as e:
-        if args.debug:
+    except (ValueError, OSError, RuntimeError) as e:
+        if args.debug or not is_user_error(e):
             raise
         print(f"dsflash {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -4,7 +4,8 @@ All overlaps come from one ``np.bincount`` over the joint (prediction id, GT id)
 pixel, so no per-object masks are built. Thresholds are compared in integer pixel counts
 (``2 * intersection > union``), so an IoU of exactly 1/2 is decided exactly.
 
-Protocols (see ``singlempo-semantics.md``):
+Protocols (of the public evaluators lorjul/fair-psgg ``scripts/evaluate.py`` and lorjul/sgbench
+v2 ``match.py``):
 
 * ``"fair-psgg"`` (default; the DSFlash / DSFormer papers' evaluator): IoU strictly > 0.5,
   each prediction goes to its best same-label GT, each GT keeps only its best claimant

@@ -1,6 +1,7 @@
 """Scene-graph recall: R@k, mR@k, R@inf, mR@inf (and the no-graph-constraint variants).
 
-Rules (exact semantics of both reference evaluators: ``singlempo-semantics.md``):
+Rules (the semantics of the two public reference evaluators: lorjul/fair-psgg
+``scripts/evaluate.py``, the DSFormer/DSFlash papers' evaluator, and lorjul/sgbench v2):
 
 * Ranking. With graph constraint each ordered predicted pair gives one triplet whose
   predicate is the argmax of the predicate scores (columns 1..R; ties -> lower predicate);

@@ -15,7 +15,8 @@ place). A TensorRT engine is used only if ``key.json`` repeats *every* key compo
 current request (ONNX content hash, TensorRT version, GPU name, compute capability,
 precision, typing mode, profile shapes) and the plan's own hash matches; anything else is a
 stale or corrupt entry and is rebuilt — an engine from another TensorRT version or GPU can
-crash or silently compute garbage (``eomt-backbone.md`` §3.5).
+crash or silently compute garbage (NVIDIA's TensorRT documentation: serialized engines are
+not portable across TensorRT versions or GPU models).
 """
 
 from __future__ import annotations

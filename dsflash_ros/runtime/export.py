@@ -8,16 +8,17 @@ Two graphs, exactly the :class:`~dsflash_ros.runtime.backends.base.Backend` inte
   ``pairs (P, 2)`` int64 -> ``logits_fwd (P, 1+R)``, ``logits_bwd (P, 1+R)``. ``N`` (segments)
   and ``P`` (pairs) are dynamic, so one graph serves every frame.
 
-Decisions (see ``reference/eomt-backbone.md`` §2.3):
+Decisions (from tiny random-init export experiments with torch 2.13 and onnxruntime):
 
 * Exporter: the TorchScript exporter (``dynamo=False``) by default, ``dynamo=True`` on request.
   Both give graphs that match torch to ~1e-6 with the head's ``segments`` and ``pairs`` dims
   dynamic (checked at several sizes: our head computes every reshape from ``x.shape``, so
-  the legacy tracer records them as ``Shape`` ops; the baked-``Reshape`` failure in the
-  reference notes was ``nn.TransformerEncoder``'s). Neither graph has ``If`` nodes (RoPE
-  cos/sin are precomputed buffers). The legacy exporter is ~8x faster (S at 128 px: 13 s vs
-  107 s on 2 loaded cores), which matters because backends export on first use. Dynamo
-  specialises dims whose example size is 1, so the head is traced with ``N = 4, P = 6``.
+  the legacy tracer records them as ``Shape`` ops; the baked-``Reshape`` failure known from
+  exporting DSFormer's head comes from ``nn.TransformerEncoder``). Neither graph has ``If``
+  nodes (RoPE cos/sin are precomputed buffers). The legacy exporter is ~8x faster (S at
+  128 px: 13 s vs 107 s on 2 loaded cores), which matters because backends export on first
+  use. Dynamo specialises dims whose example size is 1, so the head is traced with
+  ``N = 4, P = 6``.
 * Opset 18 by default (TensorRT 10 parses it). With ``exporter="dynamo", opset=23`` the graph
   uses the fused ONNX ``Attention`` op, which needs TensorRT >= 10.14.
 * Graph I/O is always float32 (+ int64 pairs); ``precision="fp16"/"bf16"`` exports the

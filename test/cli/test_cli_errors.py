@@ -319,3 +319,20 @@ def test_model_info_not_a_checkpoint(tmp_path: Path, capsys) -> None:
     bad.write_bytes(b"\x00" * 64)
     line = _error(["model", "info", str(bad)], capsys)
     assert "junk.safetensors" in line and "not a readable safetensors file" in line
+
+
+def test_library_runtime_errors_keep_their_traceback() -> None:
+    """Our own RuntimeError subclasses are one-line user errors; any other RuntimeError (a
+    torch failure) is a bug and must not be hidden behind a one-line exit 2."""
+    from dsflash_ros.cli import is_user_error
+    from dsflash_ros.runtime.backends import BackendError
+    from dsflash_ros.runtime.export import ExportError
+
+    assert is_user_error(BackendError("no CUDA")) and is_user_error(ExportError("stale"))
+    assert is_user_error(ValueError("bad")) and is_user_error(FileNotFoundError("gone"))
+    assert not is_user_error(RuntimeError("CUDA error: device-side assert triggered"))
+    assert not is_user_error(KeyError("x"))
+    try:
+        torch.zeros(2) @ torch.zeros(3)
+    except RuntimeError as e:
+        assert not is_user_error(e)
