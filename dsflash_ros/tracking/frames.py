@@ -1,0 +1,54 @@
+"""Build a SceneGraphResult from given segments (ground truth, tests): the tracker's input
+without a model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from dsflash_ros.runtime.result import SceneGraphResult
+
+
+def result_from_segments(
+    panoptic: np.ndarray,
+    object_ids: Sequence[int],
+    class_ids: Sequence[int],
+    class_names: list[str],
+    is_thing: list[bool] | None = None,
+    predicate_names: list[str] | None = None,
+    relations: Sequence[tuple[int, int, int, float]] = (),
+    scores: Sequence[float] | None = None,
+) -> SceneGraphResult:
+    """``relations``: (subject id, object id, predicate id, score). Boxes, areas and
+    centroids are measured on ``panoptic`` (pixel value = object id)."""
+    pan = np.ascontiguousarray(panoptic, dtype=np.uint16)
+    ids = np.asarray(object_ids, np.uint16)
+    n = ids.shape[0]
+    boxes = np.zeros((n, 4), np.int64)
+    areas = np.zeros(n, np.int64)
+    cents = np.zeros((n, 2), np.float32)
+    for i, oid in enumerate(ids):
+        ys, xs = np.nonzero(pan == oid)
+        if ys.size:
+            x0, y0 = int(xs.min()), int(ys.min())
+            boxes[i] = (x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1)
+            areas[i] = ys.size
+            cents[i] = (xs.mean(), ys.mean())
+    rel = sorted(relations, key=lambda r: -r[3])
+    return SceneGraphResult(
+        panoptic=pan,
+        object_ids=ids,
+        class_ids=np.asarray(class_ids, np.int64).reshape(n),
+        scores=np.asarray(scores if scores is not None else [1.0] * n, np.float32).reshape(n),
+        boxes_xywh=boxes,
+        areas=areas,
+        centroids=cents,
+        relation_subjects=np.array([r[0] for r in rel], np.uint16),
+        relation_objects=np.array([r[1] for r in rel], np.uint16),
+        relation_predicates=np.array([r[2] for r in rel], np.int64),
+        relation_scores=np.array([r[3] for r in rel], np.float32),
+        class_names=list(class_names),
+        is_thing_table=list(is_thing) if is_thing is not None else [True] * len(class_names),
+        predicate_names=list(predicate_names or []),
+    )

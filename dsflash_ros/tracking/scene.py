@@ -1,0 +1,265 @@
+"""SceneGraphTracker: one SceneGraphResult per frame in, the same graph with track ids,
+smoothed relation scores and the events this frame decided out. ROS-free: the node turns
+a TrackedFrame into messages, ``dsflash infer`` into JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dsflash_ros.runtime.result import SceneGraphResult
+from dsflash_ros.tracking.events import (
+    APPEARED,
+    DISAPPEARED,
+    ENDED,
+    STARTED,
+    Hysteresis,
+    ObjectEvent,
+    RelationEvent,
+)
+from dsflash_ros.tracking.relations import RelationSmoother
+from dsflash_ros.tracking.tracker import MaskTracker, Track
+
+
+@dataclass
+class TrackingConfig:
+    """Settings of a SceneGraphTracker (the node's parameters of the same names)."""
+
+    iou_threshold: float = 0.3  # track_iou_threshold
+    min_hits: int = 2  # track_min_hits
+    max_age: int = 15  # track_max_age
+    relation_smoothing: float = 0.0  # EMA factor of relation scores, 0 = off
+    relation_threshold: float = 0.1  # a smoothed relation below this is not reported
+    event_on_frames: int = 3
+    event_off_frames: int = 3
+
+    def check(self) -> None:
+        """Raise ValueError naming the first value out of range."""
+        if not 0.0 < self.iou_threshold <= 1.0:
+            raise ValueError(f"iou_threshold must be in (0, 1], got {self.iou_threshold}")
+        if self.min_hits < 1:
+            raise ValueError(f"min_hits must be >= 1, got {self.min_hits}")
+        if self.max_age < 0:
+            raise ValueError(f"max_age must be >= 0, got {self.max_age}")
+        if not 0.0 <= self.relation_smoothing < 1.0:
+            raise ValueError(f"relation_smoothing must be in [0, 1), got {self.relation_smoothing}")
+        if not 0.0 <= self.relation_threshold <= 1.0:
+            raise ValueError(f"relation_threshold must be in [0, 1], got {self.relation_threshold}")
+        if self.event_on_frames < 1 or self.event_off_frames < 1:
+            raise ValueError("event_on_frames and event_off_frames must be >= 1")
+
+
+@dataclass
+class TrackedFrame:
+    """One frame after tracking.
+
+    ``result`` is the input graph with its relations replaced by the smoothed ones (the
+    same object when smoothing is off). ``track_ids[i]`` belongs to object i of
+    ``result`` (0 = not confirmed yet); ``relation_subject_tracks[r]`` /
+    ``relation_object_tracks[r]`` to relation r.
+    """
+
+    result: SceneGraphResult
+    frame: int
+    track_ids: np.ndarray  # (N,) uint32
+    relation_subject_tracks: np.ndarray  # (R,) uint32
+    relation_object_tracks: np.ndarray  # (R,) uint32
+    object_events: list[ObjectEvent] = field(default_factory=list)
+    relation_events: list[RelationEvent] = field(default_factory=list)
+
+    @property
+    def has_events(self) -> bool:
+        return bool(self.object_events or self.relation_events)
+
+    def track_id_of(self) -> dict[int, int]:
+        """SceneObject.id -> track id for this frame."""
+        return {int(i): int(t) for i, t in zip(self.result.object_ids, self.track_ids)}
+
+    def describe_events(self) -> str:
+        """Readable events, e.g. ``+cup#3; person#1 holding cup#3 started``."""
+        parts = []
+        for e in self.object_events:
+            sign = "+" if e.kind == APPEARED else "-"
+            parts.append(f"{sign}{e.class_name}#{e.track_id}")
+        for e in self.relation_events:
+            parts.append(
+                f"{e.subject_class}#{e.subject_track_id} {e.predicate} "
+                f"{e.object_class}#{e.object_track_id} {e.kind}"
+            )
+        return "; ".join(parts)
+
+
+class SceneGraphTracker:
+    def __init__(self, config: TrackingConfig | None = None):
+        self.config = config or TrackingConfig()
+        self.config.check()
+        c = self.config
+        self.tracker = MaskTracker(c.iou_threshold, c.min_hits, c.max_age)
+        self.smoother = RelationSmoother(c.relation_smoothing)
+        self.object_events = Hysteresis(c.event_on_frames, c.event_off_frames)
+        self.relation_events = Hysteresis(c.event_on_frames, c.event_off_frames)
+        # Last smoothed score of each relation the events follow (for 'ended' events).
+        self._relation_score: dict[tuple[int, int, int], float] = {}
+
+    def configure(self, config: TrackingConfig) -> None:
+        """New settings from the next frame on; tracks and their ids are kept."""
+        config.check()
+        self.config = config
+        self.tracker.configure(config.iou_threshold, config.min_hits, config.max_age)
+        self.smoother.smoothing = float(config.relation_smoothing)
+        self.object_events.configure(config.event_on_frames, config.event_off_frames)
+        self.relation_events.configure(config.event_on_frames, config.event_off_frames)
+
+    def reset(self) -> None:
+        """Forget everything (a new video, a new camera, tracking switched back on)."""
+        self.tracker.reset()
+        self.smoother.reset()
+        self.object_events.reset()
+        self.relation_events.reset()
+        self._relation_score.clear()
+
+    def update(self, result: SceneGraphResult) -> TrackedFrame:
+        cfg = self.config
+        is_thing = np.array(
+            [bool(result.is_thing_table[int(c)]) for c in result.class_ids], dtype=bool
+        )
+        out = self.tracker.update(
+            result.panoptic,
+            result.object_ids,
+            result.class_ids,
+            result.scores,
+            result.boxes_xywh,
+            is_thing,
+        )
+        frame = self.tracker.frame
+        key_of_id = {int(i): int(k) for i, k in zip(result.object_ids, out.keys)}
+        id_of_key = {k: i for i, k in key_of_id.items()}
+        tid_of_key = {int(k): int(t) for k, t in zip(out.keys, out.track_ids)}
+        tracks = {tr.key: tr for tr in self.tracker.tracks}
+        gone = {tr.key: tr for tr in out.deleted}
+        present = set(id_of_key)
+
+        # --- relations: smoothing ---------------------------------------------------------
+        observed: dict[tuple[int, int, int], float] = {}
+        for r in range(result.num_relations):
+            k = (
+                key_of_id[int(result.relation_subjects[r])],
+                key_of_id[int(result.relation_objects[r])],
+                int(result.relation_predicates[r]),
+            )
+            observed[k] = max(observed.get(k, 0.0), float(result.relation_scores[r]))
+        smoothed = self.smoother.update(observed, present)
+        self.smoother.retain(set(tracks))
+        if cfg.relation_smoothing > 0.0:
+            result = _with_relations(result, id_of_key, smoothed, cfg.relation_threshold)
+        subj_t = np.array(
+            [tid_of_key[key_of_id[int(i)]] for i in result.relation_subjects], np.uint32
+        )
+        obj_t = np.array(
+            [tid_of_key[key_of_id[int(i)]] for i in result.relation_objects], np.uint32
+        )
+
+        # --- object events --------------------------------------------------------------
+        names = result.class_names
+        obj_events: list[ObjectEvent] = []
+        for tr in out.deleted:
+            if self.object_events.drop(tr.key):
+                obj_events.append(_object_event(DISAPPEARED, tr, 0, names, frame))
+        for key in self.object_events.tracked():
+            if key not in tracks:
+                self.object_events.drop(key)  # a tentative track dropped: never appeared
+        for key, tr in tracks.items():
+            seen = key in present
+            ev = self.object_events.step(key, seen, can_start=tr.confirmed)
+            if ev is not None:
+                kind = APPEARED if ev == "start" else DISAPPEARED
+                obj_events.append(_object_event(kind, tr, id_of_key.get(key, 0), names, frame))
+
+        # --- relation events ------------------------------------------------------------
+        rel_events: list[RelationEvent] = []
+        on_now = {k for k, s in smoothed.items() if s >= cfg.relation_threshold}
+        for k in on_now:
+            self._relation_score[k] = smoothed[k]
+        for k in sorted(set(self.relation_events.tracked()) | on_now):
+            s_tr, o_tr = tracks.get(k[0]), tracks.get(k[1])
+            if s_tr is None or o_tr is None:  # a track ended: so did its relations
+                if self.relation_events.drop(k):
+                    s_tr = s_tr or gone.get(k[0])
+                    o_tr = o_tr or gone.get(k[1])
+                    if s_tr is not None and o_tr is not None:
+                        rel_events.append(
+                            self._relation_event(ENDED, k, s_tr, o_tr, id_of_key, result, frame)
+                        )
+                continue
+            if k in smoothed:
+                self._relation_score[k] = smoothed[k]
+            ev = self.relation_events.step(
+                k, k in on_now, can_start=s_tr.confirmed and o_tr.confirmed
+            )
+            if ev is not None:
+                kind = STARTED if ev == "start" else ENDED
+                rel_events.append(
+                    self._relation_event(kind, k, s_tr, o_tr, id_of_key, result, frame)
+                )
+        live = self.relation_events.state
+        self._relation_score = {k: v for k, v in self._relation_score.items() if k in live}
+        return TrackedFrame(
+            result=result,
+            frame=frame,
+            track_ids=out.track_ids,
+            relation_subject_tracks=subj_t,
+            relation_object_tracks=obj_t,
+            object_events=obj_events,
+            relation_events=rel_events,
+        )
+
+    def _relation_event(self, kind, k, s_tr, o_tr, id_of_key, result, frame) -> RelationEvent:
+        names, preds = result.class_names, result.predicate_names
+        return RelationEvent(
+            kind=kind,
+            subject_track_id=int(s_tr.track_id),
+            object_track_id=int(o_tr.track_id),
+            subject_id=id_of_key.get(k[0], 0),
+            object_id=id_of_key.get(k[1], 0),
+            subject_class=_name(names, s_tr.class_id),
+            object_class=_name(names, o_tr.class_id),
+            predicate_id=int(k[2]),
+            predicate=_name(preds, k[2]),
+            score=float(self._relation_score.get(k, 0.0)),
+            frame=frame,
+        )
+
+
+def _name(table: list[str], i: int) -> str:
+    return table[i] if 0 <= i < len(table) else ""
+
+
+def _object_event(kind: str, tr: Track, oid: int, names: list[str], frame: int) -> ObjectEvent:
+    return ObjectEvent(
+        kind=kind,
+        track_id=int(tr.track_id),
+        object_id=int(oid),
+        class_id=int(tr.class_id),
+        class_name=_name(names, tr.class_id),
+        score=float(tr.score),
+        frame=frame,
+    )
+
+
+def _with_relations(
+    result: SceneGraphResult, id_of_key: dict[int, int], smoothed: dict, threshold: float
+) -> SceneGraphResult:
+    """The result with its relations replaced by the smoothed ones at or above
+    ``threshold``, best first. Alternatives are not kept (a held relation has none)."""
+    items = sorted(((s, k) for k, s in smoothed.items() if s >= threshold), reverse=True)
+    return dataclasses.replace(
+        result,
+        relation_subjects=np.array([id_of_key[k[0]] for _, k in items], np.uint16),
+        relation_objects=np.array([id_of_key[k[1]] for _, k in items], np.uint16),
+        relation_predicates=np.array([k[2] for _, k in items], np.int64),
+        relation_scores=np.array([s for s, _ in items], np.float32),
+        relation_alt_predicates=np.zeros((0, 0), np.int64),
+        relation_alt_scores=np.zeros((0, 0), np.float32),
+    )

@@ -1,0 +1,213 @@
+"""Object tracks across frames: mask IoU + class, Hungarian assignment, no motion model.
+
+Each track keeps the mask it had when it was last matched (as a boolean crop of its
+bounding box). A new frame's segments come as one panoptic id image, so the overlap of a
+track with *every* segment is one ``bincount`` over the track's crop; the cost of a frame
+is about the pixels of the tracks' masks, not tracks x segments full-image masks.
+
+Lifecycle (as in SORT): an unmatched segment starts a tentative track; it is confirmed
+after ``min_hits`` consecutive matched frames (and only then gets its public track id);
+a tentative track that misses a frame is dropped; a confirmed track survives ``max_age``
+consecutive unmatched frames and is deleted after that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+# Cost of a forbidden pair (other class, or IoU below the threshold) in the assignment.
+_FORBIDDEN = 1e6
+
+
+@dataclass
+class Track:
+    """One object followed over frames. ``track_id`` is 0 while tentative."""
+
+    key: int  # internal, unique per tracker, never reused
+    class_id: int
+    is_thing: bool
+    x0: int
+    y0: int
+    mask: np.ndarray  # (h, w) bool crop at (y0, x0) of the last matched mask
+    area: int
+    score: float
+    track_id: int = 0
+    hits: int = 1  # consecutive matched frames
+    total_hits: int = 1
+    misses: int = 0  # consecutive unmatched frames
+    first_frame: int = 0
+    last_frame: int = 0
+
+    @property
+    def confirmed(self) -> bool:
+        return self.track_id > 0
+
+
+@dataclass
+class TrackerOutput:
+    """Result of one ``MaskTracker.update``.
+
+    ``track_ids[i]`` is the public id of segment i (0 = not confirmed yet); ``keys[i]`` the
+    internal track key of segment i (every segment has one). ``deleted`` lists the confirmed
+    tracks that ended in this frame.
+    """
+
+    track_ids: np.ndarray  # (N,) uint32
+    keys: np.ndarray  # (N,) int64
+    deleted: list[Track] = field(default_factory=list)
+
+
+def _crop(panoptic: np.ndarray, seg_id: int, box: tuple[int, int, int, int]):
+    x, y, w, h = box
+    return (panoptic[y : y + h, x : x + w] == seg_id), x, y
+
+
+def _box_of(panoptic: np.ndarray, seg_id: int) -> tuple[int, int, int, int]:
+    ys, xs = np.nonzero(panoptic == seg_id)
+    if ys.size == 0:
+        return 0, 0, 0, 0
+    return int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
+
+
+class MaskTracker:
+    """Associates the segments of consecutive panoptic frames into tracks.
+
+    ``iou_threshold``: the least mask IoU for a segment to continue a track (same class
+    only). ``min_hits`` >= 1, ``max_age`` >= 0 (frames).
+    """
+
+    def __init__(self, iou_threshold: float = 0.3, min_hits: int = 2, max_age: int = 15):
+        self.iou_threshold = float(iou_threshold)
+        self.min_hits = int(min_hits)
+        self.max_age = int(max_age)
+        self.tracks: list[Track] = []
+        self.frame = -1
+        self._next_key = 1
+        self._next_id = 1
+
+    def reset(self) -> None:
+        """Forget all tracks; ids start again at 1."""
+        self.tracks = []
+        self.frame = -1
+        self._next_key = 1
+        self._next_id = 1
+
+    def configure(self, iou_threshold: float, min_hits: int, max_age: int) -> None:
+        """Change the settings; existing tracks are kept."""
+        self.iou_threshold = float(iou_threshold)
+        self.min_hits = int(min_hits)
+        self.max_age = int(max_age)
+
+    def iou_matrix(self, panoptic: np.ndarray, object_ids: np.ndarray) -> np.ndarray:
+        """(T, N) mask IoU of every track (its last mask) with every segment of the frame."""
+        n = int(object_ids.shape[0])
+        if n == 0 or not self.tracks:
+            return np.zeros((len(self.tracks), n), np.float64)
+        max_id = int(panoptic.max()) if panoptic.size else 0
+        seg_area = np.bincount(panoptic.ravel(), minlength=max_id + 1).astype(np.float64)
+        cols = object_ids.astype(np.int64)
+        iou = np.zeros((len(self.tracks), n), np.float64)
+        for t, tr in enumerate(self.tracks):
+            h, w = tr.mask.shape
+            window = panoptic[tr.y0 : tr.y0 + h, tr.x0 : tr.x0 + w]
+            # The frame may be smaller than the crop (a resolution change): clip the mask.
+            m = tr.mask[: window.shape[0], : window.shape[1]]
+            inter = np.bincount(window[m].ravel(), minlength=max_id + 1).astype(np.float64)
+            inter_n = inter[np.clip(cols, 0, max_id)]
+            union = tr.area + seg_area[np.clip(cols, 0, max_id)] - inter_n
+            iou[t] = np.where(union > 0, inter_n / np.maximum(union, 1.0), 0.0)
+        return iou
+
+    def update(
+        self,
+        panoptic: np.ndarray,
+        object_ids: np.ndarray,
+        class_ids: np.ndarray,
+        scores: np.ndarray | None = None,
+        boxes_xywh: np.ndarray | None = None,
+        is_thing: np.ndarray | None = None,
+    ) -> TrackerOutput:
+        """Advance one frame. ``object_ids[i]`` is segment i's pixel value in ``panoptic``."""
+        self.frame += 1
+        n = int(object_ids.shape[0])
+        scores = np.ones(n, np.float32) if scores is None else scores
+        is_thing = np.ones(n, bool) if is_thing is None else is_thing
+        iou = self.iou_matrix(panoptic, object_ids)
+        matches: list[tuple[int, int]] = []
+        if n and self.tracks:
+            same_class = (
+                np.array([tr.class_id for tr in self.tracks])[:, None]
+                == np.asarray(class_ids)[None, :]
+            )
+            ok = same_class & (iou >= self.iou_threshold) & (iou > 0)
+            if ok.any():
+                cost = np.where(ok, 1.0 - iou, _FORBIDDEN)
+                rows, cols = linear_sum_assignment(cost)
+                matches = [(int(r), int(c)) for r, c in zip(rows, cols) if ok[r, c]]
+        matched_t = {t for t, _ in matches}
+        keys = np.zeros(n, np.int64)
+        track_ids = np.zeros(n, np.uint32)
+        for t, i in matches:
+            tr = self.tracks[t]
+            self._set_mask(tr, panoptic, int(object_ids[i]), boxes_xywh, i)
+            tr.score = float(scores[i])
+            tr.hits += 1
+            tr.total_hits += 1
+            tr.misses = 0
+            tr.last_frame = self.frame
+            if not tr.confirmed and tr.hits >= self.min_hits:
+                tr.track_id = self._new_id()
+        kept: list[Track] = []
+        deleted: list[Track] = []
+        for t, tr in enumerate(self.tracks):
+            if t not in matched_t:
+                tr.hits = 0
+                tr.misses += 1
+                if not tr.confirmed or tr.misses > self.max_age:
+                    if tr.confirmed:
+                        deleted.append(tr)
+                    continue
+            kept.append(tr)
+        matched_i = {i: self.tracks[t] for t, i in matches}
+        for i in range(n):
+            tr = matched_i.get(i)
+            if tr is None:
+                tr = Track(
+                    key=self._next_key,
+                    class_id=int(class_ids[i]),
+                    is_thing=bool(is_thing[i]),
+                    x0=0,
+                    y0=0,
+                    mask=np.zeros((0, 0), bool),
+                    area=0,
+                    score=float(scores[i]),
+                    first_frame=self.frame,
+                    last_frame=self.frame,
+                )
+                self._next_key += 1
+                self._set_mask(tr, panoptic, int(object_ids[i]), boxes_xywh, i)
+                if self.min_hits <= 1:
+                    tr.track_id = self._new_id()
+                kept.append(tr)
+            keys[i] = tr.key
+            track_ids[i] = tr.track_id
+        self.tracks = kept
+        return TrackerOutput(track_ids=track_ids, keys=keys, deleted=deleted)
+
+    def _new_id(self) -> int:
+        tid = self._next_id
+        self._next_id += 1
+        return tid
+
+    @staticmethod
+    def _set_mask(tr: Track, panoptic, seg_id: int, boxes_xywh, i: int) -> None:
+        if boxes_xywh is not None:
+            box = tuple(int(v) for v in boxes_xywh[i])
+        else:
+            box = _box_of(panoptic, seg_id)
+        mask, x0, y0 = _crop(panoptic, seg_id, box)
+        tr.mask, tr.x0, tr.y0 = mask, x0, y0
+        tr.area = int(mask.sum())

@@ -1,0 +1,136 @@
+"""SceneGraphTracker: track ids on a graph, smoothed relation scores, events + hysteresis."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dsflash_ros.tracking import SceneGraphTracker, TrackingConfig
+from dsflash_ros.tracking.frames import result_from_segments
+
+H, W = 60, 120
+CLASSES = ["person", "cup", "table"]
+PREDICATES = ["holding", "on"]
+
+
+def graph(objects, relations=(), shift=0):
+    """objects: [(class, x)] as 20x20 squares at (x + shift, 10); relations: (s, o, p, score)
+    with 1-based indices into objects."""
+    pan = np.zeros((H, W), np.uint16)
+    for i, (_, x) in enumerate(objects):
+        pan[10:30, x + shift : x + shift + 20] = i + 1
+    return result_from_segments(
+        pan,
+        list(range(1, len(objects) + 1)),
+        [c for c, _ in objects],
+        CLASSES,
+        predicate_names=PREDICATES,
+        relations=relations,
+    )
+
+
+def run(tracker, frames):
+    return [tracker.update(g) for g in frames]
+
+
+PERSON, CUP = (0, 10), (1, 60)
+
+
+def test_track_ids_on_graph_and_relations():
+    t = SceneGraphTracker(TrackingConfig(min_hits=2))
+    out = run(t, [graph([PERSON, CUP], [(1, 2, 0, 0.9)], shift=s) for s in range(3)])
+    assert out[0].track_ids.tolist() == [0, 0]
+    assert out[1].track_ids.tolist() == [1, 2]
+    assert out[2].relation_subject_tracks.tolist() == [1]
+    assert out[2].relation_object_tracks.tolist() == [2]
+    assert out[2].track_id_of() == {1: 1, 2: 2}
+
+
+def test_smoothing_off_passes_scores_through_and_on_holds_a_dropout():
+    frames = [graph([PERSON, CUP], [(1, 2, 0, 0.8)]) for _ in range(3)] + [graph([PERSON, CUP])]
+    off = run(SceneGraphTracker(TrackingConfig(relation_smoothing=0.0)), frames)
+    assert off[2].result.relation_scores.tolist() == pytest.approx([0.8])
+    assert off[3].result.num_relations == 0
+    on = run(SceneGraphTracker(TrackingConfig(relation_smoothing=0.5)), frames)
+    assert on[2].result.relation_scores.tolist() == pytest.approx([0.8])
+    # the relation is missing for one frame: EMA 0.5 * 0.8 = 0.4 >= 0.1, still reported
+    assert on[3].result.relation_scores.tolist() == pytest.approx([0.4])
+    assert on[3].relation_subject_tracks.tolist() == [1]
+
+
+def test_ema_values():
+    t = SceneGraphTracker(TrackingConfig(relation_smoothing=0.75, relation_threshold=0.0))
+    scores = [0.4, 0.8, 0.0, 0.8]
+    got = []
+    for s in scores:
+        rel = [(1, 2, 1, s)] if s else []
+        f = t.update(graph([PERSON, CUP], rel))
+        got.append(float(f.result.relation_scores[0]))
+    assert got == pytest.approx([0.4, 0.5, 0.375, 0.48125])
+
+
+def test_relation_events_with_hysteresis():
+    cfg = TrackingConfig(min_hits=1, event_on_frames=3, event_off_frames=2)
+    t = SceneGraphTracker(cfg)
+    on = [(1, 2, 0, 0.9)]
+    # flicker (1 frame on), then on for 5, then off for 1 (blip), on, then off for good
+    pattern = [1, 0, 1, 1, 1, 1, 1, 0, 1, 0, 0, 0]
+    frames = [graph([PERSON, CUP], on if p else []) for p in pattern]
+    out = run(t, frames)
+    events = [(f.frame, e.kind, e.predicate) for f in out for e in f.relation_events]
+    assert events == [(4, "started", "holding"), (10, "ended", "holding")]
+    started = out[4].relation_events[0]
+    assert (started.subject_track_id, started.object_track_id) == (1, 2)
+    assert (started.subject_class, started.object_class) == ("person", "cup")
+    assert started.score == pytest.approx(0.9)
+    assert out[10].relation_events[0].score == pytest.approx(0.9)  # last score it had
+
+
+def test_object_events_and_a_deleted_track_ends_its_relations():
+    cfg = TrackingConfig(min_hits=2, max_age=1, event_on_frames=2, event_off_frames=5)
+    t = SceneGraphTracker(cfg)
+    both = graph([PERSON, CUP], [(1, 2, 0, 0.9)])
+    frames = [both] * 3 + [graph([PERSON])] * 3
+    out = run(t, frames)
+    appeared = [(f.frame, e.kind, e.track_id, e.class_name) for f in out for e in f.object_events]
+    # confirmed at frame 1 (2nd hit), on for 2 frames at frame 1: appeared at frame 1
+    assert appeared[:2] == [(1, "appeared", 1, "person"), (1, "appeared", 2, "cup")]
+    # cup gone from frame 3; max_age 1: deleted at its 2nd miss (frame 4), before
+    # event_off_frames (5) would have ended it
+    assert appeared[2:] == [(4, "disappeared", 2, "cup")]
+    rel = [(f.frame, e.kind) for f in out for e in f.relation_events]
+    assert rel == [(1, "started"), (4, "ended")]
+    assert out[4].relation_events[0].object_id == 0  # the cup is not in that frame
+
+
+def test_events_need_confirmed_tracks():
+    cfg = TrackingConfig(min_hits=4, event_on_frames=1)
+    out = run(SceneGraphTracker(cfg), [graph([PERSON, CUP], [(1, 2, 0, 0.9)])] * 4)
+    assert not any(f.has_events for f in out[:3])
+    assert len(out[3].object_events) == 2 and len(out[3].relation_events) == 1
+    assert "person#1 holding cup#2 started" in out[3].describe_events()
+
+
+def test_configure_keeps_tracks_and_reset_forgets():
+    t = SceneGraphTracker(TrackingConfig(min_hits=1))
+    t.update(graph([PERSON]))
+    t.configure(TrackingConfig(min_hits=1, relation_smoothing=0.5))
+    assert t.update(graph([PERSON])).track_ids.tolist() == [1]
+    t.reset()
+    t.update(graph([CUP]))
+    assert t.update(graph([CUP])).track_ids.tolist() == [1]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(iou_threshold=0.0),
+        dict(min_hits=0),
+        dict(max_age=-1),
+        dict(relation_smoothing=1.0),
+        dict(event_on_frames=0),
+    ],
+)
+def test_config_check(bad):
+    with pytest.raises(ValueError):
+        TrackingConfig(**bad).check()

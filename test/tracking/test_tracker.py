@@ -1,0 +1,85 @@
+"""MaskTracker: ids persist under motion, confirmation after min_hits, max_age, classes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dsflash_ros.tracking import MaskTracker
+
+H, W = 60, 120
+
+
+def frame(boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
+    """Panoptic image with object i+1 filling boxes[i] = (x, y, w, h)."""
+    pan = np.zeros((H, W), np.uint16)
+    for i, (x, y, w, h) in enumerate(boxes):
+        pan[y : y + h, x : x + w] = i + 1
+    return pan
+
+
+def step(tr: MaskTracker, boxes, classes):
+    ids = np.arange(1, len(boxes) + 1, dtype=np.uint16)
+    return tr.update(frame(boxes), ids, np.asarray(classes, np.int64)).track_ids.tolist()
+
+
+def test_ids_persist_while_objects_move_and_order_changes():
+    tr = MaskTracker(iou_threshold=0.3, min_hits=1, max_age=5)
+    first = step(tr, [(10, 10, 20, 20), (60, 10, 20, 20)], [0, 0])
+    assert first == [1, 2]
+    for dx in range(1, 10):
+        # listed in the other order: the per-frame ids swap, the track ids must not
+        got = step(tr, [(60 + dx, 10, 20, 20), (10 + dx, 10, 20, 20)], [0, 0])
+        assert got == [2, 1]
+
+
+def test_confirmed_after_min_hits_and_one_frame_blip_gets_no_id():
+    tr = MaskTracker(min_hits=3, max_age=5)
+    assert step(tr, [(10, 10, 20, 20)], [1]) == [0]
+    assert step(tr, [(11, 10, 20, 20), (80, 30, 10, 10)], [1, 2]) == [0, 0]  # blip appears
+    assert step(tr, [(12, 10, 20, 20)], [1]) == [1]  # confirmed; the blip was dropped
+    assert step(tr, [(13, 10, 20, 20), (80, 30, 10, 10)], [1, 2]) == [1, 0]  # a new tentative
+
+
+def test_survives_max_age_missed_frames_then_is_deleted():
+    tr = MaskTracker(min_hits=1, max_age=2)
+    box = (30, 10, 20, 20)
+    assert step(tr, [box], [0]) == [1]
+    step(tr, [], [])
+    step(tr, [], [])
+    assert step(tr, [box], [0]) == [1]  # 2 missed frames: same track
+    for _ in range(3):
+        out = tr.update(frame([]), np.zeros(0, np.uint16), np.zeros(0, np.int64))
+    assert [t.track_id for t in out.deleted] == [1]
+    assert step(tr, [box], [0]) == [2]  # 3 missed frames: a new track
+
+
+def test_class_must_match_and_iou_must_reach_threshold():
+    tr = MaskTracker(iou_threshold=0.5, min_hits=1, max_age=0)
+    assert step(tr, [(10, 10, 20, 20)], [0]) == [1]
+    assert step(tr, [(10, 10, 20, 20)], [4]) == [2]  # same mask, other class: new track
+    assert step(tr, [(22, 10, 20, 20)], [4]) == [3]  # IoU 8/32 = 0.25 < 0.5: new track
+
+
+def test_hungarian_prefers_the_global_best_assignment():
+    # Track A overlaps both new segments; greedy-by-A would steal B's segment.
+    tr = MaskTracker(iou_threshold=0.1, min_hits=1, max_age=0)
+    step(tr, [(10, 10, 30, 20), (40, 10, 20, 20)], [0, 0])  # A=1 wide, B=2
+    got = step(tr, [(20, 10, 30, 20), (45, 10, 20, 20)], [0, 0])
+    assert got == [1, 2]
+
+
+def test_iou_matrix_and_resolution_change():
+    tr = MaskTracker(min_hits=1)
+    step(tr, [(0, 0, 10, 10)], [0])
+    iou = tr.iou_matrix(frame([(5, 0, 10, 10)]), np.array([1], np.uint16))
+    assert iou[0, 0] == pytest.approx(50 / 150)
+    small = np.zeros((5, 5), np.uint16)  # smaller than the track's crop: no crash
+    assert tr.update(small, np.zeros(0, np.uint16), np.zeros(0, np.int64)).track_ids.size == 0
+
+
+def test_reset_restarts_ids():
+    tr = MaskTracker(min_hits=1)
+    step(tr, [(0, 0, 10, 10)], [0])
+    tr.reset()
+    assert step(tr, [(50, 0, 10, 10)], [0]) == [1]
