@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dsflash_ros.runtime.result import SceneGraphResult
-from dsflash_ros.visualize import class_color, colorize_panoptic, draw_overlay
+from dsflash_ros.visualize import class_color, colorize_panoptic, draw_overlay, layout_overlay
 
 H, W = 120, 160
 
@@ -53,10 +53,26 @@ def test_overlay_shape_dtype_and_input_untouched():
     assert (rgb == 128).all()  # input not modified
 
 
+def _outside_labels(res: SceneGraphResult, max_relations: int = 10) -> np.ndarray:
+    """(H, W) bool: pixels under no label box of the overlay's layout."""
+    free = np.ones((H, W), bool)
+    for x0, y0, x1, y1 in layout_overlay(res, max_relations).label_boxes():
+        free[y0:y1, x0:x1] = False
+    return free
+
+
 def test_segment_pixels_are_tinted_toward_their_class_colour():
     rgb = _grey()
-    out = draw_overlay(rgb, _result(), alpha=0.5).astype(int)
-    for region, cid in (((slice(25, 40), slice(15, 25)), 3), ((slice(35, 50), slice(135, 145)), 7)):
+    res = _result()
+    out = draw_overlay(rgb, res, alpha=0.5).astype(int)
+    free = _outside_labels(res)
+    for oid, cid in ((1, 3), (2, 7)):
+        # inside the object, away from its outline and from every label
+        inner = np.zeros((H, W), bool)
+        ys, xs = np.nonzero(res.panoptic == oid)
+        inner[ys.min() + 3 : ys.max() - 2, xs.min() + 3 : xs.max() - 2] = True
+        region = inner & free
+        assert region.sum() > 100
         colour = np.array(class_color(cid))
         before = np.abs(rgb[region].astype(int) - colour).sum(-1).mean()
         after = np.abs(out[region] - colour).sum(-1).mean()
@@ -65,19 +81,27 @@ def test_segment_pixels_are_tinted_toward_their_class_colour():
     assert (out[2:10, 70:90] == 128).all()
 
 
-def test_relation_arrow_is_drawn_between_centroids():
+def test_relation_arrow_is_drawn_between_the_objects():
     res = _result()
     with_rel = draw_overlay(_grey(), res)
+    layout = layout_overlay(res)
+    assert len(layout.arrows) == 1 and layout.hidden_relations == 0
+    (arrow,) = layout.arrows
+    assert res.panoptic[arrow.start[1], arrow.start[0]] in (0, 1)  # leaves the subject...
+    assert arrow.end[0] > arrow.start[0]  # ...towards the object on the right
+    free = _outside_labels(res)
     res.relation_scores = res.relation_scores[:0]
     res.relation_subjects = res.relation_subjects[:0]
     res.relation_objects = res.relation_objects[:0]
     res.relation_predicates = res.relation_predicates[:0]
     without = draw_overlay(_grey(), res)
     # the gap between the two boxes (x 60..100) is crossed by the arrow only
-    gap = (slice(50, 70), slice(65, 95))
-    assert (with_rel[gap] != without[gap]).any()
-    assert (without[gap] == 128).all()
-    assert (draw_overlay(_grey(), _result(), max_relations=0)[gap] == 128).all()
+    gap = np.zeros((H, W), bool)
+    gap[10:110, 63:97] = True
+    assert (with_rel[gap & free] != without[gap & free]).any()
+    assert (without[gap & _outside_labels(res)] == 128).all()
+    no_arrows = draw_overlay(_grey(), _result(), max_relations=0)
+    assert (no_arrows[gap & _outside_labels(_result(), 0)] == 128).all()
 
 
 def test_empty_result_leaves_image_unchanged():
