@@ -1,26 +1,90 @@
-"""The limits of every tunable number, defined once.
+"""The options every front end shares, defined once: name, default, range, description.
 
-The node's parameter descriptors (``ros/params.py``), ``runtime.PipelineOptions.validate``,
-the ``dsflash`` command-line flags and the launch files all check against this table, so a
-value one of them accepts is accepted by all (``--max-objects 0`` is refused everywhere,
-not just by the node). ROS-free: the CLI imports it without rclpy.
+The node's parameters (``ros/params.py``), ``runtime.PipelineOptions`` (its defaults and
+``validate``), the ``dsflash`` command-line flags, the launch files' arguments and the
+README's parameter table are all built from :data:`OPTIONS`, so a value one of them accepts
+is accepted by all (``--max-objects 0`` is refused everywhere, not just by the node).
+ROS-free: the CLI imports it without rclpy.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-# name -> inclusive (low, high); ints for counts, floats for scores and ratios
-RANGES: dict[str, tuple[float, float]] = {
-    "score_threshold": (0.0, 1.0),
-    "overlap_threshold": (0.0, 1.0),
-    "mask_threshold": (0.0, 1.0),
-    "relation_threshold": (0.0, 1.0),
-    "max_objects": (1, 1000),
-    "max_relations": (0, 100_000),
-    "relation_alternatives": (0, 55),
-    "tome_ratio": (0.0, 0.95),
-}
+
+@dataclass(frozen=True)
+class Option:
+    """One option of the pipeline (and so of the node, the CLI and the launch files)."""
+
+    name: str
+    default: bool | int | float | str
+    description: str
+    range: tuple[float, float] | None = None  # inclusive; ints for counts, floats for scores
+    choices: tuple[str, ...] | None = None
+    # unset = the loaded model's recommended value (checkpoint metadata), else ``default``
+    model_recommends: bool = False
+
+    @property
+    def default_text(self) -> str:
+        """The default as help texts say it."""
+        if self.model_recommends:
+            return f"the model's recommended value, else {self.default}"
+        return str(self.default)
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "backend",
+        "torch",
+        "Inference backend",
+        choices=("torch", "onnxruntime", "tensorrt"),
+    ),
+    Option("device", "cpu", "Inference device: cpu, cuda or cuda:N"),
+    Option("precision", "fp32", "Numeric precision of the model", choices=("fp32", "fp16", "bf16")),
+    Option(
+        "score_threshold",
+        0.8,
+        "Minimum segment score to report an object",
+        (0.0, 1.0),
+        model_recommends=True,
+    ),
+    Option(
+        "overlap_threshold",
+        0.8,
+        "Minimum share of a segment's mask left after overlap resolution to keep it",
+        (0.0, 1.0),
+    ),
+    Option("mask_threshold", 0.5, "Mask probability above which a pixel belongs", (0.0, 1.0)),
+    Option("max_objects", 50, "At most this many objects per frame", (1, 1000)),
+    Option(
+        "relation_threshold",
+        0.1,
+        "Minimum relation score to report a relation",
+        (0.0, 1.0),
+        model_recommends=True,
+    ),
+    Option("max_relations", 100, "At most this many relations per frame", (0, 100_000)),
+    Option(
+        "relation_alternatives",
+        0,
+        "Further predicates reported per relation (Relation.alternative_*); at most the "
+        "model's predicate count - 1",
+        (0, 1000),
+    ),
+    Option("prune", False, "Mask-based dynamic pruning of relation-head tokens (faster)"),
+    Option(
+        "tome_ratio",
+        0.0,
+        "Share of relation-head tokens merged by ToMe (0 = off; faster, less accurate)",
+        (0.0, 0.95),
+    ),
+)
+
+OPTION: dict[str, Option] = {o.name: o for o in OPTIONS}
+
+# name -> inclusive (low, high) of the options that have a range
+RANGES: dict[str, tuple[float, float]] = {o.name: o.range for o in OPTIONS if o.range}
 
 # Images larger than this are refused before they are decoded or processed (node input,
 # `dsflash infer`): an 8000x8000 frame is almost always a misconfigured driver or a wrong

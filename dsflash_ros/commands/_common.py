@@ -7,8 +7,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from dsflash_ros.limits import RANGES, check_range, range_text
-from dsflash_ros.runtime.backends import BACKENDS, PRECISIONS
+from dsflash_ros.limits import OPTION, RANGES, check_range, range_text
 
 
 def positive_int(text: str) -> int:
@@ -58,35 +57,29 @@ def check_out_dir(path: str | Path) -> Path:
     return out
 
 
+def _flag(name: str) -> tuple[str, object, str, str]:
+    """``(flag, argparse type, metavar, help)`` of a pipeline option, from its definition in
+    :data:`dsflash_ros.limits.OPTIONS` (description, range, default)."""
+    o = OPTION[name]
+    lo, _hi = RANGES[name]
+    metavar = "N" if isinstance(lo, int) else "S"
+    text = f"{o.description}, {metavar} in {range_text(name)} (default: {o.default_text})"
+    return f"--{name.replace('_', '-')}", limited(name), metavar, text
+
+
 # pipeline option name -> (flag, argparse type, metavar, help); unset flags keep the
 # PipelineOptions default (a command may still set its own default with set_defaults)
 THRESHOLDS: dict[str, tuple[str, object, str, str]] = {
-    "score_threshold": (
-        "--score-threshold", limited("score_threshold"), "S",
-        "minimum object (segment) score (default: the model's recommended value, else 0.8)",
-    ),
-    "relation_threshold": (
-        "--relation-threshold", limited("relation_threshold"), "S",
-        "minimum relation score (default: the model's recommended value, else 0.1)",
-    ),
-    "overlap_threshold": (
-        "--overlap-threshold", limited("overlap_threshold"), "S",
-        "minimum visible share of an object's mask (default 0.8)",
-    ),
-    "mask_threshold": (
-        "--mask-threshold", limited("mask_threshold"), "S",
-        "mask probability threshold (default 0.5)",
-    ),
-    "max_objects": (
-        "--max-objects", limited("max_objects"), "N",
-        f"keep the N best objects, N in {range_text('max_objects')} (default 50)",
-    ),
-    "max_relations": (
-        "--max-relations", limited("max_relations"), "N",
-        f"report at most N relations per frame, N in {range_text('max_relations')} "
-        "(default 100)",
-    ),
-}  # fmt: skip
+    name: _flag(name)
+    for name in (
+        "score_threshold",
+        "relation_threshold",
+        "overlap_threshold",
+        "mask_threshold",
+        "max_objects",
+        "max_relations",
+    )
+}
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -97,13 +90,14 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="DSFlash checkpoint (.safetensors); default: the embedded model (or $DSFLASH_MODEL)",
     )
-    g.add_argument(
-        "--backend", default="torch", choices=BACKENDS, help="inference backend (default torch)"
-    )
-    g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    g.add_argument(
-        "--precision", default="fp32", choices=PRECISIONS, help="inference precision (default fp32)"
-    )
+    for name in ("backend", "device", "precision"):
+        o = OPTION[name]
+        g.add_argument(
+            f"--{name}",
+            default=o.default,
+            choices=o.choices,
+            help=f"{o.description} (default {o.default})",
+        )
     for flag, kind, metavar, text in THRESHOLDS.values():
         g.add_argument(flag, type=kind, metavar=metavar, help=text)
 

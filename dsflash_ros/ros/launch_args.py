@@ -18,20 +18,37 @@ from typing import Any
 
 from dsflash_ros.ros import params as P
 
+
+def parameter_help(name: str) -> str:
+    """The launch argument's description of node parameter ``name``: the parameter's own
+    description and range or choices (:mod:`dsflash_ros.ros.params`)."""
+    spec = P.BY_NAME[name]
+    if spec.choices:
+        return f"{spec.description}: {' | '.join(spec.choices)}"
+    if spec.range:
+        return f"{spec.description} [{spec.range[0]}, {spec.range[1]}]"
+    return spec.description
+
+
 # (name, default, description); "" = take the value from params_file
 NODE_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
     ("namespace", "", "Namespace of the node and its topics (one per camera, e.g. cam0)"),
     ("image_topic", "image_raw", "Camera image topic (remap of image_raw; relative = in ns)"),
-    ("input_transport", "", "raw (sensor_msgs/Image) or compressed (<image_topic>/compressed)"),
     ("params_file", "", "Node parameters YAML (default: config/dsflash.yaml of the package)"),
-    ("model", "", "Model checkpoint (.safetensors); empty = embedded default model"),
-    ("backend", "", "torch | onnxruntime | tensorrt"),
-    ("device", "", "cpu | cuda | cuda:N"),
-    ("precision", "", "fp32 | fp16 | bf16"),
-    ("score_threshold", "", "Minimum object score [0, 1]"),
-    ("relation_threshold", "", "Minimum relation score [0, 1]"),
-    ("max_objects", "", "At most this many objects per frame [1, 1000]"),
-    ("autostart", "", "true: configure + activate at start; false: wait for lifecycle"),
+    ("model", "", parameter_help("model_path")),
+    *(
+        (name, "", parameter_help(name))
+        for name in (
+            "input_transport",
+            "autostart",
+            "backend",
+            "device",
+            "precision",
+            "score_threshold",
+            "relation_threshold",
+            "max_objects",
+        )
+    ),
     ("use_sim_time", "false", "Use /clock (bag playback, simulation)"),
     ("log_level", "info", "debug | info | warn | error | fatal"),
 )
@@ -66,17 +83,28 @@ def parse_bool(text: str) -> bool:
     raise ValueError(f"{text!r} is not true or false")
 
 
+def _parser(param: str) -> Callable[[str], Any]:
+    """How a launch argument's text becomes the type of node parameter ``param``."""
+    default = P.BY_NAME[param].default
+    if isinstance(default, bool):
+        return parse_bool
+    return type(default)  # int, float or str
+
+
 # launch argument -> (node parameter, parser)
 NODE_OVERRIDES: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "input_transport": ("input_transport", str),
-    "model": ("model_path", str),
-    "backend": ("backend", str),
-    "device": ("device", str),
-    "precision": ("precision", str),
-    "score_threshold": ("score_threshold", float),
-    "relation_threshold": ("relation_threshold", float),
-    "max_objects": ("max_objects", int),
-    "autostart": ("autostart", parse_bool),
+    arg: (param, _parser(param))
+    for arg, param in {
+        "input_transport": "input_transport",
+        "model": "model_path",
+        "backend": "backend",
+        "device": "device",
+        "precision": "precision",
+        "score_threshold": "score_threshold",
+        "relation_threshold": "relation_threshold",
+        "max_objects": "max_objects",
+        "autostart": "autostart",
+    }.items()
 }
 
 

@@ -22,10 +22,12 @@ Topics (relative, so a namespace or remap gives one node per camera):
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import rclpy
@@ -92,11 +94,29 @@ LOG_PERIOD_S = 5.0
 QOS_CHECK_PERIOD_S = 0.5  # how often the input publishers' QoS is looked at
 
 
-class DSFlashNode(LifecycleNode):
-    """See the module docstring. Construct, then call ``start()`` (or drive the lifecycle)."""
+def _load_pipeline(model_path: str | None, options: Any) -> Any:
+    """The default pipeline factory: load the checkpoint (imports torch only when called)."""
+    from dsflash_ros.runtime.pipeline import Pipeline
 
-    def __init__(self, node_name: str = "dsflash_node", **kwargs: Any) -> None:
+    return Pipeline.load(model_path, options)
+
+
+class DSFlashNode(LifecycleNode):
+    """See the module docstring. Construct, then call ``start()`` (or drive the lifecycle).
+
+    ``pipeline_factory(model_path, options)`` is what *configure* calls to get the pipeline
+    (default :meth:`Pipeline.load`; ``model_path`` None = the embedded default model). Tests
+    pass their own to run the lifecycle and parameter rules in process, without a model file.
+    """
+
+    def __init__(
+        self,
+        node_name: str = "dsflash_node",
+        pipeline_factory: Callable[[str | None, Any], Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(node_name, **kwargs)
+        self._pipeline_factory = pipeline_factory or _load_pipeline
         # parameter name -> why its start value was refused; cleared when it is set again
         self._startup_errors: dict[str, str] = {}
         self._settings = self._declare_parameters()
@@ -204,6 +224,7 @@ class DSFlashNode(LifecycleNode):
                 return SetParametersResult(successful=False, reason=reason)
             if p.name in P.PIPELINE_LIVE:
                 live[p.name] = p.value
+        live = P.pipeline_values(live, tuple(live))
         if live:
             from dsflash_ros.runtime.pipeline import PipelineOptions
 
@@ -211,8 +232,8 @@ class DSFlashNode(LifecycleNode):
                 if loaded:  # the loaded backend's own limits (e.g. an engine's max_objects)
                     self._pipeline.check_options(**live)
                 else:
-                    names = (*P.PIPELINE_LIVE, "backend", "device", "precision")
-                    PipelineOptions(**({k: self._settings[k] for k in names} | live)).validate()
+                    names = (*P.PIPELINE_LIVE, *P.PIPELINE_LOAD)
+                    PipelineOptions(**P.pipeline_values(self._settings | live, names)).validate()
             except ValueError as e:
                 return SetParametersResult(successful=False, reason=str(e))
         return SetParametersResult(successful=True)
@@ -225,7 +246,7 @@ class DSFlashNode(LifecycleNode):
                 self._settings[p.name] = p.value
                 names.add(p.name)
                 self._startup_errors.pop(p.name, None)  # a valid value replaced a bad start
-        live = {n: self._settings[n] for n in names & set(P.PIPELINE_LIVE)}
+        live = P.pipeline_values(self._settings, tuple(names & set(P.PIPELINE_LIVE)))
         if live:
             with self._options_lock:
                 self._pending_options.update(live)
@@ -251,7 +272,7 @@ class DSFlashNode(LifecycleNode):
         return self._state
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        from dsflash_ros.runtime.pipeline import ModelLoadError, Pipeline, PipelineOptions
+        from dsflash_ros.runtime.pipeline import ModelLoadError, PipelineOptions
 
         if self._startup_errors:
             fixable = any(name in self._settings for name in self._startup_errors)
@@ -265,10 +286,10 @@ class DSFlashNode(LifecycleNode):
             if reason:
                 return self._fail_configure(reason)
         s = self._settings
-        options = PipelineOptions(**{k: s[k] for k in (*P.PIPELINE_LOAD, *P.PIPELINE_LIVE)})
+        options = PipelineOptions(**P.pipeline_values(s, (*P.PIPELINE_LOAD, *P.PIPELINE_LIVE)))
         t0 = time.monotonic()
         try:
-            pipeline = Pipeline.load(s["model_path"] or None, options)
+            pipeline = self._pipeline_factory(s["model_path"] or None, options)
         except ModelLoadError as e:
             return self._fail_configure(f"cannot load model: {e}")
         except Exception as e:  # backend/device not available, out of memory, ...
@@ -523,11 +544,20 @@ class DSFlashNode(LifecycleNode):
                 cfg.class_names,
                 cfg.is_thing,
                 cfg.predicate_names,
-                self._settings["score_threshold"],
-                self._settings["relation_threshold"],
+                *self.thresholds_in_force(),
                 header,
             )
         )
+
+    def thresholds_in_force(self) -> tuple[float, float]:
+        """``(score_threshold, relation_threshold)`` the pipeline applies from the next frame:
+        a parameter at ``MODEL_VALUE`` is the model's recommendation (else the default)."""
+        pipeline = self._pipeline
+        if pipeline is None:
+            raise RuntimeError("no model loaded (configure first)")
+        given = P.pipeline_values(self._settings, ("score_threshold", "relation_threshold"))
+        used = dataclasses.replace(pipeline.options, **given).resolved(pipeline.facts.thresholds)
+        return used.score_threshold, used.relation_threshold
 
     def _input_qos_info(self) -> dict[str, str]:
         choice = self._input_choice[self._settings["input_transport"]]
@@ -570,7 +600,6 @@ class DSFlashNode(LifecycleNode):
             "model_path": s["model_path"] or "(embedded default)",
             "input_topic": self._input_topic(),
             "input_transport": s["input_transport"],
-            "queue_policy": s["queue_policy"],
             "last_image_size": self._last_size,
             **self._input_qos_info(),
         }

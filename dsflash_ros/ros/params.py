@@ -1,8 +1,10 @@
 """Parameters of the DSFlash node: one table with defaults, descriptions, ranges and rules.
 
-The table is the single source of truth: the node declares from it, validates against it,
-``config/dsflash.yaml`` mirrors its defaults (a test checks that), and the README's parameter
-table is written from it. Three kinds of parameter:
+The pipeline's parameters come from the shared option table (:data:`dsflash_ros.limits.OPTIONS`,
+also behind ``PipelineOptions``, the CLI flags and the launch arguments); the node adds its
+own. The node declares from :data:`SPECS`, validates against it, ``config/dsflash.yaml``
+mirrors its defaults and the README's parameter table is :func:`markdown_table` (tests check
+both). Three kinds of parameter:
 
 * ``LIVE``: applied to the running pipeline at once (thresholds, caps, pruning, ToMe), or to
   the node's own behaviour (overlay, markers, transport, diagnostics period).
@@ -22,7 +24,7 @@ from typing import Any
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rcl_interfaces.msg import ParameterType as PT
 
-from dsflash_ros.limits import RANGES
+from dsflash_ros.limits import OPTION
 
 
 class Kind(Enum):
@@ -80,6 +82,21 @@ class ParamSpec:
 
 _DEVICE = re.compile(r"^(cpu|cuda|cuda:\d+)$")
 
+
+# A ROS parameter always has a value: this one of a threshold the model may recommend means
+# "unset", i.e. the loaded checkpoint's recommended value, else the option's default.
+MODEL_VALUE = -1.0
+
+
+def _pipeline(name: str, kind: Kind) -> ParamSpec:
+    """The node parameter of a pipeline option (:data:`dsflash_ros.limits.OPTIONS`)."""
+    o = OPTION[name]
+    if o.model_recommends and o.range is not None:
+        text = f"{o.description}; {MODEL_VALUE:g} = the model's recommended value, else {o.default}"
+        return ParamSpec(o.name, MODEL_VALUE, text, kind, (MODEL_VALUE, o.range[1]))
+    return ParamSpec(o.name, o.default, o.description, kind, o.range, o.choices)
+
+
 SPECS: tuple[ParamSpec, ...] = (
     # --- what configure loads
     ParamSpec(
@@ -88,76 +105,21 @@ SPECS: tuple[ParamSpec, ...] = (
         "Model checkpoint (.safetensors) to load; empty = the embedded default model",
         Kind.CONFIGURE,
     ),
-    ParamSpec(
-        "backend",
-        "torch",
-        "Inference backend",
-        Kind.CONFIGURE,
-        choices=("torch", "onnxruntime", "tensorrt"),
-    ),
-    ParamSpec("device", "cpu", "Inference device: cpu, cuda or cuda:N", Kind.CONFIGURE),
-    ParamSpec(
-        "precision",
-        "fp32",
-        "Numeric precision of the model",
-        Kind.CONFIGURE,
-        choices=("fp32", "fp16", "bf16"),
-    ),
+    *(_pipeline(name, Kind.CONFIGURE) for name in ("backend", "device", "precision")),
     # --- live pipeline options
-    ParamSpec(
-        "score_threshold",
-        0.8,
-        "Minimum segment score to report an object",
-        Kind.LIVE,
-        RANGES["score_threshold"],
-    ),
-    ParamSpec(
-        "overlap_threshold",
-        0.8,
-        "Minimum share of a segment's mask left after overlap resolution to keep it",
-        Kind.LIVE,
-        RANGES["overlap_threshold"],
-    ),
-    ParamSpec(
-        "mask_threshold",
-        0.5,
-        "Mask probability above which a pixel belongs",
-        Kind.LIVE,
-        RANGES["mask_threshold"],
-    ),
-    ParamSpec(
-        "max_objects", 50, "At most this many objects per frame", Kind.LIVE, RANGES["max_objects"]
-    ),
-    ParamSpec(
-        "relation_threshold",
-        0.1,
-        "Minimum relation score to report a relation",
-        Kind.LIVE,
-        RANGES["relation_threshold"],
-    ),
-    ParamSpec(
-        "max_relations",
-        100,
-        "At most this many relations per frame",
-        Kind.LIVE,
-        RANGES["max_relations"],
-    ),
-    ParamSpec(
-        "relation_alternatives",
-        0,
-        "Further predicates reported per relation (Relation.alternative_*)",
-        Kind.LIVE,
-        RANGES["relation_alternatives"],
-    ),
-    ParamSpec(
-        "prune", False, "Mask-based dynamic pruning of relation-head tokens (faster)", Kind.LIVE
-    ),
-    ParamSpec(
-        "tome_ratio",
-        0.0,
-        "Share of relation-head tokens merged by ToMe (0 = off; faster, less accurate)",
-        Kind.LIVE,
-        RANGES["tome_ratio"],
+    *(
+        _pipeline(name, Kind.LIVE)
+        for name in (
+            "score_threshold",
+            "overlap_threshold",
+            "mask_threshold",
+            "max_objects",
+            "relation_threshold",
+            "max_relations",
+            "relation_alternatives",
+            "prune",
+            "tome_ratio",
+        )
     ),
     # --- node behaviour
     ParamSpec(
@@ -166,14 +128,6 @@ SPECS: tuple[ParamSpec, ...] = (
         "Subscribe to image_raw (raw) or image_raw/compressed (compressed)",
         Kind.LIVE,
         choices=("raw", "compressed"),
-    ),
-    ParamSpec(
-        "queue_policy",
-        "latest",
-        "Frame queueing: latest = process only the newest frame, count the others as dropped "
-        "(the only policy: a backlog would make every answer stale)",
-        Kind.LIVE,
-        choices=("latest",),
     ),
     ParamSpec(
         "publish_overlay",
@@ -219,18 +173,16 @@ SPECS: tuple[ParamSpec, ...] = (
 BY_NAME: dict[str, ParamSpec] = {s.name: s for s in SPECS}
 
 # Parameters that map 1:1 onto runtime.pipeline.PipelineOptions fields.
-PIPELINE_LIVE = (
-    "score_threshold",
-    "overlap_threshold",
-    "mask_threshold",
-    "max_objects",
-    "relation_threshold",
-    "max_relations",
-    "relation_alternatives",
-    "prune",
-    "tome_ratio",
-)
-PIPELINE_LOAD = ("backend", "device", "precision")
+PIPELINE_LOAD = tuple(s.name for s in SPECS if s.name in OPTION and s.kind is Kind.CONFIGURE)
+PIPELINE_LIVE = tuple(s.name for s in SPECS if s.name in OPTION and s.kind is Kind.LIVE)
+
+
+def pipeline_values(settings: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """``PipelineOptions`` fields from parameter values (``MODEL_VALUE`` -> None = unset)."""
+    return {
+        n: None if OPTION[n].model_recommends and settings[n] == MODEL_VALUE else settings[n]
+        for n in names
+    }
 
 
 def defaults() -> dict[str, Any]:
@@ -253,6 +205,13 @@ def check_value(name: str, value: Any) -> str | None:
         return f"device must be cpu, cuda or cuda:N, got {value!r}"
     if spec.range is not None and isinstance(value, int | float) and not isinstance(value, bool):
         lo, hi = spec.range
+        if name in OPTION and OPTION[name].model_recommends and value != MODEL_VALUE:
+            lo = OPTION[name].range[0]
+            if not lo <= value <= hi:
+                return (
+                    f"{name} must be in [{lo}, {hi}], or {MODEL_VALUE:g} for the model's "
+                    f"recommended value, got {value}"
+                )
         if not lo <= value <= hi:
             return f"{name} must be in [{lo}, {hi}], got {value}"
     return None

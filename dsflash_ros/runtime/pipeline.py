@@ -14,11 +14,12 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from dsflash_ros.limits import RANGES, check_range
+from dsflash_ros.limits import OPTION, OPTIONS, RANGES, check_range
 from dsflash_ros.model.checkpoint import CheckpointError
 from dsflash_ros.model.config import ModelConfig, PanopticConfig
 from dsflash_ros.model.dsflash import DSFlash, build_model, load_model
@@ -35,28 +36,35 @@ from dsflash_ros.runtime.relations import MASK_EMBEDDINGS, RelationLogits, relat
 from dsflash_ros.runtime.result import SceneGraphResult
 
 DEFAULT_MODEL_NAME = "dsflash_tiny_synth.safetensors"
-# Thresholds left unset (None) take the checkpoint's recommended_thresholds, else these.
-BUILTIN_THRESHOLDS = {"score_threshold": 0.8, "relation_threshold": 0.1}
+# Options left unset (None) take the checkpoint's recommended_thresholds, else these.
+BUILTIN_THRESHOLDS = {o.name: o.default for o in OPTIONS if o.model_recommends}
 
 
 class ModelLoadError(ValueError):
     """The model file is missing, unreadable or does not match the code."""
 
 
+def _default(name: str) -> Any:  # the option's own type (bool, int, float, str)
+    return OPTION[name].default
+
+
 @dataclass
 class PipelineOptions:
-    backend: str = "torch"  # torch | onnxruntime | tensorrt
-    device: str = "cpu"  # cpu | cuda | cuda:N
-    precision: str = "fp32"  # fp32 | fp16 | bf16
+    """What a Pipeline does; defaults, ranges and descriptions are :data:`.limits.OPTIONS`
+    (shared with the node, the CLI and the launch files)."""
+
+    backend: str = _default("backend")  # torch | onnxruntime | tensorrt
+    device: str = _default("device")  # cpu | cuda | cuda:N
+    precision: str = _default("precision")  # fp32 | fp16 | bf16
     score_threshold: float | None = None  # min segment (class) score; None: see resolved()
-    overlap_threshold: float = 0.8  # min visible share of a query's mask
-    mask_threshold: float = 0.5  # mask probability threshold
-    max_objects: int = 50  # keep the best-scoring segments (pairs grow as N^2)
+    overlap_threshold: float = _default("overlap_threshold")  # min visible share of a mask
+    mask_threshold: float = _default("mask_threshold")
+    max_objects: int = _default("max_objects")  # best-scoring segments (pairs grow as N^2)
     relation_threshold: float | None = None  # min relation score reported; None: resolved()
-    max_relations: int = 100
-    relation_alternatives: int = 0  # extra predicates reported per relation
-    prune: bool = False  # mask-based dynamic pruning in the relation head
-    tome_ratio: float = 0.0  # ToMe token merging in the relation head
+    max_relations: int = _default("max_relations")
+    relation_alternatives: int = _default("relation_alternatives")  # extra predicates
+    prune: bool = _default("prune")  # mask-based dynamic pruning in the relation head
+    tome_ratio: float = _default("tome_ratio")  # ToMe token merging in the relation head
     # "shared": pool all masks once and gather per pair (supplement Alg. 2, the fast path);
     # "per_pair": pool both masks of every pair (Alg. 1, DSFormer) -- same numbers, slower
     mask_embedding: str = "shared"
@@ -172,9 +180,10 @@ class Pipeline:
         facts: ModelFacts | None = None,
     ) -> None:
         self.facts = facts or ModelFacts()  # training domain + recommended thresholds
+        self.model = model
         self.options = (options or PipelineOptions()).resolved(self.facts.thresholds)
         self.options.validate()
-        self.model = model
+        self._check_model_limits(self.options)
         self.model_id = model_id
         self.backend: Backend = create_backend(
             self.options.backend,
@@ -242,6 +251,7 @@ class Pipeline:
             raise ValueError(f"{', '.join(sorted(frozen))} cannot change on a loaded pipeline")
         updated = dataclasses.replace(self.options, **changes).resolved(self.facts.thresholds)
         updated.validate()
+        self._check_model_limits(updated)
         limit = getattr(self.backend, "max_objects", None)  # an engine's fixed profile
         if limit is not None and not 0 < updated.max_objects <= limit:
             raise ValueError(
@@ -249,6 +259,16 @@ class Pipeline:
                 "for that many segments (reload the model to change it)"
             )
         return updated
+
+    def _check_model_limits(self, options: PipelineOptions) -> None:
+        """Limits that depend on the loaded model: alternatives need that many predicates."""
+        most = max(self.config.head.num_predicates - 1, 0)
+        if options.relation_alternatives > most:
+            raise ValueError(
+                f"relation_alternatives must be in [0, {most}] for this model "
+                f"({self.config.head.num_predicates} predicates), got "
+                f"{options.relation_alternatives}"
+            )
 
     def set_options(self, **changes: object) -> None:
         """Change thresholds/limits at run time (not backend, device or precision)."""

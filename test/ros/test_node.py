@@ -91,7 +91,7 @@ def test_bad_parameter_rejected_with_reason_old_value_kept(running):
         ("score_threshold", 1.5, "range"),
         ("backend", "cuda-magic", "one of"),
         ("device", "gpu0", "cpu, cuda or cuda:N"),
-        ("queue_policy", "fifo", "one of"),
+        ("input_transport", "fifo", "one of"),
         ("precision", "fp16", "deactivate"),  # valid value, but a model is loaded
         ("max_objects", 0, "range"),
     ]:

@@ -162,6 +162,8 @@ def test_no_objects_gives_an_empty_graph(rgb):
         ({"tome_ratio": 1.0}, "tome_ratio"),
         ({"device": "cuda"}, "cannot change"),
         ({"colour": "red"}, "unknown pipeline option"),
+        # capped by the loaded model's predicates (56 in the tiny preset), not a fixed 55
+        ({"relation_alternatives": 56}, r"\[0, 55\] for this model \(56 predicates\)"),
     ],
 )
 def test_bad_options_are_rejected_and_old_values_kept(pipeline, changes, message):

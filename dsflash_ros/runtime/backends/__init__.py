@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dsflash_ros.limits import OPTION
 from dsflash_ros.model.dsflash import DSFlash
 from dsflash_ros.runtime.backends.base import PRECISIONS, Backend, BackendError, resolve_device
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
+BACKENDS = OPTION["backend"].choices
 
 
 def create_backend(

@@ -10,11 +10,12 @@ from abc import ABC, abstractmethod
 
 import torch
 
+from dsflash_ros.limits import OPTION
 from dsflash_ros.model.backbone import BackboneOutput
 from dsflash_ros.model.dsflash import DSFlash
 from dsflash_ros.model.relation_head import PLAIN, HeadOptions
 
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = OPTION["precision"].choices
 
 
 class BackendError(RuntimeError):
