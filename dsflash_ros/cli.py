@@ -15,6 +15,8 @@ import argparse
 import importlib
 import sys
 
+from dsflash_ros.commands._help import VersionAction, show_defaults
+
 COMMANDS = ("demo", "infer", "synth", "train", "eval", "export", "bench", "model")
 
 
@@ -35,6 +37,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
         description="Real-time panoptic scene graphs (DSFlash): demo, inference, training, "
         "evaluation, export and benchmarks.",
     )
+    parser.add_argument("--version", action=VersionAction)
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     # Only the chosen command's module is imported (help for all shows their summaries).
@@ -44,6 +47,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
             mod = _command_module(name)
             p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
             mod.add_arguments(p)
+            show_defaults(p)  # every option's help shows its default
             p.set_defaults(_run=mod.run)
         else:
             sub.add_parser(name, help=f"(see: dsflash {name} --help)")
