@@ -8,12 +8,11 @@ lines with rate and ETA in a log file or CI.
 - ``lines`` (stderr is a file or a pipe): one line every ``interval`` seconds (default 15)
   such as ``[evaluate] 40/150 img (27%) | 1.32 img/s | elapsed 0:30 | ETA 1:23``, and a
   closing ``[evaluate] done: 150 img in 1:54 (1.31 img/s)``; no carriage returns, so a log
-  stays readable;
+  stays readable. A background timer writes the line even while one long step runs;
 - ``off``: nothing.
 
 ``DSFLASH_PROGRESS=bar|lines|off`` overrides the choice, ``DSFLASH_PROGRESS_INTERVAL`` the
-seconds between lines. Lines are written when work advances (``update``), so a single step
-longer than the interval delays the next line until it ends.
+seconds between lines (0: a line at every update, no timer).
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
@@ -72,6 +72,7 @@ class LineProgress:
         stream: TextIO,
         clock: Any = time.monotonic,
         final_line: bool = True,
+        heartbeat: bool = False,
     ) -> None:
         self.iterable = iterable
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
@@ -87,6 +88,16 @@ class LineProgress:
         self.last_line = self.start
         self.closed = False
         self.show_final = final_line
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        if heartbeat and interval > 0:
+            threading.Thread(target=self._beat, name="progress-lines", daemon=True).start()
+
+    def _beat(self) -> None:
+        """A line every ``interval`` also while no step finishes (a long step, a slow
+        section), so a log never goes quiet for longer."""
+        while not self._stop.wait(self.interval / 4):
+            self._maybe_line()
 
     # tqdm-like interface ------------------------------------------------------------
     def __iter__(self) -> Iterator[Any]:
@@ -98,6 +109,7 @@ class LineProgress:
                 self.update(1)
         except GeneratorExit:  # the loop was left early (break, error): no "done" line
             self.closed = True
+            self._stop.set()
             raise
         self.close()
 
@@ -109,10 +121,14 @@ class LineProgress:
 
     def update(self, n: int = 1) -> None:
         self.n += n
-        now = self.clock()
-        if now - self.last_line >= self.interval and not self.closed:
-            self.last_line = now
-            self._write(self.status_line(now))
+        self._maybe_line()
+
+    def _maybe_line(self) -> None:
+        with self._lock:
+            now = self.clock()
+            if now - self.last_line >= self.interval and not self.closed:
+                self.last_line = now
+                self._write(self.status_line(now))
 
     def set_postfix(self, ordered_dict: dict[str, Any] | None = None, **kwargs: Any) -> None:
         items = {**(ordered_dict or {}), **kwargs}
@@ -125,11 +141,13 @@ class LineProgress:
         self._write(text)
 
     def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        if self.n and self.show_final:
-            self._write(self.final_line(self.clock()))
+        self._stop.set()
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            if self.n and self.show_final:
+                self._write(self.final_line(self.clock()))
 
     # lines --------------------------------------------------------------------------
     def _prefix(self) -> str:
@@ -236,5 +254,6 @@ def progress(
             dynamic_ncols=True,
         )
     return LineProgress(
-        iterable, total, desc, unit, _interval(interval), stream, final_line=final_line
-    )
+        iterable, total, desc, unit, _interval(interval), stream,
+        final_line=final_line, heartbeat=True,
+    )  # fmt: skip

@@ -92,3 +92,17 @@ def test_a_loop_left_early_prints_no_done_line():
             break
     del p
     assert "done" not in out.getvalue()
+
+
+def test_a_long_step_still_gets_lines_from_the_timer():
+    import time
+
+    out = io.StringIO()
+    p = LineProgress(None, 10, "bench", "section", 0.05, out, heartbeat=True)
+    time.sleep(0.3)  # one long section: no update
+    p.close()
+    lines = out.getvalue().splitlines()
+    assert len(lines) >= 2 and lines[0].startswith("[bench] 0/10 section (0%)")
+    count = len(lines)
+    time.sleep(0.15)
+    assert len(out.getvalue().splitlines()) == count  # the timer stopped with close()
