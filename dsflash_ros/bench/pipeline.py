@@ -78,6 +78,7 @@ class BenchConfig:
     head_comparisons: bool = True
     image_hw: tuple[int, int] = (480, 640)
     seed: int = 0
+    model_path: str | None = None  # a checkpoint instead of random preset weights
 
     def validate(self) -> None:
         if self.repeats < 1 or self.warmup < 0:
@@ -291,6 +292,10 @@ def alg1_relation_ms(pipe: Pipeline, frame: StagedFrame, cfg: BenchConfig) -> fl
 
 
 def _config_model(preset: str, cfg: BenchConfig) -> DSFlash:
+    if cfg.model_path:  # `preset` only names it in the rows
+        from dsflash_ros.model.dsflash import load_model
+
+        return load_model(cfg.model_path)[0].eval()
     mc = load_preset(preset)
     if cfg.image_size:
         mc.backbone.image_size = cfg.image_size
