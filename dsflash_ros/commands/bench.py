@@ -1,4 +1,9 @@
-"""dsflash bench: end-to-end, per-stage and head-level benchmarks, side by side."""
+"""dsflash bench: end-to-end, per-stage and head-level benchmarks, side by side.
+
+Random-weight presets by default, or any checkpoint with ``--model``. Progress is shown per
+section (one preset x backend x precision, or the head comparisons); with ``--json J`` the
+results are also drawn into ``J`` with the suffix ``.png`` (``--plot`` names another file).
+"""
 
 from __future__ import annotations
 
@@ -23,7 +28,14 @@ def _names(text: str) -> list[str]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--presets", type=_names, default=["tiny"], help="e.g. tiny,S,B,L")
+    p.add_argument(
+        "--model",
+        metavar="PATH",
+        help="benchmark this checkpoint (.safetensors) instead of random-weight presets",
+    )
+    p.add_argument(
+        "--presets", type=_names, default=["tiny"], help="random-weight presets, e.g. tiny,S,B,L"
+    )
     p.add_argument("--backends", type=_names, default=["torch", "onnxruntime"])
     p.add_argument("--precisions", type=_names, default=["fp32"], help="e.g. fp32,fp16,bf16")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
@@ -36,8 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=[16, 64, 256],
         help="pairs per head forward for the relations/s sweep",
     )
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed runs before each measurement")
     p.add_argument(
         "--baseline-n",
         type=int,
@@ -45,14 +57,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="segments for the per-pair Alg. 1 baseline (0: skip)",
     )
     p.add_argument("--no-head", action="store_true", help="skip the head-level comparisons")
-    p.add_argument("--image-size", type=int, default=0, help="override the presets' input size")
+    p.add_argument(
+        "--image-size", type=int, default=0, help="override the presets' input size (0: keep)"
+    )
     p.add_argument(
         "--threads",
         type=int,
         default=0,
         help="CPU threads for torch and onnxruntime (0: library default)",
     )
-    p.add_argument("--json", help="also write all rows to this JSON file")
+    p.add_argument("--json", help="also write all rows to this JSON file (and a .png beside it)")
+    p.add_argument("--plot", metavar="PNG", help="write the picture here (default: beside --json)")
     p.add_argument(
         "--quick", action="store_true", help="small sweep: ns 5,20, batch sizes 16,64, 2 repeats"
     )
@@ -82,8 +97,16 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if args.training:
         return _run_training(args)
+    presets = args.presets
+    if args.model:
+        if not Path(args.model).is_file():
+            raise FileNotFoundError(f"--model {args.model}: no such file")
+        if args.image_size:
+            raise ValueError("--image-size only applies to presets (a checkpoint has its own)")
+        presets = [Path(args.model).stem]
     cfg = BenchConfig(
-        presets=args.presets,
+        model_path=args.model,
+        presets=presets,
         backends=args.backends,
         precisions=args.precisions,
         device=args.device,
@@ -95,12 +118,53 @@ def run(args: argparse.Namespace) -> int:
         baseline_n=args.baseline_n,
         head_comparisons=not args.no_head,
     )
-    out = run_bench(cfg, log=lambda s: print(f"[bench] {s}", flush=True))
+    sections = len(cfg.presets) * (
+        len(cfg.backends) * len(cfg.precisions) + (1 if cfg.head_comparisons else 0)
+    )
+    with _SectionProgress(sections) as log:
+        out = run_bench(cfg, log=log)
     print(format_report(out))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2, default=str))
         print(f"wrote {args.json}")
+    plot = _plot_path(args)
+    if plot is not None:
+        from dsflash_ros.bench.plots import plot_bench
+
+        title = f"dsflash bench: {', '.join(cfg.presets)} on {cfg.device}"
+        print(f"wrote {plot_bench(out, plot, title)}")
     return 0
+
+
+def _plot_path(args: argparse.Namespace) -> Path | None:
+    if args.plot:
+        return Path(args.plot)
+    return Path(args.json).with_suffix(".png") if args.json else None
+
+
+class _SectionProgress:
+    """The ``log`` of the benchmarks: prints each section as it starts and counts the
+    finished ones in the shared progress display (rate and ETA per section)."""
+
+    def __init__(self, total: int) -> None:
+        from dsflash_ros.progress import progress
+
+        self.bar = progress(total=total, desc="bench", unit="section")
+        self.started = False
+
+    def __call__(self, text: str) -> None:
+        if self.started:
+            self.bar.update(1)
+        self.started = True
+        print(f"[bench] {text}", flush=True)
+
+    def __enter__(self) -> _SectionProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.started and exc[0] is None:
+            self.bar.update(1)
+        self.bar.close()
 
 
 def _run_training(args: argparse.Namespace) -> int:
@@ -125,4 +189,9 @@ def _run_training(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
         print(f"wrote {args.json}")
+    plot = _plot_path(args)
+    if plot is not None:
+        from dsflash_ros.bench.plots import plot_training_bench
+
+        print(f"wrote {plot_training_bench(rows, plot, f'stage-1 training speed ({args.recipe})')}")
     return 0
