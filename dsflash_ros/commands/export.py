@@ -64,17 +64,25 @@ def _model(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from dsflash_ros.progress import progress
+
     model, model_id = _model(args)
     out = Path(args.out)
     if args.target == "onnx":
         from dsflash_ros.runtime.export import check_onnx, export_onnx
 
-        export = export_onnx(
-            model, out, opset=args.opset, precision=args.precision or "fp32", exporter=args.exporter
-        )
+        # export, then the parity check: in a log, a status line every interval meanwhile
+        with progress(total=2 if args.check else 1, desc="export onnx", unit="step") as bar:
+            export = export_onnx(
+                model, out, opset=args.opset, precision=args.precision or "fp32",
+                exporter=args.exporter,
+            )  # fmt: skip
+            bar.update(1)
+            checks = check_onnx(model, export) if args.check else {}
+            bar.update(1 if args.check else 0)
         print(f"{model_id}: wrote {', '.join(p.name for p in export.files())} to {out}")
         if args.check:
-            for name, r in check_onnx(model, export).items():
+            for name, r in checks.items():
                 diffs = ", ".join(f"{k} {v:.2e}" for k, v in r.max_abs_diff.items())
                 print(
                     f"  {name}: max |onnxruntime - torch| {diffs} "
@@ -83,15 +91,17 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from dsflash_ros.runtime.backends.trt_backend import TensorRTBackend
 
-    backend = TensorRTBackend(
-        model,
-        args.device,
-        args.precision or "fp16",
-        cache_dir=out,
-        opset=args.opset,
-        exporter=args.exporter,
-        max_objects=args.max_objects,
-    )
+    with progress(total=1, desc="export tensorrt", unit="engine set") as bar:
+        backend = TensorRTBackend(
+            model,
+            args.device,
+            args.precision or "fp16",
+            cache_dir=out,
+            opset=args.opset,
+            exporter=args.exporter,
+            max_objects=args.max_objects,
+        )
+        bar.update(1)
     state = ", ".join(f"{g} {'built' if b else 'cached'}" for g, b in backend.built.items())
     print(f"{model_id}: {backend.describe()}: {state}; engines under {out / 'tensorrt'}")
     return 0

@@ -20,3 +20,11 @@ def test_synth_prints_progress_lines_and_a_summary(tmp_path, capsys):
     assert err[0].startswith("[synth] 1/4 img (25%) |") and "ETA" in err[0]
     assert err[-1].startswith("[synth] done: 4 img in")
     assert "\r" not in "".join(err)
+
+
+def test_export_prints_progress_lines(tmp_path, capsys):
+    argv = ["export", "onnx", "--preset", "tiny", "--image-size", "64", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert "[export onnx] 1/1 step (100%)" in err and "[export onnx] done: 1 step in" in err
+    assert "wrote" in out
