@@ -164,7 +164,10 @@ class LineProgress:
             done = f"{self.n}/{self.total} {self.unit} ({100.0 * self.n / self.total:.0f}%)"
         else:
             done = f"{self.n} {self.unit}"
-        parts = [done, _rate_text(rate, self.unit), f"elapsed {format_duration(elapsed)}"]
+        parts = [done]
+        if self.n:
+            parts.append(_rate_text(rate, self.unit))
+        parts.append(f"elapsed {format_duration(elapsed)}")
         if self.total and rate > 0:
             parts.append(f"ETA {format_duration(max(self.total - self.n, 0) / rate)}")
         if self.postfix:

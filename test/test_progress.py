@@ -102,7 +102,7 @@ def test_a_long_step_still_gets_lines_from_the_timer():
     time.sleep(0.3)  # one long section: no update
     p.close()
     lines = out.getvalue().splitlines()
-    assert len(lines) >= 2 and lines[0].startswith("[bench] 0/10 section (0%)")
+    assert len(lines) >= 2 and lines[0].startswith("[bench] 0/10 section (0%) | elapsed 00:00")
     count = len(lines)
     time.sleep(0.15)
     assert len(out.getvalue().splitlines()) == count  # the timer stopped with close()
