@@ -30,25 +30,19 @@ def parameter_help(name: str) -> str:
     return spec.description
 
 
+# launch argument -> the node parameter it sets (when not empty)
+PARAMETER_ARGUMENTS: dict[str, str] = {
+    "model": "model_path",
+    **{name: name for name in ("input_transport", "autostart", *P.PIPELINE_LOAD)},
+    **{name: name for name in ("score_threshold", "relation_threshold", "max_objects")},
+}
+
 # (name, default, description); "" = take the value from params_file
 NODE_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
     ("namespace", "", "Namespace of the node and its topics (one per camera, e.g. cam0)"),
     ("image_topic", "image_raw", "Camera image topic (remap of image_raw; relative = in ns)"),
     ("params_file", "", "Node parameters YAML (default: config/dsflash.yaml of the package)"),
-    ("model", "", parameter_help("model_path")),
-    *(
-        (name, "", parameter_help(name))
-        for name in (
-            "input_transport",
-            "autostart",
-            "backend",
-            "device",
-            "precision",
-            "score_threshold",
-            "relation_threshold",
-            "max_objects",
-        )
-    ),
+    *((arg, "", parameter_help(param)) for arg, param in PARAMETER_ARGUMENTS.items()),
     ("use_sim_time", "false", "Use /clock (bag playback, simulation)"),
     ("log_level", "info", "debug | info | warn | error | fatal"),
 )
@@ -93,18 +87,7 @@ def _parser(param: str) -> Callable[[str], Any]:
 
 # launch argument -> (node parameter, parser)
 NODE_OVERRIDES: dict[str, tuple[str, Callable[[str], Any]]] = {
-    arg: (param, _parser(param))
-    for arg, param in {
-        "input_transport": "input_transport",
-        "model": "model_path",
-        "backend": "backend",
-        "device": "device",
-        "precision": "precision",
-        "score_threshold": "score_threshold",
-        "relation_threshold": "relation_threshold",
-        "max_objects": "max_objects",
-        "autostart": "autostart",
-    }.items()
+    arg: (param, _parser(param)) for arg, param in PARAMETER_ARGUMENTS.items()
 }
 
 
