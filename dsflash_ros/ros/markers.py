@@ -10,10 +10,13 @@ so the picture is centred on the optical axis and upright when rviz looks along 
 (``scale`` = metres per pixel, parameter ``marker_scale``). Each object is a sphere plus a
 text label at its mask centroid; each relation an arrow subject -> object plus its predicate
 at the arrow's middle. The array always starts with a DELETEALL marker, so objects of the
-previous frame never linger.
+previous frame never linger. With track ids (tracking on) a tracked object's label reads
+``cup T7`` (track 7) instead of ``cup#2`` (per-frame id).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import Point
@@ -46,16 +49,27 @@ def _marker(header: Header, ns: str, mid: int, kind: int) -> Marker:
     return m
 
 
+def object_label(class_name: str, object_id: int, track_id: int = 0) -> str:
+    """``cup T7`` for a tracked object, ``cup#2`` (its per-frame id) otherwise."""
+    return f"{class_name} T{track_id}" if track_id else f"{class_name}#{object_id}"
+
+
 def scene_graph_markers(
-    result: SceneGraphResult, header: Header, scale: float = 0.002, max_relations: int = 10
+    result: SceneGraphResult,
+    header: Header,
+    scale: float = 0.002,
+    max_relations: int = 10,
+    track_ids: Sequence[int] | None = None,
 ) -> MarkerArray:
-    """DELETEALL, then per object a sphere + label, per relation an arrow + predicate."""
+    """DELETEALL, then per object a sphere + label, per relation an arrow + predicate.
+    ``track_ids[i]``: track id of object i (0 or None = not tracked)."""
     w, h = result.width, result.height
     clear = Marker(header=header, action=Marker.DELETEALL)
     markers = [clear]
     text_size = max(8.0, min(w, h) / 25.0) * scale  # letters about 1/25 of the image
     centres = {}
-    for o in result.objects():
+    for i, o in enumerate(result.objects()):
+        tid = int(track_ids[i]) if track_ids is not None else 0
         p = image_plane_point(*o.centroid_xy, w, h, scale)
         centres[o.id] = p
         colour = class_color(o.class_id)
@@ -67,7 +81,7 @@ def scene_graph_markers(
         label.pose.position = Point(x=p.x, y=p.y - text_size, z=p.z)
         label.scale.z = text_size
         label.color = _color(colour)
-        label.text = f"{o.class_name}#{o.id} {o.score:.2f}"
+        label.text = f"{object_label(o.class_name, o.id, tid)} {o.score:.2f}"
         markers += [dot, label]
     for i, r in enumerate(result.relations()):
         if i >= max_relations:

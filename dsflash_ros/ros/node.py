@@ -15,7 +15,9 @@ Topics (relative, so a namespace or remap gives one node per camera):
   in   image_raw (sensor_msgs/Image) or image_raw/compressed (input_transport=compressed),
        keep-last 1, volatile; reliability adapts to the publishers or is set by the
        standard qos_overrides.<topic>.subscription.* parameters (see ``input_qos``)
-  out  scene_graph, panoptic/image_raw (16UC1), label_info (transient local),
+  out  scene_graph, scene_graph/events (SceneGraphEvents: objects appeared/disappeared,
+       relations started/ended; reliable, keep-last 100; only when tracking is on),
+       panoptic/image_raw (16UC1), label_info (transient local),
        debug/overlay (rgb8, only rendered while subscribed), debug/markers (MarkerArray),
        /diagnostics (DiagnosticArray, every diagnostics_period seconds)
 """
@@ -51,7 +53,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
-from dsflash_ros.msg import LabelInfo, SceneGraph
+from dsflash_ros.msg import LabelInfo, SceneGraph, SceneGraphEvents
 from dsflash_ros.ros import input_qos as Q
 from dsflash_ros.ros import params as P
 from dsflash_ros.ros.diagnostics import NodeStats, RateLimitedLog, diagnostic_array
@@ -63,7 +65,8 @@ from dsflash_ros.ros.image_conversion import (
     numpy_to_image,
 )
 from dsflash_ros.ros.markers import scene_graph_markers
-from dsflash_ros.ros.messages import label_info_msg, scene_graph_msg
+from dsflash_ros.ros.messages import events_msg, label_info_msg, scene_graph_msg
+from dsflash_ros.ros.node_tracking import EVENTS_QOS, NodeTracking
 from dsflash_ros.visualize import draw_overlay
 
 # Camera input with no publisher seen yet: best effort hears every publisher; the
@@ -131,6 +134,7 @@ class DSFlashNode(LifecycleNode):
         self._pipeline_lock = threading.Lock()  # the worker runs it; cleanup releases it
         self._pending_options: dict[str, Any] = {}
         self._options_lock = threading.Lock()
+        self._tracking = NodeTracking(self._settings)  # track ids + events (worker thread)
         self._state = "unconfigured"
         self._failure = ""
         self._last_size = ""
@@ -250,6 +254,7 @@ class DSFlashNode(LifecycleNode):
         if live:
             with self._options_lock:
                 self._pending_options.update(live)
+        self._tracking.settings_changed(self._settings, names)
         if "input_transport" in names and self._state == "active":
             self._subscribe()
         if "diagnostics_period" in names:
@@ -305,11 +310,15 @@ class DSFlashNode(LifecycleNode):
             self._pending_options.clear()
         self._pubs = {
             "scene_graph": self.create_lifecycle_publisher(SceneGraph, "scene_graph", OUTPUT_QOS),
+            "events": self.create_lifecycle_publisher(
+                SceneGraphEvents, "scene_graph/events", EVENTS_QOS
+            ),
             "panoptic": self.create_lifecycle_publisher(Image, "panoptic/image_raw", OUTPUT_QOS),
             "overlay": self.create_lifecycle_publisher(Image, "debug/overlay", OUTPUT_QOS),
             "markers": self.create_lifecycle_publisher(MarkerArray, "debug/markers", OUTPUT_QOS),
         }
         self._label_pub = self.create_publisher(LabelInfo, "label_info", LATCHED_QOS)
+        self._tracking.reset()  # a new model: new tracks
         self._publish_label_info()
         self._failure = ""
         self._state = "inactive"
@@ -495,21 +504,34 @@ class DSFlashNode(LifecycleNode):
             if pending:
                 pipeline.set_options(**pending)
             result = pipeline(rgb)
+            options = getattr(pipeline, "options", None)
+            relation_threshold = getattr(options, "relation_threshold", None) or 0.0
+        t_track = time.monotonic()
+        tracked = self._tracking.step(result, relation_threshold)
+        track_ms = (time.monotonic() - t_track) * 1e3
+        track_ids = None
+        if tracked is not None:
+            result, track_ids = tracked.result, tracked.track_ids
         header = msg.header
-        graph = scene_graph_msg(result, header)
+        graph = scene_graph_msg(result, header, tracked)
         pubs = self._pubs
         pubs["scene_graph"].publish(graph)
         pubs["panoptic"].publish(graph.panoptic)
+        if tracked is not None and tracked.has_events:
+            pubs["events"].publish(events_msg(tracked, header))
         s = self._settings
         if s["publish_overlay"] and pubs["overlay"].get_subscription_count() > 0:
             overlay = draw_overlay(rgb, result, max_relations=s["overlay_max_relations"])
             pubs["overlay"].publish(numpy_to_image(overlay, "rgb8", header))
         if s["publish_markers"] and pubs["markers"].get_subscription_count() > 0:
             pubs["markers"].publish(
-                scene_graph_markers(result, header, s["marker_scale"], s["overlay_max_relations"])
+                scene_graph_markers(
+                    result, header, s["marker_scale"], s["overlay_max_relations"], track_ids
+                )
             )
         done = time.monotonic()
         timings = dict(result.timings_ms)
+        timings["tracking"] = track_ms
         timings["queue_wait"] = (started - received) * 1e3
         timings["node_total"] = (done - received) * 1e3
         self._last_size = f"{result.width}x{result.height}"

@@ -162,6 +162,60 @@ SPECS: tuple[ParamSpec, ...] = (
         Kind.LIVE,
         (0.1, 60.0),
     ),
+    # --- tracking (dsflash_ros.tracking; scene_graph/events)
+    ParamSpec(
+        "tracking",
+        True,
+        "Track objects across frames (SceneObject.track_id), smooth relation scores and "
+        "publish scene_graph/events; false = per-frame graphs, track ids 0, no events",
+        Kind.LIVE,
+    ),
+    ParamSpec(
+        "track_iou_threshold",
+        0.3,
+        "Least mask IoU (same class) between an object and a track's last mask to continue "
+        "the track",
+        Kind.LIVE,
+        (0.01, 1.0),
+    ),
+    ParamSpec(
+        "track_min_hits",
+        2,
+        "Consecutive frames an object must be seen before it gets a track id",
+        Kind.LIVE,
+        (1, 100),
+    ),
+    ParamSpec(
+        "track_max_age",
+        15,
+        "Frames a track survives unseen (occlusion, missed detection) before it is dropped",
+        Kind.LIVE,
+        (0, 10000),
+    ),
+    ParamSpec(
+        "relation_smoothing",
+        0.5,
+        "Weight of the past in the moving average of relation scores per (subject track, "
+        "object track, predicate); 0 = off",
+        Kind.LIVE,
+        (0.0, 0.99),
+    ),
+    ParamSpec(
+        "event_on_frames",
+        3,
+        "Consecutive frames an object / relation must be present before its appeared / "
+        "started event",
+        Kind.LIVE,
+        (1, 1000),
+    ),
+    ParamSpec(
+        "event_off_frames",
+        3,
+        "Consecutive frames an object / relation must be absent before its disappeared / "
+        "ended event",
+        Kind.LIVE,
+        (1, 1000),
+    ),
     ParamSpec(
         "autostart",
         True,

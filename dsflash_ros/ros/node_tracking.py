@@ -1,0 +1,93 @@
+"""The node's side of tracking: its parameters -> a ``SceneGraphTracker`` (ROS-free, in
+``dsflash_ros.tracking``), applied between frames on the worker thread.
+
+The parameter callback (executor thread) only records new settings; the worker picks them
+up before its next frame, like the pipeline's live options. Switching ``tracking`` back on,
+and every configure, start from no tracks (ids from 1 again).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
+
+from dsflash_ros.runtime.result import SceneGraphResult
+from dsflash_ros.tracking import SceneGraphTracker, TrackedFrame, TrackingConfig
+
+# Node parameters read here (declared in ros/params.py).
+PARAMS = (
+    "tracking",
+    "track_iou_threshold",
+    "track_min_hits",
+    "track_max_age",
+    "relation_smoothing",
+    "event_on_frames",
+    "event_off_frames",
+)
+
+# scene_graph/events: reliable and a deep keep-last queue, so a planner that is busy for a
+# moment still receives every event of a burst (messages are small, sent only on change).
+EVENTS_QOS = QoSProfile(
+    history=QoSHistoryPolicy.KEEP_LAST,
+    depth=100,
+    reliability=QoSReliabilityPolicy.RELIABLE,
+    durability=QoSDurabilityPolicy.VOLATILE,
+)
+
+
+def tracking_config(settings: dict[str, Any], relation_threshold: float = 0.0) -> TrackingConfig:
+    return TrackingConfig(
+        iou_threshold=float(settings["track_iou_threshold"]),
+        min_hits=int(settings["track_min_hits"]),
+        max_age=int(settings["track_max_age"]),
+        relation_smoothing=float(settings["relation_smoothing"]),
+        relation_threshold=float(relation_threshold),
+        event_on_frames=int(settings["event_on_frames"]),
+        event_off_frames=int(settings["event_off_frames"]),
+    )
+
+
+class NodeTracking:
+    def __init__(self, settings: dict[str, Any]):
+        self._lock = threading.Lock()
+        self._settings = {n: settings[n] for n in PARAMS}
+        self._pending: dict[str, Any] | None = None
+        self._reset = False
+        self._enabled = bool(settings["tracking"])
+        self._tracker = SceneGraphTracker(tracking_config(self._settings))
+
+    @property
+    def enabled(self) -> bool:
+        return self._enabled
+
+    def settings_changed(self, settings: dict[str, Any], names: set[str]) -> None:
+        """Executor thread: accepted parameter values; applied before the next frame."""
+        if names & set(PARAMS):
+            with self._lock:
+                self._pending = {n: settings[n] for n in PARAMS}
+
+    def reset(self) -> None:
+        """Forget all tracks before the next frame (a new model was configured)."""
+        with self._lock:
+            self._reset = True
+
+    def step(self, result: SceneGraphResult, relation_threshold: float) -> TrackedFrame | None:
+        """Worker thread: track one frame; None while tracking is off."""
+        with self._lock:
+            pending, self._pending = self._pending, None
+            reset, self._reset = self._reset, False
+        if pending is not None:
+            if pending["tracking"] and not self._enabled:
+                reset = True
+            self._enabled = bool(pending["tracking"])
+            self._settings = pending
+        if reset:
+            self._tracker.reset()
+        if not self._enabled:
+            return None
+        config = tracking_config(self._settings, relation_threshold)
+        if config != self._tracker.config:
+            self._tracker.configure(config)
+        return self._tracker.update(result)

@@ -1,0 +1,88 @@
+"""Two processes: a dsflash_node with a scripted model, and this test publishing a frame
+sequence. Track ids persist while the per-frame ids swap; one scripted relation change
+gives exactly one 'started' and one 'ended' event on scene_graph/events (header = the
+deciding frame's); tracking:=false at run time gives per-frame graphs again."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy", reason="rclpy not installed")
+pytest.importorskip("dsflash_ros.msg", reason="dsflash_ros messages not built")
+
+import node_harness as H
+
+from dsflash_ros.msg import ObjectEvent, RelationEvent, SceneGraphEvents
+from dsflash_ros.ros.node_tracking import EVENTS_QOS
+
+SCRIPT = Path(__file__).with_name("tracking_node_peer.py")
+FRAMES = 16  # the script reports "holding" for frames 5..10
+
+
+def _frame(k: int) -> np.ndarray:
+    rgb = np.zeros((48, 80, 3), np.uint8)
+    rgb[0, 0, 0] = k
+    return rgb
+
+
+def test_track_ids_persist_and_one_relation_change_gives_two_events(tmp_path):
+    params = {
+        "track_min_hits": 2,
+        "event_on_frames": 2,
+        "event_off_frames": 2,
+        "relation_smoothing": 0.0,
+        "publish_overlay": False,
+        "diagnostics_period": 5.0,
+    }
+    command = [sys.executable, str(SCRIPT), "--ros-args"]
+    with H.NodeProcess(tmp_path, params=params, command=command) as node:
+        peer = H.Peer()
+        events: list[SceneGraphEvents] = []
+        lock = threading.Lock()
+
+        def on_events(msg):
+            with lock:
+                events.append(msg)
+
+        peer.node.create_subscription(SceneGraphEvents, "scene_graph/events", on_events, EVENTS_QOS)
+        try:
+            graphs = [peer.request(peer.image_msg(_frame(k), 100.0 + k)) for k in range(FRAMES)]
+            by_class = [{o.class_name: o for o in g.objects} for g in graphs]
+            assert {o.track_id for o in graphs[0].objects} == {0}  # not confirmed yet
+            person = {m["person"].track_id for m in by_class[1:]}
+            cup = {m["cup"].track_id for m in by_class[1:]}
+            assert len(person) == 1 and len(cup) == 1 and person != cup and 0 not in person | cup
+            assert {m["person"].id for m in by_class} == {1, 2}  # per-frame ids did swap
+            rel = graphs[7].relations[0]
+            assert (rel.subject_track_id, rel.object_track_id) == (person.pop(), cup.pop())
+
+            H.wait_until(lambda: len(events) >= 3, 10.0, "3 event messages")
+            with lock:
+                got = list(events)
+            rel_events = [(m.header.stamp.sec, e) for m in got for e in m.relation_events]
+            assert [(s, e.type) for s, e in rel_events] == [
+                (106, RelationEvent.STARTED),  # on at 5 and 6 (event_on_frames 2)
+                (112, RelationEvent.ENDED),  # off at 11 and 12
+            ]
+            assert all(
+                e.predicate == "holding" and e.subject_class == "person" for _, e in rel_events
+            )
+            obj = sorted(
+                (m.header.stamp.sec, e.type, e.class_name) for m in got for e in m.object_events
+            )
+            assert obj == [
+                (101, ObjectEvent.APPEARED, "cup"),
+                (101, ObjectEvent.APPEARED, "person"),
+            ]
+
+            assert peer.set_params(node.fqn, tracking=False)[0].successful
+            g = peer.request(peer.image_msg(_frame(3), 200.0))
+            assert [o.track_id for o in g.objects] == [0, 0]
+            assert [(r.subject_track_id, r.object_track_id) for r in g.relations] == []
+        finally:
+            peer.close()
