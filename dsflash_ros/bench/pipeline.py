@@ -40,10 +40,10 @@ import numpy as np
 import torch
 
 from dsflash_ros.bench.relation_head import bench_relation_head, random_segmentation
-from dsflash_ros.model.config import PanopticConfig, load_preset
+from dsflash_ros.model.config import load_preset
 from dsflash_ros.model.dsflash import DSFlash
 from dsflash_ros.model.pairs import unordered_pairs
-from dsflash_ros.model.panoptic import masks_to_boxes, postprocess_panoptic, segments_to_id_map
+from dsflash_ros.model.panoptic import masks_to_boxes, segments_to_id_map
 from dsflash_ros.model.preprocess import letterbox
 from dsflash_ros.model.relation_head import HeadOptions
 from dsflash_ros.runtime.backends import BackendError
@@ -219,26 +219,14 @@ class StagedFrame:
 
         pixels, info = letterbox(self.rgb, model.image_size, device=dev)
         lap("preprocess")
-        out = pipe.backend.run_backbone(pixels[None])
-        lap("backbone")
-        cfg = PanopticConfig(
-            o.score_threshold, o.overlap_threshold, o.mask_threshold, o.max_objects
-        )
-        postprocess_panoptic(
-            out.class_logits[0],
-            out.mask_logits[0],
-            model.is_thing,
-            model.image_size,
-            info.content_hw,
-            cfg,
-        )
-        lap("postprocess")
+        _, features = pipe.segments(pixels, info, t)  # laps backbone + postprocess itself
+        last = time.perf_counter()
 
         def run_head(
             ratios: torch.Tensor, boxes: torch.Tensor, pairs: torch.Tensor
         ) -> tuple[torch.Tensor, torch.Tensor]:
             lap("mask_embedding")  # the masks pooled to cell ratios + boxes, pairs listed
-            return pipe.backend.run_head(out.features, ratios, boxes, pairs, o.head_options)
+            return pipe.backend.run_head(features, ratios, boxes, pairs, o.head_options)
 
         rel = relation_logits(run_head, head, self.masks, mask_embedding=o.mask_embedding)
         if "mask_embedding" not in t:  # fewer than 2 segments: the head never ran

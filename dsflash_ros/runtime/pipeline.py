@@ -279,7 +279,7 @@ class Pipeline:
         """Scene graph of one (H, W, 3) uint8 RGB image."""
         t0 = time.perf_counter()
         pixels, info, timings = self._preprocess(rgb, t0)
-        segments, features = self._segments(pixels, info, timings)
+        segments, features = self.segments(pixels, info, timings)
         result = self._relations_and_result(segments, features, info, timings)
         timings["total"] = (time.perf_counter() - t0) * 1e3
         result.timings_ms = timings
@@ -296,7 +296,7 @@ class Pipeline:
         t0 = time.perf_counter()
         pixels, info, timings = self._preprocess(rgb, t0)
         if masks is None:
-            segments, features = self._segments(pixels, info, timings)
+            segments, features = self.segments(pixels, info, timings)
             segments, id_map = visible_segments(segments, info)
         else:  # given segments keep their indices (pairs refer to them), visible or not
             if labels is None or len(labels) != len(masks):
@@ -334,9 +334,12 @@ class Pipeline:
         self._lap(timings, "preprocess", t0)
         return pixels, info, timings
 
-    def _segments(
+    def segments(
         self, pixels: torch.Tensor, info: LetterboxInfo, timings: dict[str, float]
     ) -> tuple[PanopticSegments, torch.Tensor]:
+        """The backbone pass and panoptic post-processing of one letterboxed frame
+        (``pixels (3, S, S)``, from :func:`.preprocess.letterbox`): the segments in the model
+        frame and the block features; ``timings`` gains ``backbone`` and ``postprocess``."""
         t = time.perf_counter()
         out = self.backend.run_backbone(pixels[None])
         t = self._lap(timings, "backbone", t)

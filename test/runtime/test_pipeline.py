@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from dsflash_ros.model.config import PanopticConfig, load_preset
+from dsflash_ros.model.config import load_preset
 from dsflash_ros.model.dsflash import DSFlash, build_model, save_model
-from dsflash_ros.model.panoptic import postprocess_panoptic
 from dsflash_ros.model.preprocess import letterbox
 from dsflash_ros.runtime.pipeline import ModelLoadError, Pipeline, PipelineOptions
 
@@ -104,19 +103,11 @@ def test_predict_scores_every_ordered_pair(pipeline, rgb):
 
 def test_bidirectional_and_unidirectional_cover_the_same_pairs(pipeline, rgb):
     pixels, info = letterbox(rgb, pipeline.model.image_size)
-    out = pipeline.backend.run_backbone(pixels[None])
-    segments = postprocess_panoptic(
-        out.class_logits[0],
-        out.mask_logits[0],
-        pipeline.model.is_thing,
-        pipeline.model.image_size,
-        info.content_hw,
-        PanopticConfig(0.0, 0.0, 0.5, 8),
-    )
+    segments, features = pipeline.segments(pixels, info, {})
     n = len(segments.masks)
     assert n >= 3
-    bi = pipeline.relations(out.features, segments.masks)
-    uni = pipeline.relations(out.features, segments.masks, bidirectional=False)
+    bi = pipeline.relations(features, segments.masks)
+    uni = pipeline.relations(features, segments.masks, bidirectional=False)
     assert (bi.num_passes, uni.num_passes) == (n * (n - 1) // 2, n * (n - 1))
     assert pipeline.model.head.bidirectional  # an argument, not model state
     torch.testing.assert_close(bi.pairs, uni.pairs)
