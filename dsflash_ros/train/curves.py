@@ -64,6 +64,12 @@ def val_text(values: Mapping[str, float]) -> str:
     return "val " + " ".join(items)
 
 
+def _speed(steps_per_s: float) -> str:
+    if 0 < steps_per_s < 0.5:
+        return f"{1 / steps_per_s:.1f} s/step"
+    return f"{steps_per_s:.2f} steps/s"
+
+
 def epoch_line(
     desc: str,
     epoch: int,
@@ -81,7 +87,7 @@ def epoch_line(
         f"[{desc}] epoch {epoch}/{epochs}",
         loss_text(losses),
         f"lr {lr:.2e}",
-        f"{rate:.2f} steps/s ({format_duration(seconds)})",
+        f"{_speed(rate)} ({format_duration(seconds)})",
     ]
     if val:
         parts.append(

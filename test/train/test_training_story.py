@@ -31,7 +31,7 @@ def test_epoch_lines_final_summary_and_curves(synth_root, tmp_path, capsys, monk
     assert len(epochs) == 2
     for x in epochs:
         assert re.search(r"\| loss [\d.e+-]+ \(ce [\d.e+-]+, bce .*dice .*\)", x), x
-        assert re.search(r"\| lr \d\.\d\de[+-]\d\d \|", x) and "steps/s" in x
+        assert re.search(r"\| lr \d\.\d\de[+-]\d\d \| [\d.]+ (steps/s|s/step) \(", x), x
     assert "val PQ " in epochs[-1] and "%" in epochs[-1]
     assert lines[-1].startswith("[segmenter] finished: 2 epochs, 4 steps in ")
     assert "final val PQ" in lines[-1] and "training_curves.png" in lines[-1]
@@ -61,4 +61,6 @@ def test_line_formats():
         "[relations] epoch 3/10 | loss 1.5 (rel 1, cons 0.5) | grad_norm 2 | lr 1.00e-04 | "
         "2.00 steps/s (00:50) | val mR@50 12.3% (00:04)"
     )
+    slow = epoch_line("segmenter", 1, 6, {"loss": 2.0}, 1e-3, 6, 145.0)
+    assert slow == "[segmenter] epoch 1/6 | loss 2 | lr 1.00e-03 | 24.2 s/step (02:25)"
     assert val_text({"val_segments_per_image": 4.5}) == "val segments_per_image 4.5"
