@@ -506,8 +506,9 @@ class DSFlashNode(LifecycleNode):
             result = pipeline(rgb)
             options = getattr(pipeline, "options", None)
             relation_threshold = getattr(options, "relation_threshold", None) or 0.0
+            max_relations = getattr(options, "max_relations", None)
         t_track = time.monotonic()
-        tracked = self._tracking.step(result, relation_threshold)
+        tracked = self._tracking.step(result, relation_threshold, max_relations)
         track_ms = (time.monotonic() - t_track) * 1e3
         track_ids = None
         if tracked is not None:

@@ -37,7 +37,9 @@ EVENTS_QOS = QoSProfile(
 )
 
 
-def tracking_config(settings: dict[str, Any], relation_threshold: float = 0.0) -> TrackingConfig:
+def tracking_config(
+    settings: dict[str, Any], relation_threshold: float = 0.0, max_relations: int | None = None
+) -> TrackingConfig:
     return TrackingConfig(
         iou_threshold=float(settings["track_iou_threshold"]),
         min_hits=int(settings["track_min_hits"]),
@@ -46,6 +48,7 @@ def tracking_config(settings: dict[str, Any], relation_threshold: float = 0.0) -
         relation_threshold=float(relation_threshold),
         event_on_frames=int(settings["event_on_frames"]),
         event_off_frames=int(settings["event_off_frames"]),
+        max_relations=max_relations,
     )
 
 
@@ -73,8 +76,14 @@ class NodeTracking:
         with self._lock:
             self._reset = True
 
-    def step(self, result: SceneGraphResult, relation_threshold: float) -> TrackedFrame | None:
-        """Worker thread: track one frame; None while tracking is off."""
+    def step(
+        self,
+        result: SceneGraphResult,
+        relation_threshold: float,
+        max_relations: int | None = None,
+    ) -> TrackedFrame | None:
+        """Worker thread: track one frame; None while tracking is off. ``relation_threshold``
+        and ``max_relations``: the pipeline's, applied to the smoothed relations too."""
         with self._lock:
             pending, self._pending = self._pending, None
             reset, self._reset = self._reset, False
@@ -87,7 +96,7 @@ class NodeTracking:
             self._tracker.reset()
         if not self._enabled:
             return None
-        config = tracking_config(self._settings, relation_threshold)
+        config = tracking_config(self._settings, relation_threshold, max_relations)
         if config != self._tracker.config:
             self._tracker.configure(config)
         return self._tracker.update(result)

@@ -34,6 +34,7 @@ class TrackingConfig:
     relation_threshold: float = 0.1  # a smoothed relation below this is not reported
     event_on_frames: int = 3
     event_off_frames: int = 3
+    max_relations: int | None = None  # at most this many smoothed relations (None = all)
 
     def check(self) -> None:
         """Raise ValueError naming the first value out of range."""
@@ -153,7 +154,9 @@ class SceneGraphTracker:
         smoothed = self.smoother.update(observed, present)
         self.smoother.retain(set(tracks))
         if cfg.relation_smoothing > 0.0:
-            result = _with_relations(result, id_of_key, smoothed, cfg.relation_threshold)
+            result = _with_relations(
+                result, id_of_key, smoothed, cfg.relation_threshold, cfg.max_relations
+            )
         subj_t = np.array(
             [tid_of_key[key_of_id[int(i)]] for i in result.relation_subjects], np.uint32
         )
@@ -249,11 +252,18 @@ def _object_event(kind: str, tr: Track, oid: int, names: list[str], frame: int) 
 
 
 def _with_relations(
-    result: SceneGraphResult, id_of_key: dict[int, int], smoothed: dict, threshold: float
+    result: SceneGraphResult,
+    id_of_key: dict[int, int],
+    smoothed: dict,
+    threshold: float,
+    max_relations: int | None,
 ) -> SceneGraphResult:
     """The result with its relations replaced by the smoothed ones at or above
-    ``threshold``, best first. Alternatives are not kept (a held relation has none)."""
+    ``threshold``, best first, at most ``max_relations``. Alternatives are not kept (a held
+    relation has none)."""
     items = sorted(((s, k) for k, s in smoothed.items() if s >= threshold), reverse=True)
+    if max_relations is not None:
+        items = items[:max_relations]
     return dataclasses.replace(
         result,
         relation_subjects=np.array([id_of_key[k[0]] for _, k in items], np.uint16),

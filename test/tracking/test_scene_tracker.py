@@ -134,3 +134,11 @@ def test_configure_keeps_tracks_and_reset_forgets():
 def test_config_check(bad):
     with pytest.raises(ValueError):
         TrackingConfig(**bad).check()
+
+
+def test_smoothed_relations_respect_max_relations():
+    cfg = TrackingConfig(relation_smoothing=0.5, relation_threshold=0.0, max_relations=1)
+    t = SceneGraphTracker(cfg)
+    t.update(graph([PERSON, CUP], [(1, 2, 0, 0.9), (2, 1, 1, 0.5)]))
+    f = t.update(graph([PERSON, CUP], [(2, 1, 1, 0.5)]))  # 'holding' held at 0.45
+    assert f.result.relation_scores.tolist() == pytest.approx([0.5])
