@@ -49,6 +49,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="videos: process at most N frames of each video",
     )  # fmt: skip
     p.add_argument("--no-video", action="store_true", help="videos: skip the overlay video")
+    p.add_argument(
+        "--no-tracking", action="store_true",
+        help="videos: no track ids, no smoothing, no <name>_events.json (per-frame graphs)",
+    )  # fmt: skip
+    p.add_argument(
+        "--relation-smoothing", type=float, default=0.5, metavar="A",
+        help="videos: weight of the past in the moving average of relation scores "
+        "(0 = off; the node's relation_smoothing)",
+    )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-input lines")
 
 
@@ -72,7 +81,16 @@ def run(args: argparse.Namespace) -> int:
 
     for problem in scan.skipped:
         skip(None, str(problem))
+    tracking = None
+    if not args.no_tracking:
+        from dsflash_ros.tracking import TrackingConfig
+
+        tracking = TrackingConfig(relation_smoothing=args.relation_smoothing)
+        tracking.check()  # before the model loads
     pipeline = Pipeline.load(args.model, options)
+    if tracking is not None:  # the smoothed relations obey the pipeline's limits too
+        tracking.relation_threshold = float(pipeline.options.relation_threshold)
+        tracking.max_relations = int(pipeline.options.max_relations)
     if pipeline.warning:
         print(f"warning: {pipeline.warning}", file=sys.stderr)
     if not args.quiet:
@@ -91,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         max_pixels=args.max_pixels,
         on_skip=skip,
+        tracking=tracking,
     )
     rate = summary.frames / summary.seconds if summary.seconds > 0 else 0.0
     print(

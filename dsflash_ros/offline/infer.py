@@ -8,7 +8,11 @@ Per image ``<name>``: ``<name>.json`` (the scene-graph document, :mod:`.scene_gr
 Per video ``<name>``: ``<name>.jsonl`` (one document per processed frame, with ``frame`` and
 ``timestamp_ms``), ``<name>_overlay.mp4`` (or ``.avi`` with MJPG when this OpenCV build
 cannot write mp4v) at the source rate divided by the stride, and ``<name>_graph.png`` of the
-last processed frame.
+last processed frame. With tracking (the default for videos, :mod:`dsflash_ros.tracking`)
+objects carry ``track_id`` and relations ``subject_track`` / ``object_track`` in the JSON
+lines, relation scores are smoothed over time, the overlay tags each tracked object with
+``T<track id>``, and ``<name>_events.json`` lists the events (object appeared /
+disappeared, relation started / ended) with the video frame and time that decided each.
 
 One input that turns out unusable while running (a file whose header was fine but whose
 data is corrupt, an image over the pixel limit) is skipped with its reason in
@@ -17,6 +21,7 @@ data is corrupt, an image over the pixel limit) is skipped with its reason in
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -40,7 +45,11 @@ from dsflash_ros.offline.inputs import (
 from dsflash_ros.offline.scene_graph_json import result_to_document
 from dsflash_ros.progress import progress as show_progress
 from dsflash_ros.runtime.result import SceneGraphResult
+from dsflash_ros.tracking import SceneGraphTracker, TrackingConfig
+from dsflash_ros.tracking.overlay import draw_track_ids
 from dsflash_ros.visualize import draw_overlay
+
+EVENTS_SCHEMA = "dsflash.scene_graph_events"
 
 # (fourcc, extension), tried in order: mp4v plays everywhere; MJPG/avi is always built in.
 VIDEO_WRITERS = (("mp4v", ".mp4"), ("MJPG", ".avi"))
@@ -155,9 +164,13 @@ def process_video(
     progress: bool = True,
     summary: InferenceSummary | None = None,
     max_pixels: int = MAX_PIXELS,
+    tracking: TrackingConfig | None = None,
 ) -> list[Path]:
-    """Scene graphs of a video's frames: a JSON-lines file, an overlay video, a graph."""
+    """Scene graphs of a video's frames: a JSON-lines file, an overlay video, a graph, and
+    with ``tracking`` the events file."""
     summary = summary if summary is not None else InferenceSummary()
+    tracker = SceneGraphTracker(tracking) if tracking is not None else None
+    events: list[dict] = []
     info = probe_video(item.path, max_pixels)
     fps = (info.fps or _DEFAULT_FPS) / stride
     sink = _VideoSink(out_dir / item.name, fps) if write_video else None
@@ -174,12 +187,33 @@ def process_video(
             )
             for index, stamp, rgb in bar:
                 result = pipeline(rgb)
+                tracks: dict = {}
+                if tracker is not None:
+                    tracked = tracker.update(result)
+                    result = tracked.result
+                    tracks = {
+                        "track_ids": tracked.track_ids,
+                        "relation_tracks": (
+                            tracked.relation_subject_tracks,
+                            tracked.relation_object_tracks,
+                        ),
+                    }
+                    when = {"frame": index, "timestamp_ms": stamp}
+                    events += [
+                        {**e.to_dict(), **when, "type": "object"} for e in tracked.object_events
+                    ]
+                    events += [
+                        {**e.to_dict(), **when, "type": "relation"} for e in tracked.relation_events
+                    ]
                 doc = result_to_document(
-                    result, source=item.path.name, frame=index, timestamp_ms=stamp
+                    result, source=item.path.name, frame=index, timestamp_ms=stamp, **tracks
                 )
                 lines.write(json.dumps(doc) + "\n")
                 if sink is not None:
-                    sink.write(draw_overlay(rgb, result))
+                    overlay = draw_overlay(rgb, result)
+                    if tracks:
+                        draw_track_ids(overlay, result, tracks["track_ids"])
+                    sink.write(overlay)
                 last, last_frame = result, index
                 summary.frames += 1
                 summary.objects += result.num_objects
@@ -193,6 +227,15 @@ def process_video(
     written.append(lines_path)
     if video_path is not None:
         written.append(video_path)
+    if tracking is not None:
+        doc = {
+            "schema": EVENTS_SCHEMA,
+            "version": 1,
+            "source": item.path.name,
+            "tracking": dataclasses.asdict(tracking),
+            "events": events,
+        }
+        written.append(_write_json(out_dir / f"{item.name}_events.json", doc))
     if last is not None:
         title = f"{item.path.name} (frame {last_frame})"
         written.append(save_graph_png(last, out_dir / f"{item.name}_graph.png", title=title))
@@ -209,10 +252,12 @@ def run_inference(
     progress: bool = True,
     max_pixels: int = MAX_PIXELS,
     on_skip: Callable[[Path, str], None] | None = None,
+    tracking: TrackingConfig | None = None,
 ) -> InferenceSummary:
     """Process every input (paths are expanded and checked first, see
     :func:`.inputs.expand_inputs`) and write the outputs into ``out_dir``. An input that
-    fails while being read is skipped (``on_skip(path, reason)``, ``summary.failed``)."""
+    fails while being read is skipped (``on_skip(path, reason)``, ``summary.failed``).
+    ``tracking``: track objects through each video (None = per-frame graphs)."""
     if video_stride < 1:
         raise ValueError(f"video stride (--every) must be >= 1, got {video_stride}")
     if max_frames is not None and max_frames < 1:
@@ -242,7 +287,7 @@ def run_inference(
             else:
                 written = process_video(
                     item, out, pipeline, video_stride, max_frames, write_video, progress,
-                    summary, max_pixels,
+                    summary, max_pixels, tracking,
                 )  # fmt: skip
                 summary.videos += 1
         except InputError as e:  # this input only; the batch goes on

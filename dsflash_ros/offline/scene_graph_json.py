@@ -20,6 +20,10 @@ One document per image (``<name>.json``) or per processed video frame (one line 
                      "alternatives": [{"predicate_id": 5, "predicate": "on", "score": 0.2}]}]
     }
 
+Video frames processed with tracking (``dsflash infer`` on a video) add ``"track_id"`` to
+each object (stable across frames; 0 = not confirmed yet) and ``"subject_track"`` /
+``"object_track"`` to each relation; both are optional.
+
 Pixel coordinates are in the input image (x right, y down, origin top-left pixel corner for
 ``bbox``; ``centroid`` is the mean pixel index). Object ``id`` is the value of the object's
 pixels in the panoptic PNG (0 = no object); relations refer to these ids and are sorted by
@@ -108,7 +112,9 @@ SCENE_GRAPH_SCHEMA: dict[str, Any] = {
                         "bbox": {"type": "array", "items": _int(0), "minItems": 4, "maxItems": 4},
                         "area": _int(1),
                         "centroid": _pair(_num()),
-                    }
+                        "track_id": _int(0),
+                    },
+                    optional=("track_id",),
                 ),
             },
             "relations": {
@@ -121,7 +127,10 @@ SCENE_GRAPH_SCHEMA: dict[str, Any] = {
                         "predicate": {"type": "string"},
                         "score": _SCORE,
                         "alternatives": {"type": "array", "items": _PREDICTION},
-                    }
+                        "subject_track": _int(0),
+                        "object_track": _int(0),
+                    },
+                    optional=("subject_track", "object_track"),
                 ),
             },
         },
@@ -143,8 +152,11 @@ def result_to_document(
     frame: int | None = None,
     timestamp_ms: float | None = None,
     panoptic_png: str | None = None,
+    track_ids: Any = None,
+    relation_tracks: tuple[Any, Any] | None = None,
 ) -> dict[str, Any]:
-    """The JSON document (plain dict) of one frame's result."""
+    """The JSON document (plain dict) of one frame's result. ``track_ids[i]``: track id of
+    object i; ``relation_tracks``: (subject tracks, object tracks) per relation (tracking)."""
     objects = [
         {
             "id": o.id,
@@ -173,6 +185,12 @@ def result_to_document(
         }
         for r in result.relations()
     ]
+    if track_ids is not None:
+        for o, tid in zip(objects, track_ids):
+            o["track_id"] = int(tid)
+    if relation_tracks is not None:
+        for r, st, ot in zip(relations, *relation_tracks):
+            r["subject_track"], r["object_track"] = int(st), int(ot)
     doc: dict[str, Any] = {
         "schema": SCHEMA_NAME,
         "version": SCHEMA_VERSION,
