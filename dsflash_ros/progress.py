@@ -162,8 +162,10 @@ class LineProgress:
         elapsed = now - self.start
         if self.total:
             done = f"{self.n}/{self.total} {self.unit} ({100.0 * self.n / self.total:.0f}%)"
-        else:
+        elif self.n:
             done = f"{self.n} {self.unit}"
+        else:  # one piece of work of unknown size: only that it still runs
+            done = "running"
         parts = [done]
         if self.n:
             parts.append(_rate_text(rate, self.unit))

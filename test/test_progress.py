@@ -106,3 +106,11 @@ def test_a_long_step_still_gets_lines_from_the_timer():
     count = len(lines)
     time.sleep(0.15)
     assert len(out.getvalue().splitlines()) == count  # the timer stopped with close()
+
+
+def test_work_of_unknown_size_reads_running():
+    out, clock = io.StringIO(), _Clock()
+    p = LineProgress(None, None, "segmenter validation", "it", 10.0, out, clock=clock)
+    clock.t += 12.0
+    p._maybe_line()
+    assert out.getvalue().strip() == "[segmenter validation] running | elapsed 00:12"

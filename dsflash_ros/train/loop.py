@@ -520,7 +520,9 @@ class Trainer:
                 with self.deploy_weights() as m:
                     if eval_fn is not None and (due or last_epoch):
                         was_training = m.training
-                        last_eval = {f"val_{k}": v for k, v in eval_fn(m).items()}
+                        with show_progress(desc=f"{desc} validation", final_line=False):
+                            metrics = eval_fn(m)  # a log gets "running" lines meanwhile
+                        last_eval = {f"val_{k}": v for k, v in metrics.items()}
                         epoch_eval = last_eval
                         m.train(was_training)
                         row.update(last_eval)
