@@ -51,11 +51,12 @@ def plot_bench(out: Mapping[str, Any], path: str | Path, title: str = "") -> Pat
     ns = sorted({int(r["n"]) for r in stages})
     width = 0.8 / max(len(configs), 1)
     stage_names = [s for s in STAGE_COLOURS if any(f"{s}_ms" in r for r in stages)]
+    ticks: list[tuple[float, str]] = []
     for c, config in enumerate(configs):
         rows = {int(r["n"]): r for r in stages if _config_name(r, presets) == config}
-        xs = [i + (c - (len(configs) - 1) / 2) * width for i, n in enumerate(ns) if n in rows]
-        bottom = [0.0] * len(xs)
         present = [n for n in ns if n in rows]
+        xs = [ns.index(n) + (c - (len(configs) - 1) / 2) * width for n in present]
+        bottom = [0.0] * len(xs)
         for stage in stage_names:
             heights = [float(rows[n].get(f"{stage}_ms", 0.0)) for n in present]
             ax_st.bar(
@@ -63,13 +64,13 @@ def plot_bench(out: Mapping[str, Any], path: str | Path, title: str = "") -> Pat
                 label=stage if c == 0 else None, edgecolor="white", linewidth=0.5,
             )  # fmt: skip
             bottom = [b + h for b, h in zip(bottom, heights)]
-        for x, total in zip(xs, bottom):
+        for x, n, total in zip(xs, present, bottom):
             ax_st.text(x, total, f"{total:.0f}", ha="center", va="bottom", fontsize=7)
-            ax_st.text(x, 0, config, ha="center", va="bottom", fontsize=7, rotation=90,
-                       color="white")  # fmt: skip
-    ax_st.set_xticks(range(len(ns)), [f"N = {n}\n({n * (n - 1) // 2} pairs)" for n in ns])
-    ax_st.set_ylabel("ms per frame")
-    ax_st.set_title("time per frame by stage (segments per frame N)")
+            ticks.append((x, f"{config}\nN = {n} ({n * (n - 1) // 2} pairs)"))
+    ticks.sort()
+    ax_st.set_xticks([t[0] for t in ticks], [t[1] for t in ticks], fontsize=7)
+    ax_st.set_ylabel("ms per frame (median)")
+    ax_st.set_title("time per frame by stage (N segments per frame)")
     ax_st.grid(axis="y", alpha=0.3)
     if stage_names:
         ax_st.legend(fontsize=8, ncols=2, loc="upper left")
@@ -84,6 +85,9 @@ def plot_bench(out: Mapping[str, Any], path: str | Path, title: str = "") -> Pat
         ax_rps.plot([r["pairs_per_forward"] for r in rows], [r["rps"] for r in rows], "o-",
                     color=f"C{c}", label=config)  # fmt: skip
     ax_rps.set_xscale("log", base=2)
+    sizes = sorted({int(r["pairs_per_forward"]) for r in rps})
+    ax_rps.set_xticks(sizes, [str(b) for b in sizes])
+    ax_rps.set_ylim(bottom=0)
     ax_rps.set_xlabel("pairs per head forward")
     ax_rps.set_ylabel("relations / s")
     ax_rps.set_title("relation head throughput")
