@@ -159,7 +159,7 @@ def plot_training_curves(
     vals = [k for k in keys if k.startswith("val_")]
     fig = Figure(figsize=(15, 4.4), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
-    ax_loss, ax_val, ax_lr = fig.subplots(1, 3, width_ratios=(1.3, 1.1, 0.8))
+    ax_loss, ax_val, ax_lr = fig.subplots(1, 3, width_ratios=(1.3, 1.1, 0.8), sharex=True)
 
     colors = {}
     for i, k in enumerate(losses):
