@@ -35,6 +35,7 @@ class TrackingConfig:
     event_on_frames: int = 3
     event_off_frames: int = 3
     max_relations: int | None = None  # at most this many smoothed relations (None = all)
+    motion: bool = True  # move a track's mask by its velocity before matching
 
     def check(self) -> None:
         """Raise ValueError naming the first value out of range."""
@@ -97,7 +98,7 @@ class SceneGraphTracker:
         self.config = config or TrackingConfig()
         self.config.check()
         c = self.config
-        self.tracker = MaskTracker(c.iou_threshold, c.min_hits, c.max_age)
+        self.tracker = MaskTracker(c.iou_threshold, c.min_hits, c.max_age, c.motion)
         self.smoother = RelationSmoother(c.relation_smoothing)
         self.object_events = Hysteresis(c.event_on_frames, c.event_off_frames)
         self.relation_events = Hysteresis(c.event_on_frames, c.event_off_frames)
@@ -108,7 +109,7 @@ class SceneGraphTracker:
         """New settings from the next frame on; tracks and their ids are kept."""
         config.check()
         self.config = config
-        self.tracker.configure(config.iou_threshold, config.min_hits, config.max_age)
+        self.tracker.configure(config.iou_threshold, config.min_hits, config.max_age, config.motion)
         self.smoother.smoothing = float(config.relation_smoothing)
         self.object_events.configure(config.event_on_frames, config.event_off_frames)
         self.relation_events.configure(config.event_on_frames, config.event_off_frames)

@@ -1,9 +1,23 @@
-"""Object tracks across frames: mask IoU + class, Hungarian assignment, no motion model.
+"""Object tracks across frames: mask overlap + class, Hungarian assignment.
+
+Overlap of a track with a segment: ``max(IoU, containment / 2)``, where IoU is taken
+between the track's last mask (clipped to the frame) and the segment, and containment is
+the intersection over the smaller of the two. Containment keeps the track of an object
+whose visible part grows or shrinks quickly (entering the image, being occluded); halving
+it keeps plain IoU in charge when both agree.
 
 Each track keeps the mask it had when it was last matched (as a boolean crop of its
 bounding box). A new frame's segments come as one panoptic id image, so the overlap of a
 track with *every* segment is one ``bincount`` over the track's crop; the cost of a frame
 is about the pixels of the tracks' masks, not tracks x segments full-image masks.
+
+Motion: with ``motion`` on (default) a track's mask is shifted by its velocity (the moving
+average of its centroid's displacement per frame) times the frames since it was last seen
+before the IoU is taken, so small or thin objects that move more than their own size per
+few frames keep their track; with it off the last mask is compared where it was (the
+motion-free baseline). Segments and tracks left unmatched by overlap then get a second,
+distance-based chance (same class, similar box size, centre within one object size of the
+track's predicted centre), also only with ``motion`` on.
 
 Lifecycle (as in SORT): an unmatched segment starts a tentative track; it is confirmed
 after ``min_hits`` consecutive matched frames (and only then gets its public track id);
@@ -40,6 +54,10 @@ class Track:
     misses: int = 0  # consecutive unmatched frames
     first_frame: int = 0
     last_frame: int = 0
+    cy: float = 0.0  # centroid of the last mask (image pixels)
+    cx: float = 0.0
+    vy: float = 0.0  # velocity estimate, pixels per frame
+    vx: float = 0.0
 
     @property
     def confirmed(self) -> bool:
@@ -75,14 +93,21 @@ def _box_of(panoptic: np.ndarray, seg_id: int) -> tuple[int, int, int, int]:
 class MaskTracker:
     """Associates the segments of consecutive panoptic frames into tracks.
 
-    ``iou_threshold``: the least mask IoU for a segment to continue a track (same class
+    ``iou_threshold``: the least mask overlap for a segment to continue a track (same class
     only). ``min_hits`` >= 1, ``max_age`` >= 0 (frames).
     """
 
-    def __init__(self, iou_threshold: float = 0.3, min_hits: int = 2, max_age: int = 15):
+    def __init__(
+        self,
+        iou_threshold: float = 0.3,
+        min_hits: int = 2,
+        max_age: int = 15,
+        motion: bool = True,
+    ):
         self.iou_threshold = float(iou_threshold)
         self.min_hits = int(min_hits)
         self.max_age = int(max_age)
+        self.motion = bool(motion)
         self.tracks: list[Track] = []
         self.frame = -1
         self._next_key = 1
@@ -95,14 +120,18 @@ class MaskTracker:
         self._next_key = 1
         self._next_id = 1
 
-    def configure(self, iou_threshold: float, min_hits: int, max_age: int) -> None:
+    def configure(
+        self, iou_threshold: float, min_hits: int, max_age: int, motion: bool = True
+    ) -> None:
         """Change the settings; existing tracks are kept."""
         self.iou_threshold = float(iou_threshold)
         self.min_hits = int(min_hits)
         self.max_age = int(max_age)
+        self.motion = bool(motion)
 
-    def iou_matrix(self, panoptic: np.ndarray, object_ids: np.ndarray) -> np.ndarray:
-        """(T, N) mask IoU of every track (its last mask) with every segment of the frame."""
+    def overlap_matrix(self, panoptic: np.ndarray, object_ids: np.ndarray) -> np.ndarray:
+        """(T, N) mask overlap (see the module docstring) of every track (its last mask,
+        moved by its velocity when ``motion`` is on) with every segment of the next frame."""
         n = int(object_ids.shape[0])
         if n == 0 or not self.tracks:
             return np.zeros((len(self.tracks), n), np.float64)
@@ -110,15 +139,27 @@ class MaskTracker:
         seg_area = np.bincount(panoptic.ravel(), minlength=max_id + 1).astype(np.float64)
         cols = object_ids.astype(np.int64)
         iou = np.zeros((len(self.tracks), n), np.float64)
+        H, W = panoptic.shape
         for t, tr in enumerate(self.tracks):
             h, w = tr.mask.shape
-            window = panoptic[tr.y0 : tr.y0 + h, tr.x0 : tr.x0 + w]
-            # The frame may be smaller than the crop (a resolution change): clip the mask.
-            m = tr.mask[: window.shape[0], : window.shape[1]]
+            y0, x0 = tr.y0, tr.x0
+            if self.motion:
+                age = self.frame + 1 - tr.last_frame
+                y0 += int(np.rint(tr.vy * age))
+                x0 += int(np.rint(tr.vx * age))
+            # the part of the (moved) crop inside the frame; the frame may also have changed
+            ya, yb, xa, xb = max(y0, 0), min(y0 + h, H), max(x0, 0), min(x0 + w, W)
+            if ya >= yb or xa >= xb:
+                continue
+            window = panoptic[ya:yb, xa:xb]
+            m = tr.mask[ya - y0 : yb - y0, xa - x0 : xb - x0]
             inter = np.bincount(window[m].ravel(), minlength=max_id + 1).astype(np.float64)
             inter_n = inter[np.clip(cols, 0, max_id)]
-            union = tr.area + seg_area[np.clip(cols, 0, max_id)] - inter_n
-            iou[t] = np.where(union > 0, inter_n / np.maximum(union, 1.0), 0.0)
+            area = float(np.count_nonzero(m))
+            seg = seg_area[np.clip(cols, 0, max_id)]
+            union = area + seg - inter_n
+            contain = inter_n / np.maximum(np.minimum(area, seg), 1.0)
+            iou[t] = np.maximum(inter_n / np.maximum(union, 1.0), 0.5 * contain)
         return iou
 
     def update(
@@ -131,11 +172,11 @@ class MaskTracker:
         is_thing: np.ndarray | None = None,
     ) -> TrackerOutput:
         """Advance one frame. ``object_ids[i]`` is segment i's pixel value in ``panoptic``."""
-        self.frame += 1
         n = int(object_ids.shape[0])
         scores = np.ones(n, np.float32) if scores is None else scores
         is_thing = np.ones(n, bool) if is_thing is None else is_thing
-        iou = self.iou_matrix(panoptic, object_ids)
+        iou = self.overlap_matrix(panoptic, object_ids)
+        self.frame += 1
         matches: list[tuple[int, int]] = []
         if n and self.tracks:
             same_class = (
@@ -147,12 +188,21 @@ class MaskTracker:
                 cost = np.where(ok, 1.0 - iou, _FORBIDDEN)
                 rows, cols = linear_sum_assignment(cost)
                 matches = [(int(r), int(c)) for r, c in zip(rows, cols) if ok[r, c]]
+            if self.motion:
+                matches += self._match_near(panoptic, object_ids, same_class, matches, boxes_xywh)
         matched_t = {t for t, _ in matches}
         keys = np.zeros(n, np.int64)
         track_ids = np.zeros(n, np.uint32)
         for t, i in matches:
             tr = self.tracks[t]
+            age = max(self.frame - tr.last_frame, 1)
+            cy, cx = tr.cy, tr.cx
             self._set_mask(tr, panoptic, int(object_ids[i]), boxes_xywh, i)
+            vy, vx = (tr.cy - cy) / age, (tr.cx - cx) / age
+            if tr.total_hits == 1:
+                tr.vy, tr.vx = vy, vx
+            else:
+                tr.vy, tr.vx = 0.5 * (tr.vy + vy), 0.5 * (tr.vx + vx)
             tr.score = float(scores[i])
             tr.hits += 1
             tr.total_hits += 1
@@ -197,6 +247,41 @@ class MaskTracker:
         self.tracks = kept
         return TrackerOutput(track_ids=track_ids, keys=keys, deleted=deleted)
 
+    def _match_near(self, panoptic, object_ids, same_class, matches, boxes_xywh):
+        """Second stage for what overlap left unmatched: same class, similar size, box
+        centre within one object size of the track's predicted centre (small objects that
+        moved more than their own size, e.g. under a fast camera pan)."""
+        done_t = {t for t, _ in matches}
+        done_i = {i for _, i in matches}
+        rows = [t for t in range(len(self.tracks)) if t not in done_t]
+        cols = [i for i in range(len(object_ids)) if i not in done_i]
+        if not rows or not cols:
+            return []
+        boxes = np.array(
+            [
+                boxes_xywh[i] if boxes_xywh is not None else _box_of(panoptic, int(object_ids[i]))
+                for i in cols
+            ],
+            np.float64,
+        ).reshape(-1, 4)
+        d_centre = boxes[:, :2] + boxes[:, 2:] / 2.0  # x, y
+        d_area = np.maximum(boxes[:, 2] * boxes[:, 3], 1.0)
+        cost = np.full((len(rows), len(cols)), _FORBIDDEN)
+        for r, t in enumerate(rows):
+            tr = self.tracks[t]
+            h, w = tr.mask.shape
+            age = self.frame - tr.last_frame
+            centre = np.array([tr.x0 + w / 2.0 + tr.vx * age, tr.y0 + h / 2.0 + tr.vy * age])
+            size = np.sqrt(np.maximum(float(h * w), d_area))
+            dist = np.hypot(*(d_centre - centre).T) / size
+            ratio = d_area / max(float(h * w), 1.0)
+            ok = same_class[t, cols] & (dist <= 1.0) & (ratio >= 1 / 3) & (ratio <= 3)
+            cost[r] = np.where(ok, dist, _FORBIDDEN)
+        if not (cost < _FORBIDDEN).any():
+            return []
+        rr, cc = linear_sum_assignment(cost)
+        return [(rows[r], cols[c]) for r, c in zip(rr, cc) if cost[r, c] < _FORBIDDEN]
+
     def _new_id(self) -> int:
         tid = self._next_id
         self._next_id += 1
@@ -211,3 +296,6 @@ class MaskTracker:
         mask, x0, y0 = _crop(panoptic, seg_id, box)
         tr.mask, tr.x0, tr.y0 = mask, x0, y0
         tr.area = int(mask.sum())
+        if tr.area:
+            ys, xs = np.nonzero(mask)
+            tr.cy, tr.cx = float(ys.mean()) + y0, float(xs.mean()) + x0

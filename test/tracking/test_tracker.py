@@ -55,7 +55,7 @@ def test_survives_max_age_missed_frames_then_is_deleted():
 
 
 def test_class_must_match_and_iou_must_reach_threshold():
-    tr = MaskTracker(iou_threshold=0.5, min_hits=1, max_age=0)
+    tr = MaskTracker(iou_threshold=0.5, min_hits=1, max_age=0, motion=False)
     assert step(tr, [(10, 10, 20, 20)], [0]) == [1]
     assert step(tr, [(10, 10, 20, 20)], [4]) == [2]  # same mask, other class: new track
     assert step(tr, [(22, 10, 20, 20)], [4]) == [3]  # IoU 8/32 = 0.25 < 0.5: new track
@@ -69,11 +69,13 @@ def test_hungarian_prefers_the_global_best_assignment():
     assert got == [1, 2]
 
 
-def test_iou_matrix_and_resolution_change():
+def test_overlap_matrix_and_resolution_change():
     tr = MaskTracker(min_hits=1)
     step(tr, [(0, 0, 10, 10)], [0])
-    iou = tr.iou_matrix(frame([(5, 0, 10, 10)]), np.array([1], np.uint16))
-    assert iou[0, 0] == pytest.approx(50 / 150)
+    iou = tr.overlap_matrix(frame([(5, 0, 10, 10)]), np.array([1], np.uint16))
+    assert iou[0, 0] == pytest.approx(50 / 150)  # IoU (containment / 2 = 0.25 is less)
+    grown = tr.overlap_matrix(frame([(0, 0, 30, 10)]), np.array([1], np.uint16))
+    assert grown[0, 0] == pytest.approx(0.5)  # IoU 1/3; containment 1 (entering the image)
     small = np.zeros((5, 5), np.uint16)  # smaller than the track's crop: no crash
     assert tr.update(small, np.zeros(0, np.uint16), np.zeros(0, np.int64)).track_ids.size == 0
 
@@ -83,3 +85,21 @@ def test_reset_restarts_ids():
     step(tr, [(0, 0, 10, 10)], [0])
     tr.reset()
     assert step(tr, [(50, 0, 10, 10)], [0]) == [1]
+
+
+def test_motion_keeps_a_small_fast_object():
+    """A 4x4 object moving 3 px per frame barely overlaps its last mask: the velocity and
+    the distance stage keep its track; the motion-free baseline starts a new one each frame."""
+    for motion, expected in ((True, [1] * 6), (False, [1, 2, 3, 4, 5, 6])):
+        tr = MaskTracker(min_hits=1, max_age=0, motion=motion)
+        got = [step(tr, [(5 + 3 * k, 20, 4, 4)], [0])[0] for k in range(6)]
+        assert got == expected, motion
+
+
+def test_distance_stage_respects_class_and_size():
+    tr = MaskTracker(min_hits=1, max_age=0)
+    step(tr, [(10, 20, 4, 4)], [0])
+    assert step(tr, [(16, 20, 4, 4)], [1]) == [2]  # other class
+    tr = MaskTracker(min_hits=1, max_age=0)
+    step(tr, [(10, 20, 4, 4)], [0])
+    assert step(tr, [(16, 20, 12, 12)], [0]) == [2]  # 9x the area
