@@ -15,7 +15,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", help="dataset directory (psg.json inside) or a psg.json file")
     p.add_argument("--image-root", help="image root for a psg.json (default: its directory)")
     p.add_argument("--split", default="test", help="train | val | test (default test)")
-    p.add_argument("--modes", default="sgdet,predcls", help="comma list of sgdet, predcls")
+    p.add_argument(
+        "--modes", default="sgdet,predcls",
+        help="comma list of sgdet, predcls, tracking (tracking: IDF1, ID switches, MOTA on "
+        "sequences from dsflash synth --sequences)",
+    )  # fmt: skip
+    p.add_argument(
+        "--tracking-segments", default="gt,predicted",
+        help="tracking: feed the tracker ground-truth segments (gt: the tracker alone), the "
+        "model's (predicted), or both (default)",
+    )  # fmt: skip
+    p.add_argument("--max-sequences", type=int, help="tracking: only the first N sequences")
     p.add_argument("--protocol", default="fair-psgg", choices=("fair-psgg", "sgbench"))
     p.add_argument("--max-images", type=int, help="evaluate only the first N images")
     p.add_argument("--prune", action="store_true", help="mask-based pruning at evaluation")
@@ -51,14 +61,22 @@ def run(args: argparse.Namespace) -> int:
         dataset = PSGDataset(data, root, split=args.split)
     pipeline = pipeline_from_args(args, prune=args.prune, mask_embedding=args.mask_embedding)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    summary = evaluate_dataset(
-        pipeline,
-        dataset,
-        modes,
-        out_dir=args.out,
-        protocol=args.protocol,
-        max_images=args.max_images,
-    )
+    tracking = "tracking" in modes
+    modes = [m for m in modes if m != "tracking"]
+    summary = {}
+    if modes:
+        summary = evaluate_dataset(
+            pipeline,
+            dataset,
+            modes,
+            out_dir=args.out,
+            protocol=args.protocol,
+            max_images=args.max_images,
+        )
+    if tracking:
+        summary["tracking"] = _tracking(args, dataset, pipeline)
+        if args.out:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
     for mode in modes:
         print(f"\n== {mode.upper()} ==")
         print(format_table(summary[mode], per_class=False))
@@ -85,3 +103,24 @@ def _jsonable(value):
     if isinstance(value, float) and math.isnan(value):
         return None
     return value
+
+
+def _tracking(args: argparse.Namespace, dataset, pipeline) -> dict:
+    """metrics.json["tracking"]: one report per kind of segments (evaluate/tracking.py)."""
+    from dsflash_ros.evaluate.tracking import evaluate_tracking, format_tracking
+
+    kinds = [k.strip() for k in args.tracking_segments.split(",") if k.strip()]
+    bad = [k for k in kinds if k not in ("gt", "predicted")]
+    if bad or not kinds:
+        raise ValueError(f"--tracking-segments takes gt and/or predicted, got {bad or kinds}")
+    out = {}
+    for kind in kinds:
+        report = evaluate_tracking(
+            dataset,
+            pipeline=pipeline if kind == "predicted" else None,
+            max_sequences=args.max_sequences,
+        )
+        print(f"\n== TRACKING ({kind} segments) ==")
+        print(format_tracking(report))
+        out[kind] = report
+    return out
