@@ -35,6 +35,7 @@ PARAMETER_ARGUMENTS: dict[str, str] = {
     "model": "model_path",
     **{name: name for name in ("input_transport", "autostart", *P.PIPELINE_LOAD)},
     **{name: name for name in ("score_threshold", "relation_threshold", "max_objects")},
+    **{name: name for name in ("tracking", "relation_smoothing")},
 }
 
 # (name, default, description); "" = take the value from params_file
