@@ -3,7 +3,9 @@
 
     python -m dsflash_ros.ros.demo --frames 30 --source synthetic --out out/demo
 
-Prints e.g. ``frame 12: 7 objects, 12 relations | cup#3 on table#1 0.91; ...`` and writes
+Prints e.g. ``frame 12: 7 objects, 12 relations | cup T3 on table T1 0.91; ...`` (``T3``:
+track id 3; ``cup#2``: not tracked yet, per-frame id 2), a line per frame with events
+(``events: +cup T3; person T1 holding cup T3 started``), and writes
 ``overlay.mp4`` (or ``overlay.avi`` where OpenCV has no mp4 encoder) plus ``last_overlay.png``
 to ``--out``. The nodes are the real ones, talking over DDS through one executor.
 """
@@ -24,22 +26,38 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
-from dsflash_ros.msg import SceneGraph
+from dsflash_ros.msg import ObjectEvent, RelationEvent, SceneGraph, SceneGraphEvents
 from dsflash_ros.ros.image_conversion import image_to_rgb8
+from dsflash_ros.ros.markers import object_label
 from dsflash_ros.ros.node import OUTPUT_QOS, DSFlashNode
+from dsflash_ros.ros.node_tracking import EVENTS_QOS
 from dsflash_ros.ros.sample_camera import SampleCamera, SourceError
 
 
 def describe(msg: SceneGraph, max_relations: int = 5) -> str:
-    """``7 objects, 12 relations | cup#3 on table#1 0.91; ...`` from a SceneGraph message."""
-    names = {o.id: o.class_name for o in msg.objects}
+    """``7 objects, 12 relations | cup T3 on table T1 0.91; ...`` from a SceneGraph message
+    (``T3``: track id; ``cup#2``: per-frame id of an object not tracked yet)."""
+    names = {o.id: object_label(o.class_name, o.id, o.track_id) for o in msg.objects}
     rels = [
-        f"{names.get(r.subject_id, '?')}#{r.subject_id} {r.predicate} "
-        f"{names.get(r.object_id, '?')}#{r.object_id} {r.score:.2f}"
+        f"{names.get(r.subject_id, '?')} {r.predicate} {names.get(r.object_id, '?')} {r.score:.2f}"
         for r in msg.relations[:max_relations]
     ]
     head = f"{len(msg.objects)} objects, {len(msg.relations)} relations"
     return head + (" | " + "; ".join(rels) if rels else "")
+
+
+def describe_events(msg: SceneGraphEvents) -> str:
+    """``+cup T3; -chair T2; person T1 holding cup T3 started`` from a SceneGraphEvents."""
+    parts = [
+        f"{'+' if e.type == ObjectEvent.APPEARED else '-'}{e.class_name} T{e.track_id}"
+        for e in msg.object_events
+    ]
+    parts += [
+        f"{e.subject_class} T{e.subject_track_id} {e.predicate} {e.object_class} "
+        f"T{e.object_track_id} {'started' if e.type == RelationEvent.STARTED else 'ended'}"
+        for e in msg.relation_events
+    ]
+    return "; ".join(parts)
 
 
 class OverlayRecorder:
@@ -92,12 +110,18 @@ class Listener(Node):
         self.done = threading.Event()
         self.create_subscription(SceneGraph, "scene_graph", self._on_graph, OUTPUT_QOS)
         self.create_subscription(Image, "debug/overlay", self._on_overlay, OUTPUT_QOS)
+        self.create_subscription(
+            SceneGraphEvents, "scene_graph/events", self._on_events, EVENTS_QOS
+        )
 
     def _on_graph(self, msg: SceneGraph) -> None:
         self.count += 1
         print(f"frame {self.count}: {describe(msg)}  [{msg.total_ms:.0f} ms]", flush=True)
         if self.count >= self.limit:
             self.done.set()
+
+    def _on_events(self, msg: SceneGraphEvents) -> None:
+        print(f"  events: {describe_events(msg)}", flush=True)
 
     def _on_overlay(self, msg: Image) -> None:
         self.recorder.add(image_to_rgb8(msg).copy())
