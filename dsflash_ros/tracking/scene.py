@@ -134,6 +134,7 @@ class SceneGraphTracker:
             result.scores,
             result.boxes_xywh,
             is_thing,
+            result.areas,
         )
         frame = self.tracker.frame
         key_of_id = {int(i): int(k) for i, k in zip(result.object_ids, out.keys)}

@@ -129,16 +129,23 @@ class MaskTracker:
         self.max_age = int(max_age)
         self.motion = bool(motion)
 
-    def overlap_matrix(self, panoptic: np.ndarray, object_ids: np.ndarray) -> np.ndarray:
+    def overlap_matrix(
+        self, panoptic: np.ndarray, object_ids: np.ndarray, areas: np.ndarray | None = None
+    ) -> np.ndarray:
         """(T, N) mask overlap (see the module docstring) of every track (its last mask,
-        moved by its velocity when ``motion`` is on) with every segment of the next frame."""
+        moved by its velocity when ``motion`` is on) with every segment of the next frame.
+        ``areas[i]``: pixel count of segment i (counted here when not given)."""
         n = int(object_ids.shape[0])
         if n == 0 or not self.tracks:
             return np.zeros((len(self.tracks), n), np.float64)
-        max_id = int(panoptic.max()) if panoptic.size else 0
-        seg_area = np.bincount(panoptic.ravel(), minlength=max_id + 1).astype(np.float64)
         cols = object_ids.astype(np.int64)
-        iou = np.zeros((len(self.tracks), n), np.float64)
+        size = int(cols.max()) + 1
+        if areas is None:
+            seg = np.bincount(panoptic.ravel(), minlength=size)[cols].astype(np.float64)
+        else:
+            seg = np.asarray(areas, np.float64)
+        inter = np.zeros((len(self.tracks), size), np.float64)
+        area = np.zeros(len(self.tracks), np.float64)
         H, W = panoptic.shape
         for t, tr in enumerate(self.tracks):
             h, w = tr.mask.shape
@@ -151,16 +158,13 @@ class MaskTracker:
             ya, yb, xa, xb = max(y0, 0), min(y0 + h, H), max(x0, 0), min(x0 + w, W)
             if ya >= yb or xa >= xb:
                 continue
-            window = panoptic[ya:yb, xa:xb]
             m = tr.mask[ya - y0 : yb - y0, xa - x0 : xb - x0]
-            inter = np.bincount(window[m].ravel(), minlength=max_id + 1).astype(np.float64)
-            inter_n = inter[np.clip(cols, 0, max_id)]
-            area = float(np.count_nonzero(m))
-            seg = seg_area[np.clip(cols, 0, max_id)]
-            union = area + seg - inter_n
-            contain = inter_n / np.maximum(np.minimum(area, seg), 1.0)
-            iou[t] = np.maximum(inter_n / np.maximum(union, 1.0), 0.5 * contain)
-        return iou
+            inter[t] = np.bincount(panoptic[ya:yb, xa:xb][m], minlength=size)[:size]
+            area[t] = np.count_nonzero(m)
+        inter_n = inter[:, cols]
+        union = area[:, None] + seg[None, :] - inter_n
+        contain = inter_n / np.maximum(np.minimum(area[:, None], seg[None, :]), 1.0)
+        return np.maximum(inter_n / np.maximum(union, 1.0), 0.5 * contain)
 
     def update(
         self,
@@ -170,12 +174,14 @@ class MaskTracker:
         scores: np.ndarray | None = None,
         boxes_xywh: np.ndarray | None = None,
         is_thing: np.ndarray | None = None,
+        areas: np.ndarray | None = None,
     ) -> TrackerOutput:
-        """Advance one frame. ``object_ids[i]`` is segment i's pixel value in ``panoptic``."""
+        """Advance one frame. ``object_ids[i]`` is segment i's pixel value in ``panoptic``;
+        ``boxes_xywh`` and ``areas`` (optional) save measuring them again."""
         n = int(object_ids.shape[0])
         scores = np.ones(n, np.float32) if scores is None else scores
         is_thing = np.ones(n, bool) if is_thing is None else is_thing
-        iou = self.overlap_matrix(panoptic, object_ids)
+        iou = self.overlap_matrix(panoptic, object_ids, areas)
         self.frame += 1
         matches: list[tuple[int, int]] = []
         if n and self.tracks:
