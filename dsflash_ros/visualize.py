@@ -26,6 +26,7 @@ Made to be read by a person (:func:`layout_overlay` decides where everything goe
 from __future__ import annotations
 
 import colorsys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -311,6 +312,7 @@ def _layout_pass(
     style: OverlayStyle,
     reserved: list[Box],
     spots: dict[int, list[tuple[int, int]]],
+    tags: Mapping[int, str],
 ) -> OverlayLayout:
     pan = result.panoptic
     h, w = pan.shape
@@ -319,7 +321,8 @@ def _layout_pass(
     boxes: dict[int, Box] = {}
     objects = sorted(result.objects(), key=lambda o: (o.area, o.id))  # fewest spots first
     for o in objects:
-        texts = [f"{o.class_name} {o.score:.2f}", o.class_name]
+        name = f"{o.class_name} {tags[o.id]}" if tags.get(o.id) else o.class_name
+        texts = [f"{name} {o.score:.2f}", name] + ([o.class_name] if name != o.class_name else [])
         placed = _place_object_label(pan, o.id, spots[o.id], texts, style, taken)
         if placed is None:
             layout.hidden_objects += 1
@@ -359,9 +362,15 @@ def _object_masks(result: SceneGraphResult) -> dict[int, _ObjectMask | None]:
     return {o.id: _object_mask(result.panoptic, o.id, o.bbox_xywh) for o in result.objects()}
 
 
-def layout_overlay(result: SceneGraphResult, max_relations: int = 10) -> OverlayLayout:
+def layout_overlay(
+    result: SceneGraphResult,
+    max_relations: int = 10,
+    object_tags: Mapping[int, str] | None = None,
+) -> OverlayLayout:
     """Decide where every label and arrow of :func:`draw_overlay` goes (see the module
-    docstring); no two boxes in ``labels`` overlap."""
+    docstring); no two boxes in ``labels`` overlap. ``object_tags`` (object id -> short
+    text, e.g. a track id ``T7``) are written into the objects' labels after the class."""
+    tags = dict(object_tags or {})
     h, w = result.panoptic.shape
     style = OverlayStyle.for_image(h, w)
     cell = max(4, _text_box_size("Ag", style)[1])  # candidate spots about a label apart
@@ -370,14 +379,14 @@ def layout_overlay(result: SceneGraphResult, max_relations: int = 10) -> Overlay
         oid: [] if obj is None else _spots_in(obj, _MAX_CANDIDATES, cell)
         for oid, obj in masks.items()
     }
-    layout = _layout_pass(result, max_relations, style, [], spots)
+    layout = _layout_pass(result, max_relations, style, [], spots, tags)
     layout.masks = masks
     if layout.hidden_objects or layout.hidden_relations:
         # room for the note in the lower left corner, then lay out again around it
         widest = _note_text(888, 888)
         size = _text_box_size(widest, style)
         note = (0, max(0, h - size[1]), min(w, size[0]), h)
-        layout = _layout_pass(result, max_relations, style, [note], spots)
+        layout = _layout_pass(result, max_relations, style, [note], spots, tags)
         if layout.hidden_objects or layout.hidden_relations:
             text = _note_text(layout.hidden_relations, layout.hidden_objects)
             tw, th = _text_box_size(text, style)
@@ -438,11 +447,14 @@ def draw_overlay(
     result: SceneGraphResult,
     alpha: float = 0.5,
     max_relations: int = 10,
+    object_tags: Mapping[int, str] | None = None,
 ) -> np.ndarray:
     """A new (H, W, 3) uint8 RGB image: ``rgb`` with the scene graph drawn on it.
 
     ``result`` must be in ``rgb``'s pixel frame (it is, for what the Pipeline returns).
-    An empty result returns an unchanged copy.
+    ``object_tags`` (object id -> short text such as a track id ``T7``) go into the object
+    labels, so they are placed like them (inside the object, never overlapping). An empty
+    result returns an unchanged copy.
     """
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
@@ -465,7 +477,7 @@ def draw_overlay(
     tinted = cv2.addWeighted(out, 1 - alpha, lut[pan], alpha, 0.0)
     cv2.copyTo(tinted, known[pan], out)
 
-    layout = layout_overlay(result, max_relations)
+    layout = layout_overlay(result, max_relations, object_tags)
     style = layout.style
     _draw_outlines(out, layout, colours)
     for arrow in layout.arrows:

@@ -122,3 +122,14 @@ def test_1280x720_labels_do_not_overlap():
         _, result = scene_result(index, (720, 1280), speckle=0.01)
         boxes = layout_overlay(result).label_boxes()
         assert all(overlap_area(a, b) == 0 for a, b in itertools.combinations(boxes, 2))
+
+
+def test_object_tags_go_into_the_labels():
+    image, result = scene_result(0, (480, 640))
+    tags = {int(i): f"T{k + 1}" for k, i in enumerate(result.object_ids)}
+    layout = layout_overlay(result, object_tags=tags)
+    objects = [lab for lab in layout.labels if lab.kind == "object"]
+    assert objects and all(f" {tags[lab.object_id]}" in lab.text for lab in objects)
+    boxes = layout.label_boxes()
+    assert all(overlap_area(a, b) == 0 for a, b in itertools.combinations(boxes, 2))
+    assert draw_overlay(image, result, object_tags=tags).shape == image.shape
