@@ -107,19 +107,23 @@ def _jsonable(value):
 
 def _tracking(args: argparse.Namespace, dataset, pipeline) -> dict:
     """metrics.json["tracking"]: one report per kind of segments (evaluate/tracking.py)."""
-    from dsflash_ros.evaluate.tracking import evaluate_tracking, format_tracking
+    from dsflash_ros.evaluate.tracking import evaluate_tracking, find_sequences, format_tracking
+    from dsflash_ros.progress import progress
 
     kinds = [k.strip() for k in args.tracking_segments.split(",") if k.strip()]
     bad = [k for k in kinds if k not in ("gt", "predicted")]
     if bad or not kinds:
         raise ValueError(f"--tracking-segments takes gt and/or predicted, got {bad or kinds}")
+    frames = sum(len(s.indices) for s in find_sequences(dataset)[: args.max_sequences])
     out = {}
     for kind in kinds:
-        report = evaluate_tracking(
-            dataset,
-            pipeline=pipeline if kind == "predicted" else None,
-            max_sequences=args.max_sequences,
-        )
+        with progress(total=frames, desc=f"tracking ({kind})", unit="frame") as bar:
+            report = evaluate_tracking(
+                dataset,
+                pipeline=pipeline if kind == "predicted" else None,
+                max_sequences=args.max_sequences,
+                on_frame=bar.update,
+            )
         print(f"\n== TRACKING ({kind} segments) ==")
         print(format_tracking(report))
         out[kind] = report
