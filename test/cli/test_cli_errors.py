@@ -177,7 +177,7 @@ def test_bad_numbers_are_usage_errors(tmp_path: Path, image: Path, capsys) -> No
         ["--score-threshold", "1.5"],
         ["--max-objects", "0"],  # the node's range is [1, 1000]: the same everywhere
         ["--max-objects", "1001"],
-        ["--alternatives", "56"],
+        ["--alternatives", "1001"],  # the model's own predicate count is checked at load
         ["--max-relations", "-1"],
     ):
         with pytest.raises(SystemExit) as info:
@@ -189,12 +189,14 @@ def test_bad_numbers_are_usage_errors(tmp_path: Path, image: Path, capsys) -> No
 def test_limits_are_one_definition() -> None:
     """Node parameters, PipelineOptions and the CLI flags use the same table."""
     from dsflash_ros.commands._common import THRESHOLDS
-    from dsflash_ros.limits import RANGES
-    from dsflash_ros.ros.params import BY_NAME
+    from dsflash_ros.limits import OPTION, RANGES
+    from dsflash_ros.ros.params import BY_NAME, MODEL_VALUE
     from dsflash_ros.runtime.pipeline import PipelineOptions
 
     for name, (lo, hi) in RANGES.items():
-        assert BY_NAME[name].range == (lo, hi), name
+        # the node's threshold parameters also accept MODEL_VALUE: "the model's recommendation"
+        node_lo = MODEL_VALUE if OPTION[name].model_recommends else lo
+        assert BY_NAME[name].range == (node_lo, hi), name
         step = 1 if isinstance(hi, int) else 0.01
         with pytest.raises(ValueError, match=name):
             PipelineOptions(**{name: hi + step}).validate()
