@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from dsflash_ros.data.panoptic_png import PanopticPngError, read_panoptic_png
 from dsflash_ros.image_file import decode_rgb_file
+from dsflash_ros.model.panoptic import masks_to_boxes as panoptic_boxes
 
 SPLITS = ("train", "val", "test", "all")
 TOP_LEVEL_KEYS = ("data", "thing_classes", "stuff_classes", "predicate_classes", "test_image_ids")
@@ -98,21 +100,12 @@ class SceneSample:
 
 
 def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
-    """(N, H, W) bool -> (N, 4) float32 xyxy with exclusive x2/y2; empty masks give zeros."""
-    n = masks.shape[0]
-    rows = masks.any(axis=2)
-    cols = masks.any(axis=1)
-    boxes = np.zeros((n, 4), dtype=np.float32)
-    nonempty = rows.any(axis=1)
-    if not nonempty.any():
-        return boxes
-    h, w = masks.shape[1:]
-    r, c = rows[nonempty], cols[nonempty]
-    boxes[nonempty, 0] = c.argmax(axis=1)
-    boxes[nonempty, 1] = r.argmax(axis=1)
-    boxes[nonempty, 2] = w - c[:, ::-1].argmax(axis=1)
-    boxes[nonempty, 3] = h - r[:, ::-1].argmax(axis=1)
-    return boxes
+    """(N, H, W) bool -> (N, 4) float32 xyxy with exclusive x2/y2; empty masks give zeros.
+
+    The numpy face of :func:`dsflash_ros.model.panoptic.masks_to_boxes` (one implementation).
+    """
+    masks = np.ascontiguousarray(masks, dtype=bool)
+    return panoptic_boxes(torch.from_numpy(masks)).numpy()
 
 
 def read_rgb_image(path: str | Path) -> np.ndarray:
