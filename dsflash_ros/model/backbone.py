@@ -36,7 +36,6 @@ from dsflash_ros.model.config import BackboneConfig, ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-FLAVOURS = ("dinov3", "dinov2")
 # LayerNorm2d of the upscale blocks uses a fixed eps in EoMT and in HF (not layer_norm_eps).
 UPSCALE_NORM_EPS = 1e-6
 
@@ -99,26 +98,6 @@ def make_activation(name: str) -> nn.Module:
 def num_upscale_blocks(patch_size: int) -> int:
     """2x upsampling blocks that bring the patch grid to 1/4 of the input (EoMT rule)."""
     return max(1, int(math.log2(patch_size)) - 2)
-
-
-def validate_backbone_config(cfg: BackboneConfig) -> None:
-    if cfg.flavour not in FLAVOURS:
-        raise ConfigError(f"backbone.flavour must be one of {FLAVOURS}, got {cfg.flavour!r}")
-    if cfg.patch_size < 4 or cfg.patch_size & (cfg.patch_size - 1):
-        raise ConfigError(f"backbone.patch_size must be a power of two >= 4, got {cfg.patch_size}")
-    if cfg.image_size <= 0 or cfg.image_size % cfg.patch_size:
-        raise ConfigError("backbone.image_size must be a positive multiple of patch_size")
-    if cfg.hidden_size % cfg.num_heads:
-        raise ConfigError("backbone.hidden_size must be divisible by backbone.num_heads")
-    if cfg.flavour == "dinov3" and (cfg.hidden_size // cfg.num_heads) % 4:
-        raise ConfigError("dinov3 RoPE needs a head dimension divisible by 4")
-    if not 0 < cfg.num_blocks <= cfg.num_layers:
-        raise ConfigError("backbone.num_blocks must be in 1..num_layers")
-    if cfg.num_queries <= 0 or cfg.num_labels <= 0:
-        raise ConfigError("backbone.num_queries and backbone.num_labels must be positive")
-    if len(cfg.feature_layers) != 4 or any(not 0 <= i < cfg.num_layers for i in cfg.feature_layers):
-        raise ConfigError("backbone.feature_layers must be 4 block indices in range")
-    make_activation(cfg.hidden_act)
 
 
 # --------------------------------------------------------------------------- embeddings
@@ -401,7 +380,7 @@ class EoMTBackbone(nn.Module):
 
     def __init__(self, cfg: BackboneConfig) -> None:
         super().__init__()
-        validate_backbone_config(cfg)
+        cfg.validate()
         self.cfg = cfg
         d = cfg.hidden_size
         self.grid = cfg.grid_size

@@ -16,6 +16,9 @@ import yaml
 from dsflash_ros.labels import PSG_CLASSES, PSG_IS_THING, PSG_PREDICATES
 
 PRESET_DIR = Path(__file__).with_name("presets")
+FLAVOURS = ("dinov3", "dinov2")
+# Hugging Face ``hidden_act`` names the backbone implements (model.backbone.make_activation)
+ACTIVATIONS = ("gelu", "gelu_tanh", "gelu_pytorch_tanh", "silu", "swish", "relu")
 
 
 class ConfigError(ValueError):
@@ -60,6 +63,33 @@ class BackboneConfig:
     @property
     def grid_size(self) -> int:
         return self.image_size // self.patch_size
+
+    def validate(self) -> None:
+        """Every consistency rule of the backbone (the one place they are written)."""
+        if self.flavour not in FLAVOURS:
+            raise ConfigError(f"backbone.flavour must be one of {FLAVOURS}, got {self.flavour!r}")
+        if self.patch_size < 4 or self.patch_size & (self.patch_size - 1):
+            raise ConfigError(
+                f"backbone.patch_size must be a power of two >= 4, got {self.patch_size}"
+            )
+        if self.image_size <= 0 or self.image_size % self.patch_size:
+            raise ConfigError("backbone.image_size must be a positive multiple of patch_size")
+        if self.hidden_size % self.num_heads:
+            raise ConfigError("backbone.hidden_size must be divisible by backbone.num_heads")
+        if self.flavour == "dinov3" and (self.hidden_size // self.num_heads) % 4:
+            raise ConfigError("dinov3 RoPE needs a head dimension divisible by 4")
+        if not 0 < self.num_blocks <= self.num_layers:
+            raise ConfigError("backbone.num_blocks must be in 1..num_layers")
+        if self.num_queries <= 0 or self.num_labels <= 0:
+            raise ConfigError("backbone.num_queries and backbone.num_labels must be positive")
+        if len(self.feature_layers) != 4 or any(
+            not 0 <= i < self.num_layers for i in self.feature_layers
+        ):
+            raise ConfigError("backbone.feature_layers must be 4 block indices in range")
+        if self.hidden_act not in ACTIVATIONS:
+            raise ConfigError(
+                f"unsupported activation {self.hidden_act!r}; choose one of {sorted(ACTIVATIONS)}"
+            )
 
 
 @dataclass
@@ -118,15 +148,9 @@ class ModelConfig:
                 f"{len(self.predicate_names)} predicate names but head.num_predicates = "
                 f"{self.head.num_predicates}"
             )
-        b = self.backbone
-        if b.image_size % b.patch_size:
-            raise ConfigError("backbone.image_size must be a multiple of backbone.patch_size")
-        if not 0 < b.num_blocks <= b.num_layers:
-            raise ConfigError("backbone.num_blocks must be in 1..num_layers")
-        if any(not 0 <= i < b.num_layers for i in b.feature_layers) or len(b.feature_layers) != 4:
-            raise ConfigError("backbone.feature_layers must be 4 block indices in range")
-        if b.hidden_size % b.num_heads or self.head.hidden_size % self.head.num_heads:
-            raise ConfigError("hidden sizes must be divisible by the number of heads")
+        self.backbone.validate()
+        if self.head.hidden_size % self.head.num_heads:
+            raise ConfigError("head.hidden_size must be divisible by head.num_heads")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from dsflash_ros.model.backbone import EoMTBackbone, num_upscale_blocks, validate_backbone_config
+from dsflash_ros.model.backbone import EoMTBackbone, num_upscale_blocks
 from dsflash_ros.model.checkpoint import CheckpointError, load_weights
 from dsflash_ros.model.config import BackboneConfig, ConfigError
 
@@ -442,7 +442,7 @@ def backbone_config_from_state(
             layer_norm_eps=eps,
             use_gated_mlp=gated,
         )
-        validate_backbone_config(cfg)
+        cfg.validate()
     except ConfigError as e:
         raise WeightsError(f"the checkpoint's geometry is not supported: {e}") from e
     return cfg
