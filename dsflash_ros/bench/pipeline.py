@@ -49,6 +49,7 @@ from dsflash_ros.model.relation_head import HeadOptions
 from dsflash_ros.runtime.backends import BackendError
 from dsflash_ros.runtime.pipeline import Pipeline, PipelineOptions, build_result
 from dsflash_ros.runtime.relations import head_on_tokens, relation_logits
+from dsflash_ros.tracking.scene import SceneGraphTracker
 
 STAGES = (
     "preprocess",
@@ -57,6 +58,7 @@ STAGES = (
     "mask_embedding",
     "relation_head",
     "result",
+    "tracking",
     "ros",
 )
 MODEL_STAGES = ("backbone", "postprocess", "mask_embedding", "relation_head")
@@ -203,6 +205,9 @@ class StagedFrame:
         self.labels = self.labels.to(dev)
         self.scores = torch.rand(n, generator=gen).to(dev)
         self.convert = _ros_converter()
+        # the node's default: track ids, smoothed relations and events on every frame (its
+        # state carries over between repeats, as from one camera frame to the next)
+        self.tracker = SceneGraphTracker()
 
     def run(self) -> dict[str, float]:
         pipe, dev, model = self.pipe, self.pipe.device, self.pipe.model
@@ -245,6 +250,8 @@ class StagedFrame:
         )
         result.timings_ms = dict(t)
         lap("result")
+        self.tracker.update(result)
+        lap("tracking")
         if self.convert is not None:
             self.convert(result)
             lap("ros")
@@ -389,7 +396,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> 
 
 def _stage_row(base: dict[str, Any], n: int, t: dict[str, float]) -> dict[str, Any]:
     model_ms = sum(t[k] for k in MODEL_STAGES)
-    node_ms = t["result"] + t.get("ros", 0.0)
+    node_ms = t["result"] + t.get("tracking", 0.0) + t.get("ros", 0.0)
     total = sum(t.values())
     return {
         **base,
@@ -400,6 +407,8 @@ def _stage_row(base: dict[str, Any], n: int, t: dict[str, float]) -> dict[str, A
         "total_ms": total,
         "fps": 1e3 / total,
         "overhead_pct": 100.0 * node_ms / model_ms,
+        # what tracking adds to the frame time without it (the node's `tracking` parameter)
+        "tracking_pct": 100.0 * t.get("tracking", 0.0) / (total - t.get("tracking", 0.0)),
     }
 
 
@@ -494,10 +503,12 @@ _TABLES = {
         "mask_embedding_ms",
         "relation_head_ms",
         "result_ms",
+        "tracking_ms",
         "ros_ms",
         "total_ms",
         "fps",
         "overhead_pct",
+        "tracking_pct",
     ),
     "pipeline": (
         "preset",
