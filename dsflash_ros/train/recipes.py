@@ -62,7 +62,7 @@ class StageRecipe:
     max_steps_per_epoch: int = 0  # 0 = whole epoch (smoke tests and calibration use a cap)
     num_workers: int = 0  # DataLoader workers
     augment: bool = True  # apply the recipe's ``augment`` settings
-    precision: str = "fp32"  # fp32, or bf16 autocast (~2x faster on AMX/AVX-512 CPUs and GPUs)
+    precision: str = "fp32"  # fp32, or bf16 autocast of the forward (AMX/AVX-512 CPUs, GPUs)
 
     def validate(self, stage: str) -> None:
         if self.precision not in PRECISIONS:
