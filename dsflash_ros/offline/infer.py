@@ -46,7 +46,7 @@ from dsflash_ros.offline.scene_graph_json import result_to_document
 from dsflash_ros.progress import progress as show_progress
 from dsflash_ros.runtime.result import SceneGraphResult
 from dsflash_ros.tracking import SceneGraphTracker, TrackingConfig
-from dsflash_ros.tracking.overlay import draw_track_ids
+from dsflash_ros.tracking.overlay import track_tags
 from dsflash_ros.visualize import draw_overlay
 
 EVENTS_SCHEMA = "dsflash.scene_graph_events"
@@ -210,9 +210,8 @@ def process_video(
                 )
                 lines.write(json.dumps(doc) + "\n")
                 if sink is not None:
-                    overlay = draw_overlay(rgb, result)
-                    if tracks:
-                        draw_track_ids(overlay, result, tracks["track_ids"])
+                    tags = track_tags(result, tracks["track_ids"]) if tracks else None
+                    overlay = draw_overlay(rgb, result, object_tags=tags)
                     sink.write(overlay)
                 last, last_frame = result, index
                 summary.frames += 1

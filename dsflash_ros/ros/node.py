@@ -67,7 +67,7 @@ from dsflash_ros.ros.image_conversion import (
 from dsflash_ros.ros.markers import scene_graph_markers
 from dsflash_ros.ros.messages import events_msg, label_info_msg, scene_graph_msg
 from dsflash_ros.ros.node_tracking import EVENTS_QOS, NodeTracking
-from dsflash_ros.tracking.overlay import draw_track_ids
+from dsflash_ros.tracking.overlay import track_tags
 from dsflash_ros.visualize import draw_overlay
 
 # Camera input with no publisher seen yet: best effort hears every publisher; the
@@ -523,9 +523,10 @@ class DSFlashNode(LifecycleNode):
             pubs["events"].publish(events_msg(tracked, header))
         s = self._settings
         if s["publish_overlay"] and pubs["overlay"].get_subscription_count() > 0:
-            overlay = draw_overlay(rgb, result, max_relations=s["overlay_max_relations"])
-            if track_ids is not None:
-                draw_track_ids(overlay, result, track_ids)
+            tags = track_tags(result, track_ids) if track_ids is not None else None
+            overlay = draw_overlay(
+                rgb, result, max_relations=s["overlay_max_relations"], object_tags=tags
+            )
             pubs["overlay"].publish(numpy_to_image(overlay, "rgb8", header))
         if s["publish_markers"] and pubs["markers"].get_subscription_count() > 0:
             pubs["markers"].publish(

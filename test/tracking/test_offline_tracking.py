@@ -89,12 +89,19 @@ def test_video_without_tracking_has_no_track_fields(tmp_path: Path) -> None:
     assert not (tmp_path / "out" / "clip_events.json").exists()
 
 
-def test_track_tags_are_drawn():
-    from dsflash_ros.tracking.overlay import draw_track_ids
+def test_track_tags_go_into_the_object_labels():
+    from dsflash_ros.tracking.overlay import track_tags
+    from dsflash_ros.visualize import draw_overlay
 
-    res = Scripted()(np.zeros((H, W, 3), np.uint8))
-    img = np.zeros((H, W, 3), np.uint8)
-    draw_track_ids(img, res, [0, 0])
-    assert not img.any()  # untracked objects get no tag
-    draw_track_ids(img, res, [3, 0])
-    assert img.any()
+    pan = np.zeros((480, 640), np.uint16)  # real size: labels of small images may not fit
+    pan[60:300, 40:260] = 1
+    pan[200:420, 360:600] = 2
+    res = result_from_segments(pan, [1, 2], [0, 1], ["person", "cup"])
+    assert track_tags(res, [0, 0]) == {}  # untracked objects get no tag
+    assert track_tags(res, [3, 0]) == {1: "T3"}
+    img = np.zeros((480, 640, 3), np.uint8)
+    plain = draw_overlay(img, res)
+    tagged = draw_overlay(img, res, object_tags=track_tags(res, [3, 0]))
+    changed = np.argwhere((plain != tagged).any(axis=2))
+    assert len(changed)  # the tag went into a label ...
+    assert (pan[changed[:, 0], changed[:, 1]] == 1).mean() > 0.9  # ... on the tracked object
