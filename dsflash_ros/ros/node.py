@@ -690,13 +690,20 @@ def main(args: list[str] | None = None) -> int:
     for line in (tuning, hint):
         if line:
             (node.get_logger().warning if line is hint else node.get_logger().info)(line)
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
     if node.get_parameter("autostart").value and not node.start():
         node.get_logger().error(
             "autostart failed; the node stays up unconfigured: fix the parameters, then "
             "trigger configure/activate via its lifecycle services"
         )
+    spin_until_shutdown(node)
+    return 0
+
+
+def spin_until_shutdown(node: DSFlashNode) -> None:
+    """Spin ``node`` until Ctrl-C or an external shutdown, then release the model, destroy
+    the node and shut rclpy down (the process's whole life after start-up)."""
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
     try:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
@@ -706,7 +713,6 @@ def main(args: list[str] | None = None) -> int:
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
-    return 0
 
 
 if __name__ == "__main__":

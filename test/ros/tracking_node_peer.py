@@ -13,9 +13,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
-from dsflash_ros.ros.node import DSFlashNode
+from dsflash_ros.ros.node import DSFlashNode, spin_until_shutdown
 from dsflash_ros.tracking.frames import result_from_segments
 
 HOLD_FROM, HOLD_UNTIL = 5, 11
@@ -55,18 +54,8 @@ class ScriptedPipeline:
 def main() -> int:
     rclpy.init(args=sys.argv)
     node = DSFlashNode(pipeline_factory=lambda path, options: ScriptedPipeline(options))
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
     node.start()
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.stop_and_release()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_until_shutdown(node)
     return 0
 
 
