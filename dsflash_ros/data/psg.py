@@ -271,9 +271,9 @@ class PSGDataset:
         self.seg_root = Path(seg_root) if seg_root is not None else self.image_root
         self.split = split
         self.transform = transform
-        # decoded (image, panoptic ids) per index: training reads every image many times, and
-        # PNG decoding would otherwise cost ~20 % of a CPU training step (transforms never
-        # write into a sample's arrays, so the cached ones are shared safely)
+        # decoded (image, panoptic ids) per index: training reads every image many times and
+        # would decode the same PNGs every epoch (transforms never write into a sample's
+        # arrays, so the cached ones are shared safely)
         self._decoded: dict[int, tuple[np.ndarray, np.ndarray]] | None = {} if cache else None
         meta = load_psg_json(self.psg_json)
         self.class_names: tuple[str, ...] = tuple(meta["thing_classes"] + meta["stuff_classes"])

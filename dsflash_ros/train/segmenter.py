@@ -111,11 +111,11 @@ def step_for_recipe(
     uses_intermediate = recipe.masked_attention or recipe.deep_supervision
 
     def step(backbone: nn.Module, batch: TrainBatch, progress: float) -> dict[str, torch.Tensor]:
-        probs = None
-        if uses_intermediate:
+        probs = None  # the plain forward: no intermediate predictions
+        if recipe.masked_attention:
             probs = mask_annealing(progress, num_blocks, windows)
-            if not recipe.masked_attention:
-                probs = [0.0] * num_blocks
+        elif uses_intermediate:  # deep supervision only: predictions, no masks
+            probs = [0.0] * num_blocks
         return segmenter_step(backbone, loss_fn, batch, device, probs, recipe.deep_supervision)
 
     return step
