@@ -9,7 +9,7 @@ origin at the centre of the object's footprint (y up, z away from the camera).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -254,7 +254,7 @@ def cup(rng: np.random.Generator, variant: str = "") -> ObjectSpec:
             f.vellipse(side * r * 1.05, 0.55 * h, 0.28 * h, 0.26 * h, 16), 0.11 * h * f.scale, True
         )
         parts = [Part([handle], paint), Part([f.frustum(0.8 * r, r, 0, h)], paint)]
-        if f.cam.hc > f.y + h:
+        if f.cam.hc > f.world_y(h):
             parts.append(Part([filled(f.hcircle(0.9 * r, h * 0.97, 16))], _paint(drink * 0.8)))
         return Sprite([(0, parts)])
 
@@ -335,7 +335,7 @@ def bowl(rng: np.random.Generator, variant: str = "") -> ObjectSpec:
     def draw(f: Frame) -> Sprite:
         body = _paint(outer, shade=(0.15, 0.1))
         back = [Part([f.frustum(0.55 * r, r, 0, h)], body)]
-        if f.cam.hc > f.y + h:
+        if f.cam.hc > f.world_y(h):
             back.append(
                 Part([filled(f.hcircle(0.93 * r, h, 20))], _paint(inner, shade=(0.05, -0.25)))
             )
@@ -431,7 +431,7 @@ def lamp(rng: np.random.Generator, variant: str = "") -> ObjectSpec:
                 Part([filled(f.vellipse(0, 0, 0.28 * r, 0.25 * r, 12))], _paint(bulb)),
                 Part([f.frustum(r, 0.3 * r, 0, sh)], _paint(shade_rgb, shade=(0.2, 0.1))),
             ]
-            if f.cam.hc < f.y:
+            if f.cam.hc < f.world_y(0.0):
                 parts.append(
                     Part(
                         [filled(f.hcircle(0.95 * r, 0, 20))],
@@ -471,7 +471,7 @@ def potted_plant(rng: np.random.Generator, variant: str = "") -> ObjectSpec:
     def draw(f: Frame) -> Sprite:
         parts = [Part([f.frustum(0.7 * r, r, 0, ph)], _paint(pot, shade=(0.15, 0.05)))]
         parts.append(Part([f.frustum(1.06 * r, 1.06 * r, 0.85 * ph, ph)], _paint(pot * 1.1)))
-        if f.cam.hc > f.y + ph:
+        if f.cam.hc > f.world_y(ph):
             parts.append(Part([filled(f.hcircle(r, ph, 16))], _paint((70, 50, 35))))
         for i in order:
             a, length = angles[i], lengths[i]
@@ -503,7 +503,7 @@ def laptop(rng: np.random.Generator, variant: str = "") -> ObjectSpec:
             Part([filled(f.p(ix, iy, iz))], _paint(screen, shade=(0.1, 0.3))),
         ]
         parts += box_parts(f, (-w / 2, w / 2, 0, 1.8, -d / 2, d / 2), _paint(shell))
-        if f.cam.hc > f.y + 1.8:
+        if f.cam.hc > f.world_y(1.8):
             parts.append(
                 Part(
                     [filled(f.hquad(-0.42 * w, 0.42 * w, -0.05 * d, 0.42 * d, 1.8))],
@@ -567,7 +567,7 @@ def vase(rng: np.random.Generator, variant: str = "") -> ObjectSpec:
                 paint,
             ),
         ]
-        if f.cam.hc > f.y + h:
+        if f.cam.hc > f.world_y(h):
             parts.append(Part([filled(f.hcircle(0.36 * r, h, 12))], _paint(rgb * 0.4)))
         return Sprite([(0, parts)])
 
@@ -720,10 +720,44 @@ BUILDERS: dict[str, Callable[[np.random.Generator, str], ObjectSpec]] = {
 }
 
 
+# Small objects are drawn larger than life so that they cover several 16-px patches of the
+# tiny model's 320-px input: at real size a cup, phone or apple (median ~130 px) fits inside
+# one patch and a from-scratch ViT never learns to find it (models/MODEL_CARD.md).
+DRAW_SIZE: dict[str, float] = {
+    **dict.fromkeys(("cup", "bowl", "cell phone", "apple", "clock"), 2.5),
+    **dict.fromkeys(("bottle", "book", "ball", "vase"), 2.0),
+    **dict.fromkeys(("box", "lamp", "teddy bear"), 1.4),
+}
+
+
+def resized(spec: ObjectSpec, factor: float) -> ObjectSpec:
+    """``spec`` ``factor`` times larger: footprint, surfaces and drawing alike."""
+    if factor == 1.0:
+        return spec
+
+    def scaled(values: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        return None if values is None else tuple(factor * v for v in values)
+
+    draw = spec.draw
+    return replace(
+        spec,
+        width=factor * spec.width,
+        depth=factor * spec.depth,
+        height=factor * spec.height,
+        draw=lambda frame: draw(frame.resized(factor)),
+        top=None if spec.top is None else factor * spec.top,
+        container=scaled(spec.container),
+        seat=None if spec.seat is None else factor * spec.seat,
+        hand=scaled(spec.hand),
+        tags={k: factor * v for k, v in spec.tags.items()},
+    )
+
+
 def make_object(name: str, rng: np.random.Generator, variant: str = "") -> ObjectSpec:
-    """Sample an object of class ``name`` (see ``BUILDERS``) in a given ``variant``."""
+    """Sample an object of class ``name`` (see ``BUILDERS``) in a given ``variant``, at its
+    drawing size (``DRAW_SIZE``)."""
     try:
         builder = BUILDERS[name]
     except KeyError:
         raise ValueError(f"unknown synthetic object class {name!r}") from None
-    return builder(rng, variant)
+    return resized(builder(rng, variant), DRAW_SIZE.get(name, 1.0))

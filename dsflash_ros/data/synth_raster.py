@@ -257,17 +257,29 @@ def circle_pts(n: int, start: float = 0.0, end: float = 2 * np.pi) -> tuple[np.n
 
 class Frame:
     """Local frame of an entity: origin at world (X, Y, Z), optional roll ``angle`` (radians,
-    rotation in the image plane around the origin), coordinates in cm."""
+    rotation in the image plane around the origin), coordinates in cm, multiplied by ``size``
+    (an object drawn in a frame of size 2 is twice as large in every direction)."""
 
-    def __init__(self, cam: Camera, x: float, y: float, z: float, angle: float = 0.0) -> None:
+    def __init__(
+        self, cam: Camera, x: float, y: float, z: float, angle: float = 0.0, size: float = 1.0
+    ) -> None:
         self.cam = cam
         self.x, self.y, self.z = x, y, z
+        self.angle, self.size = angle, size
         self.cos, self.sin = np.cos(angle), np.sin(angle)
+
+    def resized(self, factor: float) -> Frame:
+        """The same frame with local coordinates ``factor`` times larger."""
+        return Frame(self.cam, self.x, self.y, self.z, self.angle, self.size * factor)
 
     @property
     def scale(self) -> float:
-        """Pixels per cm at the frame's depth."""
-        return self.cam.focal / max(self.z, 1.0)
+        """Pixels per local cm at the frame's depth."""
+        return self.size * self.cam.focal / max(self.z, 1.0)
+
+    def world_y(self, y: float) -> float:
+        """World height of local height ``y`` (ignoring roll)."""
+        return self.y + self.size * y
 
     def p(
         self,
@@ -275,11 +287,12 @@ class Frame:
         y: Sequence[float] | np.ndarray,
         z: float | np.ndarray = 0.0,
     ) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float64).ravel()
-        y = np.asarray(y, dtype=np.float64).ravel()
+        x = self.size * np.asarray(x, dtype=np.float64).ravel()
+        y = self.size * np.asarray(y, dtype=np.float64).ravel()
+        z = self.size * np.asarray(z, dtype=np.float64)
         if self.sin != 0.0:
             x, y = x * self.cos - y * self.sin, x * self.sin + y * self.cos
-        return self.cam.project(self.x + x, self.y + y, self.z + np.asarray(z, dtype=np.float64))
+        return self.cam.project(self.x + x, self.y + y, self.z + z)
 
     def rect(self, x0: float, y0: float, x1: float, y1: float, z: float = 0.0) -> np.ndarray:
         """Vertical rectangle facing the camera."""
@@ -323,14 +336,14 @@ class Frame:
         """Visible faces of an axis-aligned box (local coords): 'front', maybe 'top'/'bottom'
         and the side facing the camera ('side')."""
         faces = {"front": self.p([x0, x1, x1, x0], [y0, y0, y1, y1], z0)}
-        world_top, world_bottom = self.y + y1, self.y + y0
+        world_top, world_bottom = self.world_y(y1), self.world_y(y0)
         if self.cam.hc > world_top:
             faces["top"] = self.hquad(x0, x1, z0, z1, y1)
         elif self.cam.hc < world_bottom:
             faces["bottom"] = self.hquad(x0, x1, z0, z1, y0)
-        if self.x + x0 > 0:
+        if self.x + self.size * x0 > 0:
             faces["side"] = self.p([x0, x0, x0, x0], [y0, y1, y1, y0], np.array([z0, z0, z1, z1]))
-        elif self.x + x1 < 0:
+        elif self.x + self.size * x1 < 0:
             faces["side"] = self.p([x1, x1, x1, x1], [y0, y1, y1, y0], np.array([z0, z0, z1, z1]))
         return faces
 

@@ -137,7 +137,7 @@ class SceneBuilder:
 
     def _setup_camera(self) -> None:
         rng, h, w = self.rng, self.h, self.w
-        focal = w * rng.uniform(0.8, 1.1)
+        focal = w * rng.uniform(1.05, 1.45)  # a narrow (~50 deg) lens: objects fill the view
         hc = rng.uniform(110, 165)
         y_wf = h * rng.uniform(0.42, 0.66)
         if rng.random() < 0.35:  # ceiling visible
