@@ -41,7 +41,13 @@ OPTIONS: tuple[Option, ...] = (
         choices=("torch", "onnxruntime", "tensorrt"),
     ),
     Option("device", "cpu", "Inference device: cpu, cuda or cuda:N"),
-    Option("precision", "fp32", "Numeric precision of the model", choices=("fp32", "fp16", "bf16")),
+    Option(
+        "precision",
+        "fp32",
+        "Numeric precision of the model (bf16: CPUs with AVX512-BF16/AMX, or CUDA; int8: "
+        "onnxruntime's dynamic int8 quantisation of the relation head, CPU)",
+        choices=("fp32", "fp16", "bf16", "int8"),
+    ),
     Option(
         "score_threshold",
         0.8,

@@ -88,6 +88,10 @@ class HeadOptions:
     tome_ratio: float = 0.0  # share of patch tokens merged by ToMe across the head blocks
     tome_proportional: bool = False  # proportional attention (log size) on merged tokens
     max_pairs_per_chunk: int = 4096  # pairs per batched forward (memory budget)
+    # with pruning, pairs run sorted by kept-token count in batches of this many, each padded
+    # only to its own longest pair (one batch padded to the longest pair of the frame gave
+    # most of the saving back)
+    prune_batch: int = 32
 
     def __post_init__(self) -> None:
         if self.prune_dilation < 0:
@@ -96,6 +100,8 @@ class HeadOptions:
             raise ValueError(f"tome_ratio must be in [0, 1), got {self.tome_ratio}")
         if self.max_pairs_per_chunk < 1:
             raise ValueError(f"max_pairs_per_chunk must be >= 1, got {self.max_pairs_per_chunk}")
+        if self.prune_batch < 1:
+            raise ValueError(f"prune_batch must be >= 1, got {self.prune_batch}")
 
     @property
     def exportable(self) -> bool:
@@ -289,6 +295,11 @@ class RelationHead(nn.Module):
         """
         self._check_pair_inputs(patch_tokens, ratios, boxes, pairs, pair_image)
         chunk = options.max_pairs_per_chunk
+        order = None
+        if options.prune and len(pairs) > options.prune_batch:
+            order = self._pairs_by_kept_tokens(ratios, pairs, options)
+            pairs, pair_image = pairs[order], pair_image[order]
+            chunk = min(chunk, options.prune_batch)
         outs = [
             self(
                 patch_tokens,
@@ -305,7 +316,20 @@ class RelationHead(nn.Module):
             h = self.cfg.hidden_size
             z = patch_tokens.new_zeros
             return PairOutput(z(0, r), z(0, r), z(0, h), z(0, h))
-        return PairOutput(*(torch.cat(parts) for parts in zip(*outs)))
+        joined = [torch.cat(parts) for parts in zip(*outs)]
+        if order is not None:  # back to the caller's pair order
+            inverse = torch.empty_like(order)
+            inverse[order] = torch.arange(len(order), device=order.device)
+            joined = [t[inverse] for t in joined]
+        return PairOutput(*joined)
+
+    def _pairs_by_kept_tokens(
+        self, ratios: torch.Tensor, pairs: torch.Tensor, options: HeadOptions
+    ) -> torch.Tensor:
+        """Pair order by the number of patch tokens pruning keeps (ascending)."""
+        r_sbj, r_obj = gather_pair_ratios(ratios, pairs)
+        keep = prune_keep_mask(r_sbj, r_obj, self.grid, options.prune_dilation)
+        return keep.sum(1).argsort(stable=True)
 
     @property
     def last_tokens_per_block(self) -> list[float]:

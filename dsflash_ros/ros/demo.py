@@ -138,7 +138,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--model", default="", help="checkpoint; empty = embedded default model")
     ap.add_argument("--backend", default="torch", help="torch | onnxruntime | tensorrt")
     ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
-    ap.add_argument("--precision", default="fp32", help="fp32 | fp16 | bf16")
+    ap.add_argument("--precision", default="fp32", help="fp32 | fp16 | bf16 | int8")
     ap.add_argument("--score-threshold", type=float, default=None, help="override the default")
     ap.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
     ap.add_argument("--no-video", action="store_true", help="write only last_overlay.png")

@@ -121,7 +121,7 @@ class EngineKey:
     trt_version: str
     gpu_name: str
     compute_capability: str  # "9.0"
-    precision: str  # fp32 | fp16 | bf16
+    precision: str  # fp32 | fp16 | bf16 | int8
     typing: str  # "strong" (precision from the ONNX, TRT 11) | "weak" (builder flags, TRT 10)
     profiles: tuple[ProfileShape, ...] = ()
 

@@ -100,6 +100,26 @@ def test_pruning_padding_and_chunk_invariance_with_empty_pair() -> None:
     assert torch.isfinite(empty.logits_fwd).all()
 
 
+def test_pruned_pairs_run_in_length_sorted_batches_and_come_back_in_order() -> None:
+    """With pruning, pairs run sorted by kept-token count in small batches (less padding);
+    the result is the caller's pair order and the same numbers as one padded batch."""
+    head = make_head(pool=1)  # 7x7 grid: pairs keep very different token counts
+    tokens = tokens_for(head, seed=4)
+    masks = random_segmentation(8, 112, torch.Generator().manual_seed(5))
+    pairs = ordered_pairs(8)[torch.randperm(56, generator=torch.Generator().manual_seed(6))]
+    one_batch = HeadOptions(prune=True, prune_batch=1000)
+    batches = HeadOptions(prune=True, prune_batch=5)
+    whole = run_pairs(head, tokens, masks, pairs, one_batch)
+    padded_to = head.last_tokens_per_block[0]
+    sorted_run = run_pairs(head, tokens, masks, pairs, batches)
+    # the last batch holds the longest pairs: more tokens than the mean of one padded batch
+    assert head.last_tokens_per_block[0] > padded_to
+    torch.testing.assert_close(sorted_run.logits_fwd, whole.logits_fwd, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(sorted_run.t_bwd, whole.t_bwd, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="prune_batch"):
+        HeadOptions(prune_batch=0)
+
+
 def test_pruning_with_everything_kept_equals_no_pruning() -> None:
     head = make_head()
     tokens = tokens_for(head, seed=2)

@@ -139,6 +139,33 @@ def test_fp16_export_parity(tmp_path: Path) -> None:
     assert reports["backbone"].max_abs_diff["features"] > 0  # it really is reduced precision
 
 
+def test_int8_export_quantises_the_head_only(tmp_path: Path) -> None:
+    """precision int8: the head's matrix products run as int8 (onnxruntime's dynamic
+    quantiser), the backbone graph stays fp32, and the scores stay close to torch."""
+    import onnx
+
+    model = build_model("tiny", seed=1)
+    export = ex.export_onnx(model, tmp_path, precision="int8")
+    head_ops = {n.op_type for n in onnx.load(str(export.head)).graph.node}
+    backbone_ops = {n.op_type for n in onnx.load(str(export.backbone)).graph.node}
+    assert "DynamicQuantizeLinear" in head_ops
+    assert head_ops & {"MatMulInteger", "DynamicQuantizeMatMul"}
+    assert "DynamicQuantizeLinear" not in backbone_ops
+    reports = ex.check_onnx(model, export, num_segments=(4,))
+    assert reports["backbone"].max_abs_diff["features"] < 1e-3  # fp32, unchanged
+    assert all(r.ok for r in reports.values())
+    head = [r for name, r in reports.items() if name != "backbone"]
+    assert max(max(r.max_abs_diff.values()) for r in head) > 0  # really quantised
+
+
+def test_int8_is_refused_where_it_does_not_run() -> None:
+    model = build_model("tiny", seed=0)
+    with pytest.raises(BackendError, match="onnxruntime"):
+        create_backend("torch", model, "cpu", "int8")
+    with pytest.raises(BackendError, match=r"device=cpu|CUDA"):
+        create_backend("onnxruntime", model, "cuda", "int8")
+
+
 @pytest.mark.slow
 def test_dynamo_exporter_head_is_dynamic(tmp_path: Path) -> None:
     """The optional dynamo exporter, on a shrunken tiny model (it takes ~1 min on tiny)."""
@@ -155,7 +182,7 @@ def test_bad_inputs_and_mismatch(tmp_path: Path, cache: Path) -> None:
     with pytest.raises(ex.ExportError, match="opset"):
         ex.export_onnx(model, tmp_path, opset=11)
     with pytest.raises(ex.ExportError, match="precision"):
-        ex.export_onnx(model, tmp_path, precision="int8")
+        ex.export_onnx(model, tmp_path, precision="int4")
     with pytest.raises(ex.ExportError, match="exporter"):
         ex.export_onnx(model, tmp_path, exporter="magic")
     with pytest.raises(ex.ExportError, match="no complete ONNX export"):

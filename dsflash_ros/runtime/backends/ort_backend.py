@@ -70,10 +70,13 @@ class OrtBackend(Backend):
             providers: list[Any] = [("CUDAExecutionProvider", {"device_id": idx})]
         else:
             providers = ["CPUExecutionProvider"]
-            if precision != "fp32":
+            if precision not in ("fp32", "int8"):
                 raise BackendError(
-                    f"precision {precision} with onnxruntime needs device=cuda; use fp32 on CPU"
+                    f"precision {precision} with onnxruntime needs device=cuda; use fp32 or "
+                    "int8 on CPU"
                 )
+        if precision == "int8" and self.device.type == "cuda":
+            raise BackendError("precision int8 (dynamic quantisation) is for device=cpu")
         if precision == "bf16":
             raise BackendError("onnxruntime has no bf16 kernels for these graphs; use fp16")
         self.model = model.eval()

@@ -1,0 +1,34 @@
+"""Reduced precision on the CPU: torch bf16 autocast (native on AVX512-BF16/AMX CPUs) stays
+close to fp32, and precisions a backend cannot run are refused with the reason."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dsflash_ros.bench.pipeline import test_image as camera_image
+from dsflash_ros.bench.relation_head import random_segmentation
+from dsflash_ros.runtime.backends import BackendError
+from dsflash_ros.runtime.pipeline import Pipeline, PipelineOptions
+
+
+def test_torch_bf16_on_cpu_stays_close_to_fp32() -> None:
+    rgb = camera_image((480, 640), 0)
+    masks = random_segmentation(6, 640, torch.Generator().manual_seed(0))[:, :480].numpy()
+    labels = np.arange(6)
+    fp32 = Pipeline.random("tiny", PipelineOptions(precision="fp32"), seed=3)
+    bf16 = Pipeline.random("tiny", PipelineOptions(precision="bf16"), seed=3)
+    a = fp32.predict(rgb, masks, labels)
+    b = bf16.predict(rgb, masks, labels)
+    assert a.rel_probs.shape == b.rel_probs.shape == (30, 1 + fp32.config.head.num_predicates)
+    diff = np.abs(a.rel_probs - b.rel_probs)
+    assert diff.max() < 0.05
+    assert diff.max() > 0  # it really ran in bf16
+
+
+def test_precisions_a_backend_cannot_run_are_refused() -> None:
+    with pytest.raises(BackendError, match="fp16 needs a CUDA device"):
+        Pipeline.random("tiny", PipelineOptions(precision="fp16"))
+    with pytest.raises(BackendError, match="onnxruntime"):
+        Pipeline.random("tiny", PipelineOptions(precision="int8"))
