@@ -92,6 +92,10 @@ OPTION: dict[str, Option] = {o.name: o for o in OPTIONS}
 # name -> inclusive (low, high) of the options that have a range
 RANGES: dict[str, tuple[float, float]] = {o.name: o.range for o in OPTIONS if o.range}
 
+# Operating point of `dsflash eval` (and of the accuracy columns of `dsflash bench
+# --speed-options`): segments as the model's users see them, every relation ranked.
+EVAL_OPTIONS = {"score_threshold": 0.5, "relation_threshold": 0.0, "max_relations": 100_000}
+
 # Images larger than this are refused before they are decoded or processed (node input,
 # `dsflash infer`): an 8000x8000 frame is almost always a misconfigured driver or a wrong
 # file, and would stall a real-time pipeline or take gigabytes.

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from dsflash_ros.commands._common import add_model_arguments, check_out_dir, pipeline_from_args
+from dsflash_ros.limits import EVAL_OPTIONS
 
 HELP = "evaluate a model on a PSG-format dataset split (R@k, mR@k, mR@inf, PQ)"
 
@@ -38,8 +39,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="write predictions and metrics.json here")
     add_model_arguments(p)
     # scoring needs every pair ranked, so eval's own defaults differ from inference's
-    p.set_defaults(score_threshold=0.5, relation_threshold=0.0, max_relations=100_000)
-    p.epilog = "eval defaults: --score-threshold 0.5 --relation-threshold 0 --max-relations 100000"
+    p.set_defaults(**EVAL_OPTIONS)
+    p.epilog = "eval defaults: " + " ".join(
+        f"--{k.replace('_', '-')} {v:g}" for k, v in EVAL_OPTIONS.items()
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,0 +1,147 @@
+"""Every speed option next to what it costs in accuracy, measured in one run.
+
+For each :data:`SPEED_OPTIONS` entry (pipeline option changes from the defaults) one model is
+loaded with those options and
+
+* timed on a 640x480 frame with a controlled segmentation of ``n`` segments (the stage
+  timings of :class:`~dsflash_ros.bench.pipeline.StagedFrame`; ``frame_ms`` is preprocess
+  through result, what the node waits for), medians over ``repeats``, all options
+  interleaved repeat by repeat so that load drift on a shared machine hits them alike;
+* scored on a PSG-format split with ``dsflash eval``'s operating point
+  (:data:`~dsflash_ros.limits.EVAL_OPTIONS`): PQ, SGDet mR@50 and PredCls mR@50, and the
+  difference of each from the first option (the plain fp32 torch pipeline).
+
+An option a machine cannot run (onnxruntime missing, bf16 without native support is only
+slow, not refused) becomes a row with ``skipped`` and the reason.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dsflash_ros.bench.pipeline import StagedFrame, test_image
+from dsflash_ros.limits import EVAL_OPTIONS
+from dsflash_ros.runtime.backends import BackendError
+from dsflash_ros.runtime.pipeline import Pipeline, PipelineOptions
+
+FRAME_STAGES = (
+    "preprocess",
+    "backbone",
+    "postprocess",
+    "mask_embedding",
+    "relation_head",
+    "result",
+)
+
+
+@dataclass(frozen=True)
+class SpeedOption:
+    name: str
+    changes: dict[str, Any] = field(default_factory=dict)  # PipelineOptions fields
+
+
+SPEED_OPTIONS: tuple[SpeedOption, ...] = (
+    SpeedOption("torch fp32 (reference)"),
+    SpeedOption("torch bf16", {"precision": "bf16"}),
+    SpeedOption("onnxruntime fp32", {"backend": "onnxruntime"}),
+    SpeedOption("onnxruntime int8", {"backend": "onnxruntime", "precision": "int8"}),
+    SpeedOption("prune", {"prune": True}),
+    SpeedOption("prune + bf16", {"prune": True, "precision": "bf16"}),
+    SpeedOption("tome 0.5", {"tome_ratio": 0.5}),
+)
+
+
+def _load(model_path: str | None, option: SpeedOption, max_objects: int) -> Pipeline:
+    options = PipelineOptions(max_objects=max_objects, **EVAL_OPTIONS, **option.changes)
+    return Pipeline.load(model_path, options)
+
+
+def _accuracy(pipe: Pipeline, dataset: Any, max_images: int | None) -> dict[str, float]:
+    from dsflash_ros.evaluate.run import evaluate_dataset
+
+    summary = evaluate_dataset(pipe, dataset, max_images=max_images, progress=False)
+    return {
+        "pq": 100 * summary["pq"]["PQ"],
+        "sgdet_mR@50": 100 * summary["sgdet"]["mR@50"],
+        "predcls_mR@50": 100 * summary["predcls"]["mR@50"],
+    }
+
+
+def bench_speed_options(
+    model_path: str | None,
+    data: str | Path | None,
+    options: Sequence[SpeedOption] = SPEED_OPTIONS,
+    ns: Sequence[int] = (5, 20),
+    repeats: int = 5,
+    warmup: int = 1,
+    max_images: int | None = None,
+    split: str = "test",
+    log: Callable[[str], None] = lambda s: None,
+) -> list[dict[str, Any]]:
+    """One row per option: ``ms_n<N>`` frame times, ``fps_n<N>``, accuracy and its deltas
+    (accuracy only with ``data``)."""
+    rgb = test_image((480, 640), 0)
+    pipes: dict[str, Pipeline] = {}
+    rows: dict[str, dict[str, Any]] = {}
+    for opt in options:
+        try:
+            pipes[opt.name] = _load(model_path, opt, max(ns))
+            rows[opt.name] = {"option": opt.name}
+        except (BackendError, ValueError) as e:
+            rows[opt.name] = {"option": opt.name, "skipped": str(e)}
+    frames = {(name, n): StagedFrame(p, rgb, n, seed=0) for name, p in pipes.items() for n in ns}
+    for frame in frames.values():
+        for _ in range(warmup):
+            frame.run()
+    times: dict[tuple[str, int], list[float]] = {key: [] for key in frames}
+    for r in range(repeats):
+        log(f"timing repeat {r + 1}/{repeats}")
+        for key, frame in frames.items():
+            t = frame.run()
+            times[key].append(sum(t.get(s, 0.0) for s in FRAME_STAGES))
+    for (name, n), values in times.items():
+        ms = statistics.median(values)
+        rows[name][f"ms_n{n}"] = ms
+        rows[name][f"fps_n{n}"] = 1e3 / ms
+    if data is not None:
+        from dsflash_ros.data.psg import PSGDataset
+
+        dataset = PSGDataset.from_dir(Path(data), split=split)
+        reference: dict[str, float] | None = None
+        for name, pipe in pipes.items():
+            log(f"scoring {name}")
+            acc = _accuracy(pipe, dataset, max_images)
+            rows[name].update(acc)
+            reference = reference or acc
+            for k, v in acc.items():
+                rows[name][f"d_{k}"] = v - reference[k]
+    return list(rows.values())
+
+
+def _cell(value: float | None, signed: bool) -> str:
+    if value is None or np.isnan(value):
+        return "-"
+    return f"{value:+.2f}" if signed else f"{value:.1f}"
+
+
+def format_speed_options(rows: Sequence[dict[str, Any]], ns: Sequence[int] = (5, 20)) -> str:
+    """The rows as a fixed-width table (deltas in points against the first row)."""
+    cols = [f"ms_n{n}" for n in ns] + [f"fps_n{n}" for n in ns]
+    acc = ["pq", "d_pq", "sgdet_mR@50", "d_sgdet_mR@50", "predcls_mR@50", "d_predcls_mR@50"]
+    if any("pq" in r for r in rows):
+        cols += acc
+    width = max(len(r["option"]) for r in rows) + 2
+    lines = ["option".ljust(width) + "".join(c.rjust(16) for c in cols)]
+    for r in rows:
+        if "skipped" in r:
+            lines.append(r["option"].ljust(width) + f"skipped: {r['skipped']}")
+            continue
+        cells = [_cell(r.get(c), signed=c.startswith("d_")).rjust(16) for c in cols]
+        lines.append(r["option"].ljust(width) + "".join(cells))
+    return "\n".join(lines)

@@ -1,0 +1,49 @@
+"""`dsflash bench --speed-options`: every option timed and scored in one run."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from dsflash_ros.bench.speed_options import (
+    SpeedOption,
+    bench_speed_options,
+    format_speed_options,
+)
+from dsflash_ros.data.synth import generate_dataset
+from dsflash_ros.runtime.pipeline import default_model_path
+
+
+@pytest.fixture(scope="module")
+def heldout(tmp_path_factory):
+    root = tmp_path_factory.mktemp("heldout")
+    generate_dataset(root, 20, seed=7, image_size=(240, 320))
+    return root
+
+
+def test_options_are_timed_and_scored_against_the_reference(heldout):
+    options = (
+        SpeedOption("reference"),
+        SpeedOption("prune", {"prune": True}),
+        SpeedOption("gpu only", {"precision": "fp16"}),  # fp16 needs CUDA, device is cpu
+    )
+    rows = bench_speed_options(
+        str(default_model_path()), heldout, options, ns=(3, 6), repeats=1, max_images=2
+    )
+    by_name = {r["option"]: r for r in rows}
+    assert list(by_name) == ["reference", "prune", "gpu only"]
+    assert "skipped" in by_name["gpu only"] and "fp16" in by_name["gpu only"]["skipped"]
+    for name in ("reference", "prune"):
+        r = by_name[name]
+        assert r["ms_n3"] > 0 and r["ms_n6"] > 0
+        assert math.isclose(r["fps_n3"], 1e3 / r["ms_n3"])
+        assert 0 <= r["pq"] <= 100 and 0 <= r["predcls_mR@50"] <= 100
+    ref = by_name["reference"]
+    assert ref["d_pq"] == ref["d_sgdet_mR@50"] == ref["d_predcls_mR@50"] == 0
+    prune = by_name["prune"]
+    assert prune["d_pq"] == 0  # pruning touches the relation head only
+    assert prune["d_predcls_mR@50"] == pytest.approx(prune["predcls_mR@50"] - ref["predcls_mR@50"])
+    table = format_speed_options(rows, ns=(3, 6))
+    assert "d_predcls_mR@50" in table.splitlines()[0]
+    assert "skipped" in table.splitlines()[-1]
