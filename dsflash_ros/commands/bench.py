@@ -3,12 +3,15 @@
 Random-weight presets by default, or any checkpoint with ``--model``. Progress is shown per
 section (one preset x backend x precision, or the head comparisons); with ``--json J`` the
 results are also drawn into ``J`` with the suffix ``.png`` (``--plot`` names another file).
+``--ros`` instead measures the ROS node as users run it (:mod:`dsflash_ros.ros.bench_node`,
+imported only then: the ROS types live under ``dsflash_ros.ros``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 HELP = "benchmark the pipeline: per-stage times, FPS, relations/s, backends and precisions"
@@ -25,6 +28,19 @@ def _ints(text: str) -> list[int]:
 
 def _names(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _size(text: str) -> tuple[int, int]:
+    """``WxH`` -> (w, h)."""
+    try:
+        w, h = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected WIDTHxHEIGHT, e.g. 640x480, got {text!r}"
+        ) from None
+    if w < 1 or h < 1:
+        raise argparse.ArgumentTypeError(f"width and height must be positive, got {text!r}")
+    return w, h
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -84,9 +100,40 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     train.add_argument("--recipe", default="tiny_synth", help="training recipe for --training")
     train.add_argument("--train-steps", type=int, default=10, help="timed steps per variant")
+    ros = p.add_argument_group("the ROS node as users run it (--ros)")
+    ros.add_argument(
+        "--ros",
+        action="store_true",
+        help="instead: the DSFlash node in its own process, fed over ROS 2 by a camera process "
+        "(processed fps, end-to-end latency p50/p95, frames published vs answered), then the "
+        "bare pipeline on the same frames with the node stopped (node_vs_bare_pct); uses "
+        "--model (default: the embedded model), --device, --threads and the first of "
+        "--backends and --precisions; no plot",
+    )
+    ros.add_argument(
+        "--ros-source",
+        default="synthetic",
+        help="synthetic, an image folder or a video file (frames loaded into memory once)",
+    )
+    ros.add_argument("--ros-frames", type=int, default=10, help="distinct frames, looped")
+    ros.add_argument("--ros-size", type=_size, default="640x480", help="frame size WxH")
+    ros.add_argument("--ros-rate", type=float, default=30.0, help="camera frames per second")
+    ros.add_argument(
+        "--ros-seconds",
+        type=float,
+        default=20.0,
+        help="measured window (after warm-up); the bare pipeline runs as long",
+    )
+    ros.add_argument(
+        "--ros-warmup", type=float, default=5.0, help="seconds after the node's first answer"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.ros:  # before importing torch: the node process starts sooner
+        if args.training:
+            raise ValueError("--ros and --training are separate runs")
+        return _run_ros(args)
     import torch
 
     from dsflash_ros.bench.pipeline import BenchConfig, format_report, run_bench
@@ -134,6 +181,21 @@ def run(args: argparse.Namespace) -> int:
         title = f"dsflash bench: {', '.join(cfg.presets)} on {cfg.device}"
         print(f"wrote {plot_bench(out, plot, title)}")
     return 0
+
+
+def _run_ros(args: argparse.Namespace) -> int:
+    try:
+        from dsflash_ros.ros import bench_node
+    except ImportError as e:
+        print(
+            "dsflash bench: error: --ros needs ROS 2 (rclpy) and the built dsflash_ros "
+            f"messages: {e}",
+            file=sys.stderr,
+        )
+        return 2
+    if args.model and not Path(args.model).is_file():
+        raise FileNotFoundError(f"--model {args.model}: no such file")
+    return bench_node.run_cli(args)
 
 
 def _plot_path(args: argparse.Namespace) -> Path | None:

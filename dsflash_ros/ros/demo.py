@@ -7,7 +7,10 @@ Prints e.g. ``frame 12: 7 objects, 12 relations | cup T3 on table T1 0.91; ...``
 track id 3; ``cup#2``: not tracked yet, per-frame id 2), a line per frame with events
 (``events: +cup T3; person T1 holding cup T3 started``), and writes
 ``overlay.mp4`` (or ``overlay.avi`` where OpenCV has no mp4 encoder) plus ``last_overlay.png``
-to ``--out``. The nodes are the real ones, talking over DDS through one executor.
+to ``--out``. The nodes are the real ones, talking over DDS through one executor. The
+camera shares this process with the node, so its synthetic scenes are rendered once at
+start-up and then cycled (:class:`~dsflash_ros.ros.sample_camera.SyntheticSource`): a frame
+then costs the camera a message copy, not a render that takes CPU from the node.
 """
 
 from __future__ import annotations

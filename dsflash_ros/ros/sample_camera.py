@@ -3,7 +3,8 @@
 Publishes ``image_raw`` (sensor_msgs/Image, rgb8 or bgr8) or ``image_raw/compressed``
 (JPEG) at a fixed rate, stamped with the time of capture, from one of:
 
-* ``synthetic`` — rendered rooms of the project's synthetic world (a new scene each frame);
+* ``synthetic`` — rendered rooms of the project's synthetic world (a few distinct scenes,
+  rendered once at start-up, then cycled);
 * a video file (anything OpenCV reads);
 * a folder of images (png, jpg, jpeg, bmp; sorted by name);
 * a V4L2 device: ``/dev/videoN`` or just ``N``.
@@ -56,24 +57,36 @@ class FrameSource:
 
 
 class SyntheticSource(FrameSource):
-    """Scenes of the project's synthetic world (:func:`dsflash_ros.data.synth.render_scene`),
-    one new scene per frame, from a seed the embedded default model was not trained on: the
-    domain that model knows, so the demo shows what it can do."""
+    """Scenes of the project's synthetic world (:func:`dsflash_ros.data.synth.render_scene`)
+    from a seed the embedded default model was not trained on: the domain that model knows,
+    so the demo shows what it can do.
+
+    ``scenes`` distinct scenes are rendered once, at start-up, and then cycled: rendering one
+    costs about as much CPU as a whole frame of the model, and ``dsflash demo`` runs this camera
+    in the node's own process, so rendering per frame would take the CPU (and the GIL) from
+    the node it is meant to feed. Publishing a frame then costs only the message copy.
+    """
 
     SEED = 7  # the training data uses seed 0
+    SCENES = 8  # distinct scenes (start-up time: one render each)
 
-    def __init__(self, width: int = 320, height: int = 240) -> None:
+    def __init__(self, width: int = 320, height: int = 240, scenes: int = SCENES) -> None:
+        from dsflash_ros.data.synth import render_scene
+
+        if scenes < 1:
+            raise ValueError(f"scenes must be >= 1, got {scenes}")
         self.w, self.h = width, height
+        self.frames = [render_scene(self.SEED, i, (height, width)).image for i in range(scenes)]
+        for frame in self.frames:
+            frame.setflags(write=False)  # handed out again and again: nobody may draw on one
         self.t = 0
 
     def rewind(self) -> None:
         self.t = 0
 
     def read(self) -> np.ndarray:
-        from dsflash_ros.data.synth import render_scene
-
         self.t += 1
-        return render_scene(self.SEED, self.t - 1, (self.h, self.w)).image
+        return self.frames[(self.t - 1) % len(self.frames)]
 
 
 class VideoSource(FrameSource):
