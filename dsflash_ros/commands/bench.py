@@ -100,6 +100,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     train.add_argument("--recipe", default="tiny_synth", help="training recipe for --training")
     train.add_argument("--train-steps", type=int, default=10, help="timed steps per variant")
+    speed = p.add_argument_group("speed options and their accuracy cost (--speed-options)")
+    speed.add_argument(
+        "--speed-options",
+        metavar="DATA",
+        help="instead: every speed option (bf16, onnxruntime fp32/int8, pruning, ToMe) timed "
+        "at --ns segments on a 640x480 frame and scored on the test split of DATA (PQ, SGDet "
+        "and PredCls mR@50, differences from torch fp32); uses --model (default: the "
+        "embedded model), --threads, --repeats, --warmup",
+    )
+    speed.add_argument(
+        "--max-images", type=int, default=None, help="--speed-options: score the first N images"
+    )
     ros = p.add_argument_group("the ROS node as users run it (--ros)")
     ros.add_argument(
         "--ros",
@@ -144,6 +156,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if args.training:
         return _run_training(args)
+    if args.speed_options:
+        return _run_speed_options(args)
     presets = args.presets
     if args.model:
         if not Path(args.model).is_file():
@@ -180,6 +194,30 @@ def run(args: argparse.Namespace) -> int:
 
         title = f"dsflash bench: {', '.join(cfg.presets)} on {cfg.device}"
         print(f"wrote {plot_bench(out, plot, title)}")
+    return 0
+
+
+def _run_speed_options(args: argparse.Namespace) -> int:
+    from dsflash_ros.bench.speed_options import bench_speed_options, format_speed_options
+
+    if not (Path(args.speed_options) / "psg.json").is_file():
+        raise FileNotFoundError(f"--speed-options {args.speed_options}: no psg.json there")
+    if args.model and not Path(args.model).is_file():
+        raise FileNotFoundError(f"--model {args.model}: no such file")
+    ns = [5, 20] if args.quick else args.ns
+    rows = bench_speed_options(
+        args.model,
+        args.speed_options,
+        ns=ns,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        max_images=args.max_images,
+        log=lambda s: print(f"[bench] {s}", flush=True),
+    )
+    print(format_speed_options(rows, ns))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+        print(f"wrote {args.json}")
     return 0
 
 

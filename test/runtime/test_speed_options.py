@@ -47,3 +47,11 @@ def test_options_are_timed_and_scored_against_the_reference(heldout):
     table = format_speed_options(rows, ns=(3, 6))
     assert "d_predcls_mR@50" in table.splitlines()[0]
     assert "skipped" in table.splitlines()[-1]
+
+
+def test_cli_refuses_a_folder_without_psg_json(tmp_path, capsys):
+    from dsflash_ros.cli import main
+
+    assert main(["bench", "--speed-options", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no psg.json" in err[0]
