@@ -432,35 +432,53 @@ def visible_segments(
     """
     id_map = segments_to_id_map(segments.masks, info.content_hw, info.orig_hw)
     n = len(segments.labels)
-    present = torch.bincount(id_map.reshape(-1).long(), minlength=n + 1)[1:] > 0
+    present = torch.bincount(id_map.reshape(-1).to(torch.int32), minlength=n + 1)[1:] > 0
     if bool(present.all()):
         return segments, id_map
-    lut = torch.zeros(n + 1, dtype=torch.long, device=id_map.device)
-    lut[1:][present] = torch.arange(1, int(present.sum()) + 1, device=id_map.device)
+    lut = torch.zeros(n + 1, dtype=torch.int32, device=id_map.device)
+    lut[1:][present] = torch.arange(1, int(present.sum()) + 1, device=id_map.device).int()
     kept = PanopticSegments(*(t[present] for t in segments))
-    return kept, lut[id_map.long()].to(torch.uint16)
+    return kept, lut[id_map.to(torch.int32)].to(torch.uint16)
+
+
+def _line_counts(ids: torch.Tensor, n: int, dim: int) -> torch.Tensor:
+    """``(n, L)`` pixel counts of ids 1..n in each row (``dim`` 0) or column (``dim`` 1) of
+    ``ids (H, W)``: one bincount over ``line * (n + 1) + id``."""
+    lines = ids.shape[dim]
+    dtype = torch.int32 if lines * (n + 1) < 2**31 else torch.long
+    offsets = torch.arange(0, lines * (n + 1), n + 1, dtype=dtype, device=ids.device)
+    key = ids.to(dtype) + (offsets[:, None] if dim == 0 else offsets[None, :])
+    counts = torch.bincount(key.reshape(-1), minlength=lines * (n + 1))
+    return counts.view(lines, n + 1)[:, 1:].t()
+
+
+def _extent(present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """First and last True index of each row of ``present (n, L)`` (0, -1 when none)."""
+    p = present.to(torch.uint8)  # argmax finds the first 1
+    length = present.shape[1]
+    return p.argmax(1), length - 1 - p.flip(1).argmax(1)
 
 
 def object_statistics(
     id_map: torch.Tensor, n: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per segment id 1..n of an (H, W) id image: area, xywh box, centroid (vectorised)."""
+    """Per segment id 1..n of an (H, W) id image: area, xywh box, centroid (vectorised).
+
+    Two bincounts (ids per row, ids per column) give everything: area, first/last row and
+    column, and the exact integer coordinate sums of the centroids.
+    """
     h, w = id_map.shape
-    flat = id_map.reshape(-1).long()
+    ids = id_map.to(torch.int32)
+    if h * w and int(ids.max()) > n:
+        raise ValueError(f"id image holds ids above n = {n}")
     dev = id_map.device
-    xs = torch.arange(w, device=dev).repeat(h)
-    ys = torch.arange(h, device=dev).repeat_interleave(w)
-    area = torch.bincount(flat, minlength=n + 1)[1:]
+    per_row, per_col = _line_counts(ids, n, 0), _line_counts(ids, n, 1)  # (n, H), (n, W)
+    area = per_row.sum(1)
     safe = area.clamp(min=1).double()
-    cx = torch.bincount(flat, weights=xs.double(), minlength=n + 1)[1:] / safe
-    cy = torch.bincount(flat, weights=ys.double(), minlength=n + 1)[1:] / safe
-
-    def reduce(values: torch.Tensor, init: int, op: str) -> torch.Tensor:
-        out = torch.full((n + 1,), init, dtype=torch.long, device=dev)
-        return out.scatter_reduce(0, flat, values, op)[1:]
-
-    x0, y0 = reduce(xs, w, "amin"), reduce(ys, h, "amin")
-    x1, y1 = reduce(xs, -1, "amax"), reduce(ys, -1, "amax")
+    cx = (per_col * torch.arange(w, device=dev)).sum(1).double() / safe
+    cy = (per_row * torch.arange(h, device=dev)).sum(1).double() / safe
+    y0, y1 = _extent(per_row > 0)
+    x0, x1 = _extent(per_col > 0)
     boxes = torch.stack((x0, y0, x1 - x0 + 1, y1 - y0 + 1), dim=1)
     boxes = torch.where(area[:, None] > 0, boxes, torch.zeros_like(boxes))
     return area, boxes, torch.stack((cx, cy), dim=1).float()
