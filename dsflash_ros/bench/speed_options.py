@@ -25,19 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from dsflash_ros.bench.pipeline import StagedFrame, test_image
+from dsflash_ros.bench.pipeline import STAGES, StagedFrame, test_image
 from dsflash_ros.limits import EVAL_OPTIONS
 from dsflash_ros.runtime.backends import BackendError
 from dsflash_ros.runtime.pipeline import Pipeline, PipelineOptions
 
-FRAME_STAGES = (
-    "preprocess",
-    "backbone",
-    "postprocess",
-    "mask_embedding",
-    "relation_head",
-    "result",
-)
+# what the node waits for per frame: every pipeline stage, not tracking or message building
+FRAME_STAGES = tuple(s for s in STAGES if s not in ("tracking", "ros"))
 
 
 @dataclass(frozen=True)
