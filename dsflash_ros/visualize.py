@@ -337,8 +337,8 @@ def _layout_pass(
         elif spots[o.id]:
             anchors[o.id] = (float(spots[o.id][0][0]), float(spots[o.id][0][1]))
     shown = 0
-    for r in result.relations():
-        if shown >= max_relations:
+    for r in result.relations():  # the best max_relations: drawn, or counted as hidden
+        if shown + layout.hidden_relations >= max_relations:
             break
         if r.subject_id not in anchors or r.object_id not in anchors:
             continue

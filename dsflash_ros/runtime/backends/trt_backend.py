@@ -223,13 +223,13 @@ class TensorRTBackend(Backend):
     ) -> None:
         """``max_objects`` bounds the segments per frame the head engine accepts (the
         pipeline's ``max_objects``); ``max_pairs`` caps the pairs per engine call."""
+        trt = import_tensorrt()
         super().__init__(model, device, precision)
         if precision == "int8":
             raise BackendError(
                 "precision int8 is onnxruntime's dynamic quantisation on CPU; TensorRT int8 "
                 "needs calibration, which is not implemented: use fp16 or bf16"
             )
-        trt = import_tensorrt()
         if self.device.type != "cuda":
             raise BackendError("the tensorrt backend needs a CUDA device (device=cuda)")
         self.trt = trt
