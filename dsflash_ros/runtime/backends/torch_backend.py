@@ -42,8 +42,7 @@ class TorchBackend(Backend):
         super().__init__(model, device, precision)
         if precision == "fp16" and self.device.type != "cuda":
             raise BackendError(
-                "precision fp16 needs a CUDA device with the torch backend; use fp32 or bf16 "
-                "on CPU"
+                "precision fp16 needs a CUDA device with the torch backend; use fp32 or bf16 on CPU"
             )
         if precision == "int8":
             raise BackendError(
