@@ -181,6 +181,21 @@ def generate_dataset(
         name: [_image_id(i) for i in range(num_images) if split_of[i] == name]
         for name in ("train", "val", "test")
     }
+    info = {
+        "generator": "dsflash_ros.data.synth",
+        "version": GENERATOR_VERSION,
+        "seed": int(seed),
+        "num_images": int(num_images),
+        "image_size": list(size),
+    }
+    return write_synth_psg_json(out, entries, ids, info)
+
+
+def write_synth_psg_json(
+    out: Path, entries: list[dict[str, Any]], ids: dict[str, list[str]], info: dict[str, Any]
+) -> Path:
+    """``out/psg.json`` of a synthetic dataset: its vocabulary, the ``train``/``val``/``test``
+    image ids of ``ids`` and the generator's ``info``."""
     return write_psg_json(
         out / "psg.json",
         entries,
@@ -190,11 +205,5 @@ def generate_dataset(
         ids["test"],
         val_image_ids=ids["val"],
         train_image_ids=ids["train"],
-        info={
-            "generator": "dsflash_ros.data.synth",
-            "version": GENERATOR_VERSION,
-            "seed": int(seed),
-            "num_images": int(num_images),
-            "image_size": list(size),
-        },
+        info=info,
     )

@@ -29,14 +29,15 @@ import numpy as np
 from scipy import ndimage
 
 from dsflash_ros.data.panoptic_png import encode_panoptic_png
-from dsflash_ros.data.psg import make_data_entry, write_psg_json
-from dsflash_ros.data.synth import assign_splits, render_scene, segment_ids, segment_stats
-from dsflash_ros.data.synth_vocab import (
-    NUM_THINGS,
-    SYNTH_PREDICATES,
-    SYNTH_STUFF_CLASSES,
-    SYNTH_THING_CLASSES,
+from dsflash_ros.data.psg import make_data_entry
+from dsflash_ros.data.synth import (
+    assign_splits,
+    render_scene,
+    segment_ids,
+    segment_stats,
+    write_synth_psg_json,
 )
+from dsflash_ros.data.synth_vocab import NUM_THINGS
 
 SEQUENCE_VERSION = 1
 CANVAS_MARGIN = 0.25  # the canvas is this much larger than the frame on each axis
@@ -250,21 +251,12 @@ def generate_sequences(
             entries.append(entry)
             ids[split_of[i]].append(image_id)
             done(1)
-    return write_psg_json(
-        out / "psg.json",
-        entries,
-        SYNTH_THING_CLASSES,
-        SYNTH_STUFF_CLASSES,
-        SYNTH_PREDICATES,
-        ids["test"],
-        val_image_ids=ids["val"],
-        train_image_ids=ids["train"],
-        info={
-            "generator": "dsflash_ros.data.synth_sequences",
-            "version": SEQUENCE_VERSION,
-            "seed": int(seed),
-            "num_sequences": int(num_sequences),
-            "num_frames": int(num_frames),
-            "image_size": [int(image_size[0]), int(image_size[1])],
-        },
-    )
+    info = {
+        "generator": "dsflash_ros.data.synth_sequences",
+        "version": SEQUENCE_VERSION,
+        "seed": int(seed),
+        "num_sequences": int(num_sequences),
+        "num_frames": int(num_frames),
+        "image_size": [int(image_size[0]), int(image_size[1])],
+    }
+    return write_synth_psg_json(out, entries, ids, info)

@@ -2,7 +2,7 @@
 
 bf16 on a CPU runs oneDNN's native kernels where the CPU has AVX512-BF16 or AMX (about 2x the
 fp32 relation head, 1.3x the backbone, measured with ``dsflash bench``); elsewhere it is
-emulated and slower than fp32, which :func:`cpu_has_native_bf16` lets callers say.
+emulated and slower than fp32.
 """
 
 from __future__ import annotations
@@ -17,16 +17,6 @@ from dsflash_ros.model.relation_head import PLAIN, HeadOptions
 from dsflash_ros.runtime.backends.base import Backend, BackendError
 
 _AUTOCAST = {"fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX; Linux cpuinfo flags)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 class TorchBackend(Backend):
