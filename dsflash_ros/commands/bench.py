@@ -127,6 +127,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="synthetic",
         help="synthetic, an image folder or a video file (frames loaded into memory once)",
     )
+    ros.add_argument(
+        "--ros-prune",
+        action="store_true",
+        help="node and bare pipeline with the relation head's pruning (`prune:=true`)",
+    )
     ros.add_argument("--ros-frames", type=int, default=10, help="distinct frames, looped")
     ros.add_argument("--ros-size", type=_size, default="640x480", help="frame size WxH")
     ros.add_argument("--ros-rate", type=float, default=30.0, help="camera frames per second")

@@ -23,7 +23,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="run directory (checkpoints, metrics.csv)")
     p.add_argument("--recipe", help="training recipe YAML (default: built-in defaults)")
     p.add_argument("--preset", help="model preset for stage 1 (default: the recipe's)")
-    p.add_argument("--init", help="start stage 1 from this checkpoint (e.g. converted EoMT)")
+    p.add_argument(
+        "--init",
+        help="segmenter/all: start stage 1 from this checkpoint (e.g. converted EoMT); "
+        "relations: start the relation head from this checkpoint's head",
+    )
     p.add_argument("--backbone", help="stage-1 checkpoint whose backbone stage 2 trains on")
     p.add_argument("--output", help="where `all` writes the final model")
     p.add_argument("--resume", action="store_true", help="continue from the run directory")
@@ -70,7 +74,12 @@ def run(args: argparse.Namespace) -> int:
         if not args.backbone:
             raise ValueError("stage `relations` needs --backbone CKPT (a stage-1 checkpoint)")
         path = train.train_relations(
-            args.data, args.backbone, args.out, num_threads=args.threads, **common
+            args.data,
+            args.backbone,
+            args.out,
+            num_threads=args.threads,
+            head_init=args.init,
+            **common,
         )
     else:
         path = train.train_all(

@@ -28,7 +28,7 @@ from dsflash_ros.data.synth_vocab import (
     SYNTH_THING_CLASSES,
 )
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: the re-scaled world (small objects drawn larger, narrower lens)
 MIN_IMAGE_SIDE = 32
 
 

@@ -39,7 +39,7 @@ from dsflash_ros.data.synth import (
 )
 from dsflash_ros.data.synth_vocab import NUM_THINGS
 
-SEQUENCE_VERSION = 1
+SEQUENCE_VERSION = 2  # 2: sequences of the re-scaled world
 CANVAS_MARGIN = 0.25  # the canvas is this much larger than the frame on each axis
 MIN_AREA = 16  # a thing with fewer visible pixels in a frame is left out of that frame
 MOVING_SHARE = 0.5  # share of things that move

@@ -66,6 +66,7 @@ class NodeBenchConfig:
     backend: str = "torch"
     device: str = "cpu"
     precision: str = "fp32"
+    prune: bool = False  # the relation head's mask-based pruning (node parameter `prune`)
     source: str = "synthetic"  # or an image folder / video file
     frames: int = 10  # distinct frames, published in a loop
     size: tuple[int, int] = (640, 480)  # width, height
@@ -184,7 +185,12 @@ class _Listener:
 
 
 def _node_command(cfg: NodeBenchConfig, ns: str) -> list[str]:
-    params = {"backend": cfg.backend, "device": cfg.device, "precision": cfg.precision}
+    params = {
+        "backend": cfg.backend,
+        "device": cfg.device,
+        "precision": cfg.precision,
+        "prune": str(cfg.prune).lower(),
+    }
     if cfg.model:
         params["model_path"] = str(Path(cfg.model).resolve())
     command = ["-m", "dsflash_ros.ros.node", "--ros-args", "-r", f"__ns:={ns}"]
@@ -306,7 +312,9 @@ def measure_bare(
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    options = PipelineOptions(backend=cfg.backend, device=cfg.device, precision=cfg.precision)
+    options = PipelineOptions(
+        backend=cfg.backend, device=cfg.device, precision=cfg.precision, prune=cfg.prune
+    )
     pipe = Pipeline.load(cfg.model or None, options)
     log(f"bare pipeline: {BARE_WARMUP_FRAMES} warm-up frames, then {cfg.seconds:g} s")
     times: list[float] = []
@@ -370,6 +378,7 @@ def config_from_args(args: argparse.Namespace) -> NodeBenchConfig:
         backend=args.backends[0],
         device=args.device,
         precision=args.precisions[0],
+        prune=args.ros_prune,
         source=args.ros_source,
         frames=args.ros_frames,
         size=args.ros_size,
@@ -384,7 +393,8 @@ def format_report(report: dict[str, Any]) -> str:
     from dsflash_ros.bench.pipeline import format_table
 
     c, node, bare = report["config"], report["node"], report["bare"]
-    where = f"{c['backend']} {c['precision']} on {c['device']}, {c['model']}"
+    prune = ", prune" if c.get("prune") else ""
+    where = f"{c['backend']} {c['precision']}{prune} on {c['device']}, {c['model']}"
     return "\n\n".join(
         [
             format_table(

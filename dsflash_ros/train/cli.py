@@ -124,15 +124,26 @@ def init_from_checkpoint(model: DSFlash, path: str | Path) -> list[str]:
     return sorted(set(own) - set(usable))
 
 
-def backbone_with_fresh_head(path: str | Path, seed: int) -> DSFlash:
+def backbone_with_fresh_head(
+    path: str | Path, seed: int, head_init: str | Path | None = None
+) -> DSFlash:
     """A model with the backbone of checkpoint ``path`` (loaded strictly) and a relation head
-    at its seeded init."""
+    at its seeded init, or warm-started from the head of ``head_init`` (every head tensor
+    whose name and shape fit; e.g. a head trained on an earlier backbone of the same model)."""
     state, config, _ = read_checkpoint(path)
     model = build_model(config, seed=seed)
     prefix = "backbone."
     load_weights(
         model.backbone, {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     )
+    if head_init is not None:
+        init_state, _, _ = read_checkpoint(head_init)
+        own = model.head.state_dict()
+        head = {k[len("head.") :]: v for k, v in init_state.items() if k.startswith("head.")}
+        usable = {k: v for k, v in head.items() if k in own and own[k].shape == v.shape}
+        if not usable:
+            raise ValueError(f"{head_init}: no relation-head tensor fits this model's head")
+        model.head.load_state_dict(usable, strict=False)
     return model
 
 
@@ -256,18 +267,22 @@ def train_relations(
     resume: bool = False,
     device: str | torch.device = "cpu",
     num_threads: int | None = None,
+    head_init: str | Path | None = None,
 ) -> Path:
     """Stage 2 on the backbone of ``backbone_ckpt`` -> ``out_dir/relations/model.safetensors``.
 
     Only the checkpoint's backbone is used; the head starts fresh from the recipe seed (the
-    same init a stage-1 checkpoint of this code holds, and the right one for an older one).
+    same init a stage-1 checkpoint of this code holds, and the right one for an older one),
+    or from the relation head of ``head_init``.
     """
     recipe, info, train, val = _open_stage(recipe, num_threads, device, data_root, "relations")
-    model = backbone_with_fresh_head(backbone_ckpt, recipe.seed)
+    model = backbone_with_fresh_head(backbone_ckpt, recipe.seed, head_init)
     _check_vocabulary(model.config, train, backbone_ckpt)
     run_dir = Path(out_dir) / "relations"
     extra = _provenance(recipe, data_root, train, val, backbone_ckpt)
     extra["segmenter_metrics"] = _read_stage_metrics(Path(backbone_ckpt).parent)
+    if head_init is not None:
+        extra["head_init"] = Path(head_init).name
     run_relations(
         model,
         train,

@@ -40,6 +40,7 @@ def test_bench_ros_reports_node_and_bare_pipeline(tmp_path):
     model = H.make_tiny_checkpoint(tmp_path / "tiny.safetensors")
     out = tmp_path / "bench.json"
     args = [*CLI, *SMALL, "--model", str(model), "--ros-seconds", "2", "--json", str(out)]
+    args.append("--ros-prune")  # a node parameter the node must accept, and the bare pipeline
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr[-2000:]
@@ -51,6 +52,7 @@ def test_bench_ros_reports_node_and_bare_pipeline(tmp_path):
     assert 0 < node["answered"] <= node["published"]
     assert report["node_vs_bare_pct"] == pytest.approx(100 * node["fps"] / bare["fps"])
     assert report["config"]["size"] == "160x120" and report["config"]["rate"] == 30.0
+    assert report["config"]["prune"] is True and ", prune on cpu" in stdout
     assert _bench_processes(proc.pid) == []  # node and camera stopped
 
 

@@ -71,6 +71,9 @@ def test_head_dynamic_pair_counts(exported: tuple[DSFlash, ex.OnnxExport]) -> No
     """One head graph at P = 1 and at P = N(N-1) (both directions) for another N."""
     model, export = exported
     sess = ex.ort_session(export.head)
+    # worker threads stop spinning when a run returns (they would take the cores of the
+    # torch steps between the backbone and head sessions)
+    assert sess.get_session_options().get_session_config_entry("session.force_spinning_stop") == "1"
     for n, p in ((2, 1), (7, 42)):
         inputs = ex.example_head_inputs(model, n, p, seed=n)
         with torch.inference_mode():

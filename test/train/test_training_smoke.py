@@ -174,3 +174,29 @@ def test_stage2_takes_the_backbone_and_a_fresh_seeded_head(tmp_path) -> None:
     save_file(tensors, partial, metadata=metadata)
     with pytest.raises(CheckpointMismatchError, match=dropped.removeprefix("backbone.")):
         backbone_with_fresh_head(partial, seed=7)
+
+
+def test_stage2_head_warm_start_takes_the_head_of_another_checkpoint(tmp_path) -> None:
+    backbone_src = build_model(micro_config(), seed=3)
+    head_src = build_model(micro_config(), seed=5)
+    with torch.no_grad():  # both unlike any seeded init
+        for p in backbone_src.parameters():
+            p.add_(0.5)
+        for p in head_src.parameters():
+            p.sub_(0.25)
+    seg = save_model(tmp_path / "seg.safetensors", backbone_src)
+    old = save_model(tmp_path / "old.safetensors", head_src)
+    model = backbone_with_fresh_head(seg, seed=7, head_init=old)
+    for name, t in model.backbone.state_dict().items():
+        assert torch.equal(t, backbone_src.backbone.state_dict()[name]), name
+    for name, t in model.head.state_dict().items():
+        assert torch.equal(t, head_src.head.state_dict()[name]), name
+
+    # a checkpoint without any fitting head tensor is an error, not a silently fresh head
+    with safe_open(old, "pt") as f:
+        metadata = f.metadata()
+    tensors = {k: v for k, v in load_file(old).items() if not k.startswith("head.")}
+    headless = tmp_path / "headless.safetensors"
+    save_file(tensors, headless, metadata=metadata)
+    with pytest.raises(ValueError, match="no relation-head tensor"):
+        backbone_with_fresh_head(seg, seed=7, head_init=headless)
