@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "relations: start the relation head from this checkpoint's head",
     )
     p.add_argument("--backbone", help="stage-1 checkpoint whose backbone stage 2 trains on")
-    p.add_argument("--output", help="where `all` writes the final model")
+    p.add_argument("--output", help="where `all` or `relations` writes the final model")
     p.add_argument("--resume", action="store_true", help="continue from the run directory")
     p.add_argument("--generate", action="store_true", help="generate synthetic data if missing")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
             args.out,
             num_threads=args.threads,
             head_init=args.init,
+            output=args.output,
             **common,
         )
     else:

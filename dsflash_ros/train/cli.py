@@ -268,8 +268,10 @@ def train_relations(
     device: str | torch.device = "cpu",
     num_threads: int | None = None,
     head_init: str | Path | None = None,
+    output: str | Path | None = None,
 ) -> Path:
-    """Stage 2 on the backbone of ``backbone_ckpt`` -> ``out_dir/relations/model.safetensors``.
+    """Stage 2 on the backbone of ``backbone_ckpt`` -> ``out_dir/relations/model.safetensors``
+    (and the final checkpoint at ``output``, returned instead, if given).
 
     Only the checkpoint's backbone is used; the head starts fresh from the recipe seed (the
     same init a stage-1 checkpoint of this code holds, and the right one for an older one),
@@ -294,8 +296,10 @@ def train_relations(
         resume,
         _exporter(extra, "relations"),
     )
+    if output is not None and info.is_main:
+        _write_final(run_dir / MODEL_FILE, output)
     barrier(info)
-    return run_dir / MODEL_FILE
+    return Path(output) if output is not None else run_dir / MODEL_FILE
 
 
 def train_all(
@@ -315,22 +319,25 @@ def train_all(
     not retrained (its checkpoint is reused) and each stage continues from its last epoch.
     """
     recipe = load_recipe(recipe)
-    info = init_distributed(device)
     config = recipe.preset if config is None else config
     out_dir = Path(out_dir)
     seg = train_segmenter(
         data_root, out_dir, config, recipe, resume, device, init_checkpoint, num_threads
     )
-    rel = train_relations(data_root, seg, out_dir, recipe, resume, device, num_threads)
     final = Path(output) if output is not None else out_dir / MODEL_FILE
-    if info.is_main:
-        model, _, extra = load_model(rel)
-        extra = dict(extra)
-        extra["stage"] = "final"
-        extra["relations_metrics"] = _read_stage_metrics(rel.parent)
-        save_model(final, model, extra)
-    barrier(info)
-    return final
+    return train_relations(
+        data_root, seg, out_dir, recipe, resume, device, num_threads, output=final
+    )
+
+
+def _write_final(relations_model: str | Path, output: str | Path) -> Path:
+    """The stage-2 model as the final checkpoint (``stage: final``, with stage 2's last
+    metrics in its provenance) at ``output``."""
+    model, _, extra = load_model(relations_model)
+    extra = dict(extra)
+    extra["stage"] = "final"
+    extra["relations_metrics"] = _read_stage_metrics(Path(relations_model).parent)
+    return save_model(output, model, extra)
 
 
 def _set_threads(num_threads: int | None) -> None:

@@ -151,6 +151,43 @@ def test_ema_ramps_up_and_is_applied_temporarily() -> None:
     assert module.weight.item() == 1.0
 
 
+def test_second_phase_from_the_command_line(synth_root, tmp_path) -> None:
+    """The embedded model's second phase: `train segmenter --init` continues a segmenter,
+    `train relations --init --output` warm-starts the head and writes a final checkpoint."""
+    import yaml
+
+    from dsflash_ros.cli import main
+
+    recipe = micro_recipe(epochs=1)
+    first = train_all(synth_root, tmp_path / "run", micro_config(), recipe)
+    recipe_file = tmp_path / "recipe.yaml"
+    recipe_file.write_text(yaml.safe_dump(recipe.to_dict()))
+    seg = tmp_path / "run" / "segmenter" / "model.safetensors"
+    common = ["--data", str(synth_root), "--recipe", str(recipe_file), "--threads", "1"]
+    out = tmp_path / "phase2"
+    assert main(["train", "segmenter", *common, "--init", str(seg), "--out", str(out)]) == 0
+    seg2 = out / "segmenter" / "model.safetensors"
+    final = tmp_path / "final.safetensors"
+    args = ["--backbone", str(seg2), "--init", str(first), "--output", str(final)]
+    assert main(["train", "relations", *common, *args, "--out", str(out)]) == 0
+
+    model, _, extra = load_model(final)
+    assert extra["stage"] == "final" and extra["head_init"] == first.name
+    assert "val_mR@50" in extra["relations_metrics"]
+    continued, _, _ = load_model(seg2)
+    before, _, _ = load_model(seg)
+    for (name, a), b in zip(
+        continued.backbone.state_dict().items(), model.backbone.state_dict().values()
+    ):
+        assert torch.equal(a, b), name  # stage 2 of phase 2 runs on the continued backbone
+    assert any(  # and the continued backbone trained on from the first phase's
+        not torch.equal(a, b)
+        for a, b in zip(
+            before.backbone.state_dict().values(), continued.backbone.state_dict().values()
+        )
+    )
+
+
 def test_stage2_takes_the_backbone_and_a_fresh_seeded_head(tmp_path) -> None:
     trained = build_model(micro_config(), seed=3)
     with torch.no_grad():  # a "trained" backbone and head, both unlike any seeded init
