@@ -74,7 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.rate <= 0:
         p.error("--rate must be > 0")
-    signal.signal(signal.SIGTERM, _interrupt)  # the bench's parent-death signal: stop cleanly
+    # SIGINT (the bench's stop) and SIGTERM (its parent-death signal) stop cleanly. SIGINT is
+    # set explicitly: a process started from a background job inherits it ignored, and Python
+    # then installs no KeyboardInterrupt for it (the camera never stopped and printed nothing).
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     msgs = frame_messages(np.load(args.frames))
     # our own handlers: SIGINT/SIGTERM end the loop, then the stamps are printed
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
