@@ -118,10 +118,16 @@ def init_from_checkpoint(model: DSFlash, path: str | Path) -> list[str]:
     """Copy every tensor of ``path`` whose name and shape fit ``model`` (e.g. pretrained EoMT
     weights with another class vocabulary); returns the names left at their fresh init."""
     state, _, _ = read_checkpoint(path)
-    own = model.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    model.load_state_dict(usable, strict=False)
-    return sorted(set(own) - set(usable))
+    loaded = _load_fitting(model, state)
+    return sorted(set(model.state_dict()) - loaded)
+
+
+def _load_fitting(module: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> set[str]:
+    """Load every tensor whose name and shape fit ``module``; returns the names loaded."""
+    own = module.state_dict()
+    usable = {k: v for k, v in tensors.items() if k in own and own[k].shape == v.shape}
+    module.load_state_dict(usable, strict=False)
+    return set(usable)
 
 
 def backbone_with_fresh_head(
@@ -138,12 +144,9 @@ def backbone_with_fresh_head(
     )
     if head_init is not None:
         init_state, _, _ = read_checkpoint(head_init)
-        own = model.head.state_dict()
         head = {k[len("head.") :]: v for k, v in init_state.items() if k.startswith("head.")}
-        usable = {k: v for k, v in head.items() if k in own and own[k].shape == v.shape}
-        if not usable:
+        if not _load_fitting(model.head, head):
             raise ValueError(f"{head_init}: no relation-head tensor fits this model's head")
-        model.head.load_state_dict(usable, strict=False)
     return model
 
 
