@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dsflash_ros.model.attention import attend
 from dsflash_ros.model.config import BackboneConfig, ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -194,7 +195,7 @@ def apply_patch_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> t
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention via ``F.scaled_dot_product_attention`` (fused kernels)."""
+    """Multi-head self-attention (:func:`.attention.attend`: SDPA's fused kernels)."""
 
     def __init__(self, cfg: BackboneConfig) -> None:
         super().__init__()
@@ -224,7 +225,7 @@ class SelfAttention(nn.Module):
         if rope is not None:
             q = apply_patch_rope(q, *rope)
             k = apply_patch_rope(k, *rope)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        out = attend(q, k, v, attn_mask)
         out = out.transpose(1, 2).reshape(b, n, d)
         return getattr(self, self.out_name)(out)
 

@@ -15,7 +15,7 @@ every CLS output that the final LayerNorm passes on, diluting the pair signal); 
 both boxes normalised to [−1, 1] (``Linear(8 → H/2) → ReLU → Linear(H/2 → H)``); ``E(p)`` is
 the mask embedding (:mod:`.mask_embedding`, Alg. 2). The fixed 2-D sine encoding
 (:mod:`.position`) is re-added to the patch tokens before every block. Blocks are pre-norm
-(``x + MHA(LN x)``, ``x + MLP(LN x)``, GELU) and use ``F.scaled_dot_product_attention`` with
+(``x + MHA(LN x)``, ``x + MLP(LN x)``, GELU) and use :func:`.attention.attend` (SDPA) with
 an optional key mask.
 
 Gated bidirectional output — the equations chosen (the paper's Sec. 3.3 text was not
@@ -60,6 +60,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dsflash_ros.model.attention import attend
 from dsflash_ros.model.config import BackboneConfig, HeadConfig
 from dsflash_ros.model.mask_embedding import (
     MaskEmbedding,
@@ -159,7 +160,7 @@ class HeadBlock(nn.Module):
         b, n, c = x.shape
         qkv = self.qkv(self.norm1(x)).view(b, n, 3, self.num_heads, c // self.num_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # (b, heads, n, d)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        out = attend(q, k, v, attn_mask)
         out = self.proj(out.transpose(1, 2).reshape(b, n, c))
         return out, (k.mean(dim=1) if want_keys else None)
 

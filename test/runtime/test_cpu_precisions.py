@@ -32,3 +32,23 @@ def test_precisions_a_backend_cannot_run_are_refused() -> None:
         Pipeline.random("tiny", PipelineOptions(precision="fp16"))
     with pytest.raises(BackendError, match="onnxruntime"):
         Pipeline.random("tiny", PipelineOptions(precision="int8"))
+
+
+
+def test_bf16_weights_cast_once_give_exactly_what_autocast_gives() -> None:
+    """The backend's bf16 copy stores the weights autocast would round on every call anyway:
+    bit-identical outputs, and the caller's fp32 model is left untouched."""
+    fp32 = Pipeline.random("tiny", PipelineOptions(precision="fp32"), seed=4)
+    bf16 = Pipeline(fp32.model, "same-weights", PipelineOptions(precision="bf16"))
+    low = bf16.backend.model
+    assert low is not fp32.model
+    assert fp32.model.head.blocks[0].qkv.weight.dtype == torch.float32
+    assert low.head.blocks[0].qkv.weight.dtype == torch.bfloat16
+    assert low.backbone.upscale_block.block[0].conv1.weight.dtype == torch.bfloat16
+    assert low.head.blocks[0].norm1.weight.dtype == torch.float32  # autocast keeps LN fp32
+    pixels = torch.rand(1, 3, fp32.model.image_size, fp32.model.image_size)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        reference = fp32.model.backbone(pixels)
+        got = low.backbone(pixels)
+    for ref, new in zip(reference, got, strict=True):
+        assert torch.equal(ref, new)

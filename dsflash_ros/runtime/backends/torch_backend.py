@@ -3,13 +3,20 @@
 bf16 on a CPU runs oneDNN's native kernels where the CPU has AVX512-BF16 or AMX (about 2x the
 fp32 relation head, 1.3x the backbone, measured with ``dsflash bench``); elsewhere it is
 emulated and slower than fp32.
+
+With fp16/bf16 the backend runs a private copy of the model whose matmul and convolution
+weights are stored in that precision once: autocast would otherwise cast every weight again
+on every call (in inference mode it keeps no cast cache), hundreds of copies a frame. The
+numbers are the same, since autocast rounds those weights to the same precision anyway.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 
 import torch
+from torch import nn
 
 from dsflash_ros.model.backbone import BackboneOutput
 from dsflash_ros.model.dsflash import DSFlash
@@ -17,6 +24,17 @@ from dsflash_ros.model.relation_head import PLAIN, HeadOptions
 from dsflash_ros.runtime.backends.base import Backend, BackendError
 
 _AUTOCAST = {"fp16": torch.float16, "bf16": torch.bfloat16}
+# the layers autocast runs in low precision (their weights are cast once, see above)
+_LOW_PRECISION_LAYERS = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)
+
+
+def with_low_precision_weights(model: DSFlash, dtype: torch.dtype) -> DSFlash:
+    """A copy of ``model`` whose linear and convolution weights and biases are ``dtype``."""
+    low = copy.deepcopy(model)
+    for module in low.modules():
+        if isinstance(module, _LOW_PRECISION_LAYERS):
+            module.to(dtype)
+    return low
 
 
 class TorchBackend(Backend):
@@ -39,6 +57,8 @@ class TorchBackend(Backend):
                 "precision int8 is onnxruntime's dynamic quantisation: use backend onnxruntime"
             )
         self.model = model.to(self.device).eval()
+        if precision in _AUTOCAST:
+            self.model = with_low_precision_weights(self.model, _AUTOCAST[precision])
         self._backbone = torch.compile(self.model.backbone) if compile else self.model.backbone
 
     def _autocast(self) -> contextlib.AbstractContextManager:
