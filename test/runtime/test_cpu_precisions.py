@@ -34,7 +34,6 @@ def test_precisions_a_backend_cannot_run_are_refused() -> None:
         Pipeline.random("tiny", PipelineOptions(precision="int8"))
 
 
-
 def test_bf16_weights_cast_once_give_exactly_what_autocast_gives() -> None:
     """The backend's bf16 copy stores the weights autocast would round on every call anyway:
     bit-identical outputs, and the caller's fp32 model is left untouched."""
