@@ -142,3 +142,36 @@ def test_smoothed_relations_respect_max_relations():
     t.update(graph([PERSON, CUP], [(1, 2, 0, 0.9), (2, 1, 1, 0.5)]))
     f = t.update(graph([PERSON, CUP], [(2, 1, 1, 0.5)]))  # 'holding' held at 0.45
     assert f.result.relation_scores.tolist() == pytest.approx([0.5])
+
+
+def _vga_sequence(frames: int = 8):
+    """640x480: a table, a person walking and a 9x9 px cup moving 6 px a frame (too far for
+    plain overlap), as 1-based ids in a panoptic image."""
+    out = []
+    for f in range(frames):
+        pan = np.zeros((480, 640), np.uint16)
+        pan[300:420, 100:600] = 3  # table
+        pan[100 + 3 * f : 380 + 3 * f, 40 + 12 * f : 140 + 12 * f] = 1  # person
+        pan[250:259, 200 + 6 * f : 209 + 6 * f] = 2  # cup
+        out.append(result_from_segments(pan, [1, 2, 3], [0, 1, 2], CLASSES))
+    return out
+
+
+def test_vga_frames_are_tracked_on_a_subsampled_view_with_the_same_ids(monkeypatch):
+    from dsflash_ros.tracking import scene
+
+    seq = _vga_sequence()
+    view, boxes, areas = scene.tracking_view(seq[0])
+    assert view.shape == (240, 320) and areas is None
+    for i, oid in enumerate(seq[0].object_ids):  # every kept pixel lies inside its box
+        ys, xs = np.nonzero(view == oid)
+        x, y, w, h = boxes[i]
+        assert ys.size and x <= xs.min() and xs.max() < x + w and y <= ys.min() and ys.max() < y + h
+    sub = run(SceneGraphTracker(), seq)
+    monkeypatch.setattr(scene, "TRACKING_MIN_SIDE", 10_000)  # step 1: full resolution
+    assert scene.tracking_view(seq[0])[0].shape == (480, 640)
+    full = run(SceneGraphTracker(), seq)
+    assert [o.track_ids.tolist() for o in sub] == [o.track_ids.tolist() for o in full]
+    # all three confirmed and kept their ids, the fast little cup included
+    assert sorted(sub[-1].track_ids.tolist()) == [1, 2, 3]
+    assert sub[-1].track_ids.tolist() == sub[3].track_ids.tolist()
