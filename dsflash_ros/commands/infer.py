@@ -94,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
     if pipeline.warning:
         print(f"warning: {pipeline.warning}", file=sys.stderr)
     if not args.quiet:
+        if pipeline.speed_hint:
+            print(f"hint: {pipeline.speed_hint} (--precision bf16)", file=sys.stderr)
         print(
             f"model {pipeline.model_id} on {pipeline.backend.describe()}: "
             f"{len(scan.items)} input(s) -> {args.out}",

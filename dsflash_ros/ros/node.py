@@ -305,6 +305,8 @@ class DSFlashNode(LifecycleNode):
             )
         if pipeline.warning:
             self.get_logger().warning(pipeline.warning)
+        if pipeline.speed_hint:
+            self.get_logger().info(f"{pipeline.speed_hint} (parameter precision:=bf16)")
         with self._pipeline_lock:
             self._pipeline = pipeline
         with self._options_lock:

@@ -32,6 +32,7 @@ from dsflash_ros.model.preprocess import LetterboxInfo, letterbox, letterbox_mas
 from dsflash_ros.model.provenance import ModelFacts, ProvenanceError
 from dsflash_ros.model.relation_head import HeadOptions
 from dsflash_ros.runtime.backends import BACKENDS, PRECISIONS, Backend, create_backend
+from dsflash_ros.runtime.backends.torch_backend import cpu_has_native_bf16
 from dsflash_ros.runtime.relations import MASK_EMBEDDINGS, RelationLogits, relation_logits
 from dsflash_ros.runtime.result import SceneGraphResult
 
@@ -240,6 +241,19 @@ class Pipeline:
     def warning(self) -> str | None:
         """One line for the user when the model only ever saw synthetic scenes, else None."""
         return self.facts.warning(self.model_id)
+
+    @property
+    def speed_hint(self) -> str | None:
+        """One line when a faster setting with no measured accuracy cost is available here."""
+        o = self.options
+        if (o.backend, self.device.type, o.precision) == ("torch", "cpu", "fp32") and (
+            cpu_has_native_bf16()
+        ):
+            return (
+                "this CPU computes bf16 natively (AVX512-BF16/AMX): precision bf16 runs the "
+                "model about 1.6x faster with no measured accuracy cost"
+            )
+        return None
 
     def check_options(self, **changes: object) -> PipelineOptions:
         """The options after ``changes``; ``ValueError`` (with the reason) if not allowed."""

@@ -51,3 +51,24 @@ def test_bf16_weights_cast_once_give_exactly_what_autocast_gives() -> None:
         got = low.backbone(pixels)
     for ref, new in zip(reference, got, strict=True):
         assert torch.equal(ref, new)
+
+
+def test_native_bf16_is_read_from_the_cpu_flags(tmp_path) -> None:
+    from dsflash_ros.runtime.backends.torch_backend import cpu_has_native_bf16
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 avx512_vnni\n")
+    assert cpu_has_native_bf16(str(info))
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16x\n")
+    assert not cpu_has_native_bf16(str(info))
+    assert not cpu_has_native_bf16(str(tmp_path / "missing"))
+
+
+def test_the_bf16_hint_only_where_it_applies(monkeypatch) -> None:
+    from dsflash_ros.runtime import pipeline as pipeline_module
+
+    monkeypatch.setattr(pipeline_module, "cpu_has_native_bf16", lambda: True)
+    assert "precision bf16" in Pipeline.random("tiny").speed_hint
+    assert Pipeline.random("tiny", PipelineOptions(precision="bf16")).speed_hint is None
+    monkeypatch.setattr(pipeline_module, "cpu_has_native_bf16", lambda: False)
+    assert Pipeline.random("tiny").speed_hint is None

@@ -28,6 +28,16 @@ _AUTOCAST = {"fp16": torch.float16, "bf16": torch.bfloat16}
 _LOW_PRECISION_LAYERS = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)
 
 
+def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """True when the CPU flags list AVX512-BF16 or AMX-BF16 (Linux; False where unknown)."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def with_low_precision_weights(model: DSFlash, dtype: torch.dtype) -> DSFlash:
     """A copy of ``model`` whose linear and convolution weights and biases are ``dtype``."""
     low = copy.deepcopy(model)
