@@ -48,6 +48,7 @@ SPEED_OPTIONS: tuple[SpeedOption, ...] = (
     SpeedOption("prune", {"prune": True}),
     SpeedOption("prune + bf16", {"prune": True, "precision": "bf16"}),
     SpeedOption("tome 0.5", {"tome_ratio": 0.5}),
+    SpeedOption("tome 0.5 + bf16", {"tome_ratio": 0.5, "precision": "bf16"}),
 )
 
 
