@@ -38,11 +38,17 @@ model: setup
 	  --init runs/tiny_synth/segmenter/model.safetensors --out runs/tiny_synth_b $(TRAIN_ARGS)
 	$(TRAIN) relations --data data/synth_tiny --recipe config/train/tiny_synth_continue.yaml \
 	  --backbone runs/tiny_synth_b/segmenter/model.safetensors \
-	  --init runs/tiny_synth/model.safetensors --out runs/tiny_synth_b --output $(MODEL) \
-	  $(TRAIN_ARGS)
+	  --init runs/tiny_synth/model.safetensors --out runs/tiny_synth_b \
+	  --output runs/tiny_synth_b/dsflash_tiny_synth.safetensors $(TRAIN_ARGS)
+	$(TRAIN) segmenter --data data/synth_tiny --recipe config/train/tiny_synth_continue.yaml \
+	  --init runs/tiny_synth_b/segmenter/model.safetensors --out runs/tiny_synth_c $(TRAIN_ARGS)
+	$(TRAIN) relations --data data/synth_tiny --recipe config/train/tiny_synth_continue.yaml \
+	  --backbone runs/tiny_synth_c/segmenter/model.safetensors \
+	  --init runs/tiny_synth_b/dsflash_tiny_synth.safetensors --out runs/tiny_synth_c \
+	  --output $(MODEL) $(TRAIN_ARGS)
 	test -f data/heldout/psg.json || \
 	  $(VENV)/bin/dsflash synth --out data/heldout --num 1500 --seed $(HELDOUT_SEED)
-	$(VENV)/bin/dsflash eval data/heldout --split test --model $(MODEL) --out runs/tiny_synth_b/eval
+	$(VENV)/bin/dsflash eval data/heldout --split test --model $(MODEL) --out runs/tiny_synth_c/eval
 
 clean:
 	rm -rf build install log .pytest_cache

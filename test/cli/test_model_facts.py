@@ -100,4 +100,4 @@ def test_model_info_of_the_embedded_model(capsys) -> None:
     captured = capsys.readouterr()
     assert captured.err.count(WARNING) == 1
     assert "domain:      synthetic" in captured.out
-    assert "score_threshold 0.5" in captured.out and "relation_threshold 0.05" in captured.out
+    assert "score_threshold 0.3" in captured.out and "relation_threshold 0.05" in captured.out
