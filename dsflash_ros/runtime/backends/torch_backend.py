@@ -6,8 +6,9 @@ emulated and slower than fp32.
 
 With fp16/bf16 the backend runs a private copy of the model whose matmul and convolution
 weights are stored in that precision once: autocast would otherwise cast every weight again
-on every call (in inference mode it keeps no cast cache), hundreds of copies a frame. The
-numbers are the same, since autocast rounds those weights to the same precision anyway.
+on every call (its cast cache lives for one autocast region, and each weight is used once per
+region), a copy of every weight each frame. The numbers are the same, since autocast rounds
+those weights to the same precision anyway.
 """
 
 from __future__ import annotations
