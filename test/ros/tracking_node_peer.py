@@ -24,6 +24,7 @@ CLASSES, PREDICATES = ["person", "cup"], ["holding", "on"]
 class ScriptedPipeline:
     model_id = "scripted"
     warning = ""
+    speed_hint = None
     device = "cpu"
     config = SimpleNamespace(class_names=CLASSES, is_thing=[True, True], predicate_names=PREDICATES)
     facts = SimpleNamespace(thresholds={})
