@@ -8,7 +8,8 @@ end-to-end latency is its receive time minus its stamp. After the node's first a
 a warm-up, a window of ``seconds`` is measured: processed fps (graphs received in it per
 second), latency p50/p95 of those graphs, frames published in it vs answered. Then both
 children are stopped and the bare pipeline (:meth:`Pipeline.load` in this process) runs the
-same frames back to back for as long, so the two never compete for the CPU;
+same frames back to back for as long, with the node's number of workers (frames at once) and
+CPU threads each, so the two never compete for the CPU and do the same work;
 ``node_vs_bare_pct`` = node fps / bare fps * 100.
 
 Children are stopped on every way out (SIGINT, then kill); on Linux they also get SIGTERM if
@@ -73,7 +74,8 @@ class NodeBenchConfig:
     rate: float = 30.0  # camera Hz
     seconds: float = 20.0  # measured window (and the bare pipeline's timed run)
     warmup: float = 5.0  # seconds after the node's first answer
-    threads: int = 0  # OMP_NUM_THREADS of the node (0: as the environment has it)
+    workers: int = 0  # frames at once (node parameter `workers`; 0: the node's auto)
+    threads: int = 0  # CPU threads per frame (node parameter `cpu_threads`; 0: auto)
     startup_timeout: float = 300.0  # until the node's first answer
 
     def validate(self) -> None:
@@ -83,8 +85,8 @@ class NodeBenchConfig:
             raise ValueError(f"--ros-size must be positive, got {self.size}")
         if self.rate <= 0 or self.seconds <= 0 or self.warmup < 0:
             raise ValueError("--ros-rate and --ros-seconds must be > 0, --ros-warmup >= 0")
-        if self.threads < 0:
-            raise ValueError("--threads must be >= 0")
+        if self.threads < 0 or self.workers < 0:
+            raise ValueError("--threads and --ros-workers must be >= 0 (0 = the node's auto)")
 
 
 # ----------------------------------------------------------------------------- frames
@@ -190,6 +192,8 @@ def _node_command(cfg: NodeBenchConfig, ns: str) -> list[str]:
         "device": cfg.device,
         "precision": cfg.precision,
         "prune": str(cfg.prune).lower(),
+        "workers": cfg.workers,
+        "cpu_threads": cfg.threads,
     }
     if cfg.model:
         params["model_path"] = str(Path(cfg.model).resolve())
@@ -221,8 +225,6 @@ def measure_node(
     docstring) and the frames (rendered or loaded while the node starts)."""
     ns = f"/dsflash_bench_{os.getpid()}"
     env = dict(os.environ)
-    if cfg.threads:
-        env["OMP_NUM_THREADS"] = str(cfg.threads)
     children: dict[str, tuple[subprocess.Popen, Path]] = {}
     listener: _Listener | None = None
     try:
@@ -300,49 +302,73 @@ def node_stats(
 def measure_bare(
     cfg: NodeBenchConfig, frames: np.ndarray, log: Callable[[str], None]
 ) -> dict[str, Any]:
-    """``Pipeline.load`` here, the same frames back to back for ``cfg.seconds``.
+    """``Pipeline.load`` here, the same frames back to back for ``cfg.seconds``, in as many
+    threads as the node's workers (each taking the next frame), with its CPU threads each.
 
-    The frames run in a thread of their own, as in the node (its frame worker): on a busy
-    CPU, torch's multi-threaded ops were seen several times slower in the main thread than
-    in another thread of the same process, which would compare threads instead of the node.
+    The frames never run in the main thread, as in the node: on a busy CPU, torch's
+    multi-threaded ops were seen several times slower in the main thread than in another
+    thread of the same process, which would compare threads instead of the node.
     """
     import torch
 
+    from dsflash_ros.runtime.concurrency import resolve_threads, resolve_workers
     from dsflash_ros.runtime.pipeline import Pipeline, PipelineOptions
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    workers = resolve_workers(cfg.workers, cfg.device, cfg.backend)
+    threads = resolve_threads(cfg.threads, workers)
+    if not cfg.device.startswith("cuda"):
+        torch.set_num_threads(threads)
     options = PipelineOptions(
         backend=cfg.backend, device=cfg.device, precision=cfg.precision, prune=cfg.prune
     )
     pipe = Pipeline.load(cfg.model or None, options)
-    log(f"bare pipeline: {BARE_WARMUP_FRAMES} warm-up frames, then {cfg.seconds:g} s")
+    log(
+        f"bare pipeline: {workers} worker(s) x {threads} thread(s), "
+        f"{BARE_WARMUP_FRAMES} warm-up frames each, then {cfg.seconds:g} s"
+    )
     times: list[float] = []
     errors: list[BaseException] = []
+    lock = threading.Lock()
+    ready = threading.Barrier(workers + 1)
 
-    def loop() -> None:
+    def loop(worker: int) -> None:
         try:
             for i in range(BARE_WARMUP_FRAMES):
-                pipe(frames[i % len(frames)])
-            start = time.perf_counter()
-            while time.perf_counter() - start < cfg.seconds or len(times) < 3:
+                pipe(frames[(worker + i) % len(frames)])
+        except BaseException as e:
+            errors.append(e)
+        ready.wait()
+        try:
+            i, start = worker, time.perf_counter()
+            while not errors and time.perf_counter() - start < cfg.seconds:
                 t = time.perf_counter()
-                pipe(frames[len(times) % len(frames)])
-                times.append((time.perf_counter() - t) * 1e3)
+                pipe(frames[i % len(frames)])
+                with lock:
+                    times.append((time.perf_counter() - t) * 1e3)
+                i += workers
         except BaseException as e:
             errors.append(e)
 
-    worker = threading.Thread(target=loop, name="bare_pipeline", daemon=True)
-    worker.start()
-    worker.join()
+    pool = [
+        threading.Thread(target=loop, args=(w,), name=f"bare_pipeline-{w}", daemon=True)
+        for w in range(workers)
+    ]
+    for t in pool:
+        t.start()
+    ready.wait()
+    start = time.perf_counter()
+    for t in pool:
+        t.join()
+    elapsed = time.perf_counter() - start
     if errors:
         raise errors[0]
-    elapsed = sum(times) / 1e3
     return {
         "fps": len(times) / elapsed,
         "frame_p50_ms": _pct(times, 50),
         "frames": len(times),
         "seconds": elapsed,
+        "workers": workers,
+        "threads": threads,
     }
 
 
@@ -385,6 +411,7 @@ def config_from_args(args: argparse.Namespace) -> NodeBenchConfig:
         rate=args.ros_rate,
         seconds=args.ros_seconds,
         warmup=args.ros_warmup,
+        workers=args.ros_workers,
         threads=args.threads,
     )
 
@@ -403,9 +430,10 @@ def format_report(report: dict[str, Any]) -> str:
                 ("fps", "latency_p50_ms", "latency_p95_ms", "published", "answered", "window_s"),
             ),
             format_table(
-                "bare pipeline: this process, same frames back to back, node stopped",
+                "bare pipeline: this process, same frames back to back in the node's number of "
+                "workers, node stopped",
                 [bare],
-                ("fps", "frame_p50_ms", "frames", "seconds"),
+                ("fps", "frame_p50_ms", "frames", "seconds", "workers", "threads"),
             ),
             f"node_vs_bare_pct (node fps / bare fps * 100): {report['node_vs_bare_pct']:.1f}",
         ]

@@ -1,8 +1,8 @@
-"""Newest-frame-wins hand-off between the subscription callback and one worker thread.
+"""Newest-frame-wins hand-off between the subscription callback and the worker threads.
 
 The callback must return at once (it runs on the executor), so it only drops the message
 into a one-element slot; a frame that was still waiting there is overwritten and counted as
-dropped. The worker always takes the newest frame, so latency never builds up behind a
+dropped. A free worker always takes the newest frame, so latency never builds up behind a
 backlog, however fast the camera publishes (the usual complaint about perception nodes).
 """
 
@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class LatestSlot(Generic[T]):
@@ -52,59 +54,124 @@ class LatestSlot(Generic[T]):
             self._cond.notify_all()
 
 
-class FrameWorker(Generic[T]):
-    """One thread that takes the newest item from a slot and hands it to ``handle``.
+class _Turns:
+    """Tickets in the order frames were taken, and the computed frames waiting for their
+    turn to be finished (a reorder buffer: no worker waits for a slower one)."""
 
-    An exception from ``handle`` goes to ``on_error`` and the loop continues: one bad frame
-    must never stop the node from serving the next one.
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.issued = 0  # next ticket to hand out
+        self.done = 0  # next ticket to finish
+        self.ready: dict[int, tuple[Any, Any, Exception | None]] = {}
+        self.finishing = False  # a worker is finishing frames now
+
+
+class FrameWorkers(Generic[T, R]):
+    """``workers`` threads that take the newest item from a slot, run ``compute`` on it side
+    by side and ``finish`` with its result one at a time, in the order the items were taken.
+
+    ``compute`` is the expensive, stateless part (decode, inference); ``finish`` the part
+    whose order matters (tracking, publishing); ``compute`` returning None skips ``finish``.
+    An exception from either goes to ``on_error`` and the loop continues: one bad frame must
+    never stop the node from serving the next one. With one worker this is a plain loop.
     """
 
     def __init__(
         self,
         slot: LatestSlot[T],
-        handle: Callable[[T], None],
+        compute: Callable[[T], R | None],
+        finish: Callable[[T, R], None],
         on_error: Callable[[BaseException, T], None],
+        workers: int = 1,
         name: str = "dsflash-worker",
         poll_s: float = 0.1,
     ) -> None:
-        self._slot, self._handle, self._on_error = slot, handle, on_error
-        self._name, self._poll = name, poll_s
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self._slot, self._compute, self._finish, self._on_error = slot, compute, finish, on_error
+        self.workers, self._name, self._poll = workers, name, poll_s
+        self._take_lock = threading.Lock()  # taking an item and its ticket is one step
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return any(t.is_alive() for t in self._threads)
 
     def start(self) -> None:
         if self.running:
             return
-        # A fresh event per thread: a thread whose stop() timed out still sees its own event
-        # set and exits after its frame, instead of being revived by this start.
+        # A fresh event and ticket counter per start: threads whose stop() timed out still
+        # see their own event set and exit after their frame, instead of being revived here.
         self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, args=(self._stop,), name=self._name, daemon=True
-        )
-        self._thread.start()
+        turns = _Turns()
+        self._threads = [
+            threading.Thread(
+                target=self._run, args=(self._stop, turns), name=f"{self._name}-{i}", daemon=True
+            )
+            for i in range(self.workers)
+        ]
+        for t in self._threads:
+            t.start()
 
     def stop(self, timeout: float = 10.0) -> bool:
-        """Ask the thread to finish its current frame and exit; True when it did in time."""
+        """Ask the threads to finish their current frames and exit; True when all did in time."""
         self._stop.set()
         self._slot.wake()
-        thread, self._thread = self._thread, None
-        if thread is None or thread is threading.current_thread():
-            return True
-        thread.join(timeout)
-        return not thread.is_alive()
+        threads, self._threads = self._threads, []
+        deadline = time.monotonic() + timeout
+        for t in threads:
+            if t is not threading.current_thread():
+                t.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in threads)
 
-    def _run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
+    def _take(self, stop: threading.Event, turns: _Turns) -> tuple[T, int] | None:
+        with self._take_lock:
             item = self._slot.take(self._poll)
             if item is None or stop.is_set():
+                return None
+            with turns.lock:
+                ticket, turns.issued = turns.issued, turns.issued + 1
+            return item, ticket
+
+    def _run(self, stop: threading.Event, turns: _Turns) -> None:
+        while not stop.is_set():
+            taken = self._take(stop, turns)
+            if taken is None:
                 continue
+            item, ticket = taken
+            result: R | None = None
+            error: Exception | None = None
             try:
-                self._handle(item)
+                result = self._compute(item)
+            except Exception as e:  # reported in order, by _finish_ready
+                error = e
+            with turns.lock:
+                turns.ready[ticket] = (item, result, error)
+                if turns.finishing:
+                    continue  # the worker finishing now will reach this frame
+                turns.finishing = True
+            self._finish_ready(turns)
+
+    def _finish_ready(self, turns: _Turns) -> None:
+        """Finish every frame whose predecessors are finished, in ticket order; a frame still
+        being computed stops the run (its worker continues it when done)."""
+        while True:
+            with turns.lock:
+                entry = turns.ready.pop(turns.done, None)
+                if entry is None:
+                    turns.finishing = False
+                    return
+            item, result, error = entry
+            try:
+                if error is not None:
+                    raise error
+                if result is not None:
+                    self._finish(item, result)
             except Exception as e:  # one frame's failure is reported, never fatal
                 # a broken error handler must not kill the worker either
                 with contextlib.suppress(Exception):
                     self._on_error(e, item)
+            finally:
+                with turns.lock:
+                    turns.done += 1

@@ -34,6 +34,7 @@ def parameter_help(name: str) -> str:
 PARAMETER_ARGUMENTS: dict[str, str] = {
     "model": "model_path",
     **{name: name for name in ("input_transport", "autostart", *P.PIPELINE_LOAD)},
+    **{name: name for name in ("workers", "cpu_threads")},
     **{name: name for name in ("score_threshold", "relation_threshold", "max_objects")},
     **{name: name for name in ("tracking", "relation_smoothing")},
 }

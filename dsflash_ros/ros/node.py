@@ -2,14 +2,17 @@
 
 Lifecycle (``rclpy.lifecycle``): *configure* loads the model (``model_path``, empty = the
 embedded default) and creates the publishers, publishing ``label_info`` once (latched);
-*activate* subscribes to the camera and starts the worker thread; *deactivate* stops both;
+*activate* subscribes to the camera and starts the worker threads; *deactivate* stops both;
 *cleanup* releases the model. With ``autostart`` (default) ``main()`` runs configure and
 activate itself, so the node also works as a plain node.
 
 Threading: the subscription callback only drops the message into a newest-frame-wins slot
-(``frame_queue``); one worker thread decodes, runs the pipeline and publishes. The executor
-thread therefore stays free for parameters, lifecycle services and diagnostics, and a slow
-model never builds a backlog: frames it could not take in time are counted as dropped.
+(``frame_queue``); ``workers`` threads take frames from it, decode them and run the pipeline
+side by side (on a CPU each with ``cpu_threads`` threads: small models use the cores better
+as whole frames than as threads of one op, see ``runtime.concurrency``), then track and
+publish one at a time in the order the frames were taken. The executor thread therefore stays
+free for parameters, lifecycle services and diagnostics, and a slow model never builds a
+backlog: frames no worker could take in time are counted as dropped.
 
 Topics (relative, so a namespace or remap gives one node per camera):
   in   image_raw (sensor_msgs/Image) or image_raw/compressed (input_transport=compressed),
@@ -57,7 +60,7 @@ from dsflash_ros.msg import LabelInfo, SceneGraph, SceneGraphEvents
 from dsflash_ros.ros import input_qos as Q
 from dsflash_ros.ros import params as P
 from dsflash_ros.ros.diagnostics import NodeStats, RateLimitedLog, diagnostic_array
-from dsflash_ros.ros.frame_queue import FrameWorker, LatestSlot
+from dsflash_ros.ros.frame_queue import FrameWorkers, LatestSlot
 from dsflash_ros.ros.image_conversion import (
     ImageConversionError,
     compressed_to_rgb8,
@@ -67,6 +70,7 @@ from dsflash_ros.ros.image_conversion import (
 from dsflash_ros.ros.markers import scene_graph_markers
 from dsflash_ros.ros.messages import events_msg, label_info_msg, scene_graph_msg
 from dsflash_ros.ros.node_tracking import EVENTS_QOS, NodeTracking
+from dsflash_ros.runtime.concurrency import resolve_threads, resolve_workers
 from dsflash_ros.tracking.overlay import track_tags
 from dsflash_ros.visualize import draw_overlay
 
@@ -96,6 +100,16 @@ LATCHED_QOS = QoSProfile(
 
 LOG_PERIOD_S = 5.0
 QOS_CHECK_PERIOD_S = 0.5  # how often the input publishers' QoS is looked at
+
+
+@dataclasses.dataclass(frozen=True)
+class _Inferred:
+    """One frame's pipeline output, from a worker's inference to its publishing step."""
+
+    rgb: Any  # np.ndarray (H, W, 3) uint8: the overlay is drawn on it
+    result: Any  # SceneGraphResult
+    options: Any  # the PipelineOptions it ran with (thresholds for tracking)
+    started: float  # monotonic time the worker took the frame
 
 
 def _load_pipeline(model_path: str | None, options: Any) -> Any:
@@ -130,9 +144,10 @@ class DSFlashNode(LifecycleNode):
         self._stats = NodeStats()
         self._log_bad = RateLimitedLog(self.get_logger().warning, LOG_PERIOD_S)
         self._slot: LatestSlot[tuple[Image | CompressedImage, float]] = LatestSlot()
-        self._worker = FrameWorker(self._slot, self._process, self._on_frame_error)
+        self._worker = self._frame_workers(1)  # configure makes them with `workers`
         self._pipeline = None
-        self._pipeline_lock = threading.Lock()  # the worker runs it; cleanup releases it
+        self._pipeline_lock = threading.Lock()  # the workers read it; cleanup releases it
+        self._threads_before: int | None = None  # torch's CPU threads before configure
         self._pending_options: dict[str, Any] = {}
         self._options_lock = threading.Lock()
         self._tracking = NodeTracking(self._settings)  # track ids + events (worker thread)
@@ -293,6 +308,13 @@ class DSFlashNode(LifecycleNode):
                 return self._fail_configure(reason)
         s = self._settings
         options = PipelineOptions(**P.pipeline_values(s, (*P.PIPELINE_LOAD, *P.PIPELINE_LIVE)))
+        try:
+            workers = resolve_workers(s["workers"], s["device"], s["backend"])
+            threads = resolve_threads(s["cpu_threads"], workers)
+        except ValueError as e:
+            return self._fail_configure(str(e))
+        if not s["device"].startswith("cuda"):
+            self._set_cpu_threads(threads)  # before loading: onnxruntime takes it then
         t0 = time.monotonic()
         try:
             pipeline = self._pipeline_factory(s["model_path"] or None, options)
@@ -311,6 +333,7 @@ class DSFlashNode(LifecycleNode):
             self._pipeline = pipeline
         with self._options_lock:
             self._pending_options.clear()
+        self._worker = self._frame_workers(workers)
         self._pubs = {
             "scene_graph": self.create_lifecycle_publisher(SceneGraph, "scene_graph", OUTPUT_QOS),
             "events": self.create_lifecycle_publisher(
@@ -325,11 +348,25 @@ class DSFlashNode(LifecycleNode):
         self._publish_label_info()
         self._failure = ""
         self._state = "inactive"
+        cpu = "" if s["device"].startswith("cuda") else f", {threads} CPU thread(s) each"
         self.get_logger().info(
             f"configured: model {pipeline.model_id} on {s['backend']}/{s['device']}/"
-            f"{s['precision']} in {time.monotonic() - t0:.1f} s"
+            f"{s['precision']} in {time.monotonic() - t0:.1f} s; {workers} frame(s) at once{cpu}"
         )
         return TransitionCallbackReturn.SUCCESS
+
+    def _frame_workers(self, workers: int) -> FrameWorkers:
+        return FrameWorkers(
+            self._slot, self._infer, self._publish, self._on_frame_error, workers=workers
+        )
+
+    def _set_cpu_threads(self, threads: int) -> None:
+        """torch's CPU threads per frame; the previous value comes back at cleanup."""
+        import torch
+
+        if self._threads_before is None:
+            self._threads_before = torch.get_num_threads()
+        torch.set_num_threads(threads)
 
     def _fail_configure(self, reason: str) -> TransitionCallbackReturn:
         self._failure = f"configure failed: {reason}"
@@ -392,6 +429,11 @@ class DSFlashNode(LifecycleNode):
             self._label_pub = None
         with self._pipeline_lock:
             pipeline, self._pipeline = self._pipeline, None
+        if self._threads_before is not None:
+            import torch
+
+            torch.set_num_threads(self._threads_before)
+            self._threads_before = None
         if pipeline is not None:
             device = str(getattr(pipeline, "device", "cpu"))
             del pipeline
@@ -483,9 +525,10 @@ class DSFlashNode(LifecycleNode):
         """Executor thread: store the newest frame, nothing else."""
         self._stats.frame_received(self._slot.put((msg, time.monotonic())))
 
-    # ------------------------------------------------------------------ worker
-    def _process(self, item: tuple[Image | CompressedImage, float]) -> None:
-        msg, received = item
+    # ------------------------------------------------------------------ workers
+    def _infer(self, item: tuple[Image | CompressedImage, float]) -> _Inferred | None:
+        """Decode and run the pipeline (workers side by side); None = nothing to publish."""
+        msg, _ = item
         started = time.monotonic()
         try:
             if isinstance(msg, CompressedImage):
@@ -494,22 +537,30 @@ class DSFlashNode(LifecycleNode):
                 rgb = image_to_rgb8(msg)
         except ImageConversionError as e:
             self._reject(e.reason, msg, str(e))
-            return
+            return None
         except Exception as e:  # OpenCV errors on hostile data
             self._reject("invalid_image", msg, f"{type(e).__name__}: {e}")
-            return
+            return None
         with self._pipeline_lock:
             pipeline = self._pipeline
             if pipeline is None:
-                return
+                return None
             with self._options_lock:
                 pending, self._pending_options = self._pending_options, {}
             if pending:
                 pipeline.set_options(**pending)
-            result = pipeline(rgb)
             options = getattr(pipeline, "options", None)
-            relation_threshold = getattr(options, "relation_threshold", None) or 0.0
-            max_relations = getattr(options, "max_relations", None)
+        # outside the lock: other workers run their frames meanwhile; cleanup releases the
+        # pipeline only after the workers stopped
+        result = pipeline(rgb)
+        return _Inferred(rgb, result, options, started)
+
+    def _publish(self, item: tuple[Image | CompressedImage, float], frame: _Inferred) -> None:
+        """Track and publish one frame (one worker at a time, frames in arrival order)."""
+        msg, received = item
+        rgb, result, started = frame.rgb, frame.result, frame.started
+        relation_threshold = getattr(frame.options, "relation_threshold", None) or 0.0
+        max_relations = getattr(frame.options, "max_relations", None)
         t_track = time.monotonic()
         tracked = self._tracking.step(result, relation_threshold, max_relations)
         track_ms = (time.monotonic() - t_track) * 1e3

@@ -8,7 +8,8 @@ both). Three kinds of parameter:
 
 * ``LIVE``: applied to the running pipeline at once (thresholds, caps, pruning, ToMe), or to
   the node's own behaviour (overlay, markers, transport, diagnostics period).
-* ``CONFIGURE``: fixes what ``configure`` loads (model file, backend, device, precision).
+* ``CONFIGURE``: fixes what ``configure`` loads (model file, backend, device, precision,
+  workers and their CPU threads).
   Changing one while a model is loaded is rejected with the steps to follow
   (deactivate, cleanup, set, configure): a silent half-applied change would be worse.
 * ``STARTUP``: read once when the node is created (read-only afterwards).
@@ -106,6 +107,23 @@ SPECS: tuple[ParamSpec, ...] = (
         Kind.CONFIGURE,
     ),
     *(_pipeline(name, Kind.CONFIGURE) for name in ("backend", "device", "precision")),
+    ParamSpec(
+        "workers",
+        0,
+        "Frames processed at once, each in its own thread, published in arrival order; "
+        "0 = auto: 1 on CUDA, on a CPU one per core up to 2 (more throughput than threads "
+        "inside one frame; torch and onnxruntime only)",
+        Kind.CONFIGURE,
+        (0, 16),
+    ),
+    ParamSpec(
+        "cpu_threads",
+        0,
+        "CPU threads of each frame's inference (torch and onnxruntime); 0 = auto: the "
+        "cores shared out between the workers",
+        Kind.CONFIGURE,
+        (0, 256),
+    ),
     # --- live pipeline options
     *(
         _pipeline(name, Kind.LIVE)

@@ -292,9 +292,10 @@ class Pipeline:
     def __call__(self, rgb: np.ndarray) -> SceneGraphResult:
         """Scene graph of one (H, W, 3) uint8 RGB image."""
         t0 = time.perf_counter()
+        options = self.options  # one snapshot per frame: set_options may run meanwhile
         pixels, info, timings = self._preprocess(rgb, t0)
-        segments, features = self.segments(pixels, info, timings)
-        result = self._relations_and_result(segments, features, info, timings)
+        segments, features = self.segments(pixels, info, timings, options)
+        result = self._relations_and_result(segments, features, info, timings, options)
         timings["total"] = (time.perf_counter() - t0) * 1e3
         result.timings_ms = timings
         return result
@@ -308,9 +309,10 @@ class Pipeline:
         """Raw scores of all ordered pairs. With ``masks (N, H, W)`` and ``labels (N,)``
         given (PredCls), the segmentation is replaced by them; otherwise SGDet."""
         t0 = time.perf_counter()
+        options = self.options
         pixels, info, timings = self._preprocess(rgb, t0)
         if masks is None:
-            segments, features = self.segments(pixels, info, timings)
+            segments, features = self.segments(pixels, info, timings, options)
             segments, id_map = visible_segments(segments, info)
         else:  # given segments keep their indices (pairs refer to them), visible or not
             if labels is None or len(labels) != len(masks):
@@ -318,7 +320,7 @@ class Pipeline:
             features = self.backend.run_backbone(pixels[None]).features
             segments = self._given_segments(masks, labels, info)
             id_map = segments_to_id_map(segments.masks, info.content_hw, info.orig_hw)
-        rel = self._timed_relations(segments, features, timings)
+        rel = self._timed_relations(segments, features, timings, options)
         timings["total"] = (time.perf_counter() - t0) * 1e3
         return FramePrediction(
             id_map=id_map.cpu().numpy(),
@@ -349,15 +351,20 @@ class Pipeline:
         return pixels, info, timings
 
     def segments(
-        self, pixels: torch.Tensor, info: LetterboxInfo, timings: dict[str, float]
+        self,
+        pixels: torch.Tensor,
+        info: LetterboxInfo,
+        timings: dict[str, float],
+        options: PipelineOptions | None = None,
     ) -> tuple[PanopticSegments, torch.Tensor]:
         """The backbone pass and panoptic post-processing of one letterboxed frame
         (``pixels (3, S, S)``, from :func:`.preprocess.letterbox`): the segments in the model
-        frame and the block features; ``timings`` gains ``backbone`` and ``postprocess``."""
+        frame and the block features; ``timings`` gains ``backbone`` and ``postprocess``.
+        ``options`` None = the pipeline's current options."""
         t = time.perf_counter()
         out = self.backend.run_backbone(pixels[None])
         t = self._lap(timings, "backbone", t)
-        o = self.options
+        o = options or self.options
         cfg = PanopticConfig(
             o.score_threshold, o.overlap_threshold, o.mask_threshold, o.max_objects
         )
@@ -381,34 +388,43 @@ class Pipeline:
         return PanopticSegments(m, lab, torch.ones(len(m), device=self.device))
 
     def relations(
-        self, features: torch.Tensor, masks: torch.Tensor, bidirectional: bool | None = None
+        self,
+        features: torch.Tensor,
+        masks: torch.Tensor,
+        bidirectional: bool | None = None,
+        options: PipelineOptions | None = None,
     ) -> RelationLogits:
         """The relation stage on one image: logits of every ordered pair of its segments.
 
         ``features (1, 4, D, g, g)`` from the backbone, ``masks (N, S, S)`` in the model frame;
         the options' head switches and mask embedding apply (:mod:`.relations`).
-        ``bidirectional`` None = the model's own mode.
+        ``bidirectional`` None = the model's own mode; ``options`` None = the current ones.
         """
-        options = self.options.head_options
+        o = options or self.options
+        head_options = o.head_options
 
         def run_head(
             ratios: torch.Tensor, boxes: torch.Tensor, pairs: torch.Tensor
         ) -> tuple[torch.Tensor, torch.Tensor]:
-            return self.backend.run_head(features, ratios, boxes, pairs, options)
+            return self.backend.run_head(features, ratios, boxes, pairs, head_options)
 
         return relation_logits(
             run_head,
             self.model.head,
             masks,
             bidirectional=bidirectional,
-            mask_embedding=self.options.mask_embedding,
+            mask_embedding=o.mask_embedding,
         )
 
     def _timed_relations(
-        self, segments: PanopticSegments, features: torch.Tensor, timings: dict[str, float]
+        self,
+        segments: PanopticSegments,
+        features: torch.Tensor,
+        timings: dict[str, float],
+        options: PipelineOptions,
     ) -> RelationLogits:
         t = time.perf_counter()
-        rel = self.relations(features, segments.masks)
+        rel = self.relations(features, segments.masks, options=options)
         self._lap(timings, "relation", t)
         return rel
 
@@ -418,8 +434,9 @@ class Pipeline:
         features: torch.Tensor,
         info: LetterboxInfo,
         timings: dict[str, float],
+        options: PipelineOptions,
     ) -> SceneGraphResult:
-        rel = self._timed_relations(segments, features, timings)
+        rel = self._timed_relations(segments, features, timings, options)
         t = time.perf_counter()
         id_map = segments_to_id_map(segments.masks, info.content_hw, info.orig_hw)
         result = build_result(
@@ -429,7 +446,7 @@ class Pipeline:
             rel.pairs,
             rel.logits,
             self.config,
-            self.options,
+            options,
             self.model_id,
         )
         self._lap(timings, "result", t)

@@ -16,7 +16,7 @@ import node_harness as H
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from dsflash_ros.ros.frame_queue import FrameWorker, LatestSlot
+from dsflash_ros.ros.frame_queue import FrameWorkers, LatestSlot
 
 
 @pytest.fixture(scope="module")
@@ -203,12 +203,15 @@ def test_worker_survives_an_exception_in_one_frame():
     slot: LatestSlot[int] = LatestSlot()
     done, errors = [], []
 
-    def handle(item: int) -> None:
+    def compute(item: int) -> int:
         if item == 1:
             raise RuntimeError("boom")
-        done.append(item)
+        return item
 
-    worker = FrameWorker(slot, handle, lambda e, item: errors.append((str(e), item)))
+    def finish(item: int, result: int) -> None:
+        done.append(result)
+
+    worker = FrameWorkers(slot, compute, finish, lambda e, item: errors.append((str(e), item)))
     worker.start()
     try:
         for item in (1, 2):

@@ -138,3 +138,24 @@ def test_bad_start_values_stop_configure_before_any_load(model, make_node):
     assert set_param(node, "max_objects", 5).successful
     assert node.trigger_configure() == SUCCESS
     assert factory.calls[-1][1].max_objects == 5
+
+
+def test_workers_and_cpu_threads_at_configure(model, make_node):
+    """Several workers need a backend that runs frames side by side; cpu_threads sets torch's
+    threads for the loaded pipeline and cleanup gives the previous value back."""
+    import torch
+
+    factory = Factory(model)
+    node = make_node(factory, backend="tensorrt", device="cuda", workers=2)
+    assert node.trigger_configure() == FAILURE and factory.calls == []
+    assert "tensorrt runs one frame at a time" in node._failure
+
+    before = torch.get_num_threads()
+    wanted = 1 if before != 1 else 2
+    node = make_node(factory, workers=3, cpu_threads=wanted)
+    assert node.trigger_configure() == SUCCESS
+    assert torch.get_num_threads() == wanted and node._worker.workers == 3
+    refused = set_param(node, "workers", 1)
+    assert not refused.successful and "deactivate" in refused.reason
+    assert node.trigger_cleanup() == SUCCESS
+    assert torch.get_num_threads() == before

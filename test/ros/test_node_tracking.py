@@ -5,8 +5,10 @@ deciding frame's); tracking:=false at run time gives per-frame graphs again."""
 
 from __future__ import annotations
 
+import itertools
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -84,5 +86,42 @@ def test_track_ids_persist_and_one_relation_change_gives_two_events(tmp_path):
             g = peer.request(peer.image_msg(_frame(3), 200.0))
             assert [o.track_id for o in g.objects] == [0, 0]
             assert [(r.subject_track_id, r.object_track_id) for r in g.relations] == []
+        finally:
+            peer.close()
+
+
+def test_two_workers_publish_in_arrival_order_and_keep_the_tracks(tmp_path):
+    """workers:=2 with even frames slow: the odd frames computed meanwhile overtake them, yet
+    the graphs come out in stamp order, tracked as one sequence."""
+    params = {
+        "workers": 2,
+        "track_min_hits": 2,
+        "relation_smoothing": 0.0,
+        "publish_overlay": False,
+        "diagnostics_period": 5.0,
+    }
+    command = [sys.executable, str(SCRIPT), "--ros-args"]
+    env = {"DSFLASH_TEST_SLOW_EVEN_S": "0.25"}
+    with H.NodeProcess(tmp_path, params=params, command=command, env=env) as node:
+        peer = H.Peer()
+        try:
+            peer.request(peer.image_msg(_frame(0), 100.0))  # discovery, first frame
+            for k in range(1, FRAMES):
+                peer.publish(peer.image_msg(_frame(k), 100.0 + k))
+                time.sleep(0.06)
+            last = peer.image_msg(_frame(FRAMES - 1), 100.0 + FRAMES - 1).header.stamp
+            H.wait_until(lambda: peer.graph_for(last), 20.0, "the last frame's graph")
+            with peer._lock:
+                graphs = [g for g, _ in peer.graphs]
+            stamps = [H.stamp_s(g.header.stamp) for g in graphs]
+            assert stamps == sorted(set(stamps)), stamps
+            assert len(stamps) >= 6, stamps  # some frames are dropped (newest wins)
+            odd_after_even = any(
+                int(a) % 2 == 0 and int(b) == int(a) + 1 for a, b in itertools.pairwise(stamps)
+            )
+            assert odd_after_even, stamps  # a slow frame and the fast one after it both ran
+            person = {o.track_id for g in graphs[2:] for o in g.objects if o.class_name == "person"}
+            assert len(person) == 1 and 0 not in person
+            assert "2 frame(s) at once" in node.log()
         finally:
             peer.close()

@@ -8,7 +8,9 @@ messages, topics, QoS. Run: python tracking_node_peer.py --ros-args -p ...
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -18,6 +20,8 @@ from dsflash_ros.ros.node import DSFlashNode, spin_until_shutdown
 from dsflash_ros.tracking.frames import result_from_segments
 
 HOLD_FROM, HOLD_UNTIL = 5, 11
+# seconds each even frame takes (so that with two workers the odd frames overtake them)
+SLOW_EVEN_S = float(os.environ.get("DSFLASH_TEST_SLOW_EVEN_S", "0"))
 CLASSES, PREDICATES = ["person", "cup"], ["holding", "on"]
 
 
@@ -40,6 +44,8 @@ class ScriptedPipeline:
 
     def __call__(self, rgb: np.ndarray):
         k = int(rgb[0, 0, 0])
+        if k % 2 == 0:
+            time.sleep(SLOW_EVEN_S)
         h, w = rgb.shape[:2]
         pan = np.zeros((h, w), np.uint16)
         # per-frame ids deliberately swap every frame: the track ids must not
