@@ -7,6 +7,10 @@ loaded with those options and
   timings of :class:`~dsflash_ros.bench.pipeline.StagedFrame`; ``frame_ms`` is preprocess
   through result, what the node waits for), medians over ``repeats``, all options
   interleaved repeat by repeat so that load drift on a shared machine hits them alike;
+* with ``workers`` > 1, run as the node runs it on a CPU: that many frames at once, each on
+  ``cores / workers`` threads (:mod:`~dsflash_ros.runtime.concurrency`), whole frames
+  (:class:`~dsflash_ros.bench.pipeline.StagedFrame` including tracking and message building)
+  back to back in every worker: ``tput_n<N>`` frames per second in all;
 * scored on a PSG-format split with ``dsflash eval``'s operating point
   (:data:`~dsflash_ros.limits.EVAL_OPTIONS`): PQ, SGDet mR@50 and PredCls mR@50, and the
   difference of each from the first option (the plain fp32 torch pipeline).
@@ -17,7 +21,10 @@ slow, not refused) becomes a row with ``skipped`` and the reason.
 
 from __future__ import annotations
 
+import contextlib
 import statistics
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +35,7 @@ import numpy as np
 from dsflash_ros.bench.pipeline import STAGES, StagedFrame, test_image
 from dsflash_ros.limits import EVAL_OPTIONS
 from dsflash_ros.runtime.backends import BackendError
+from dsflash_ros.runtime.concurrency import resolve_threads
 from dsflash_ros.runtime.pipeline import Pipeline, PipelineOptions
 
 # what the node waits for per frame: every pipeline stage, not tracking or message building
@@ -57,6 +65,57 @@ def _load(model_path: str | None, option: SpeedOption, max_objects: int) -> Pipe
     return Pipeline.load(model_path, options)
 
 
+def _throughput(
+    model_path: str | None,
+    option: SpeedOption,
+    rgb: np.ndarray,
+    n: int,
+    max_objects: int,
+    workers: int,
+    repeats: int,
+    warmup: int,
+) -> float:
+    """Frames per second with ``workers`` frames at once, each on its share of the cores.
+
+    The pipeline is loaded again with those threads (onnxruntime fixes its threads when a
+    session is made); torch's thread count is restored afterwards.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(resolve_threads(0, workers))
+    try:
+        pipe = _load(model_path, option, max_objects)
+        frames = [StagedFrame(pipe, rgb, n, seed=0) for _ in range(workers)]
+        barrier = threading.Barrier(workers + 1)
+        errors: list[BaseException] = []
+
+        def run(frame: StagedFrame) -> None:
+            try:
+                for _ in range(warmup):
+                    frame.run()
+                barrier.wait()
+                for _ in range(max(repeats, 2)):
+                    frame.run()
+            except BaseException as e:  # reported by the caller
+                errors.append(e)
+                barrier.abort()
+
+        threads = [threading.Thread(target=run, args=(f,), daemon=True) for f in frames]
+        for t in threads:
+            t.start()
+        with contextlib.suppress(threading.BrokenBarrierError):  # a worker failed: see below
+            barrier.wait()
+        start = time.perf_counter()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        return workers * max(repeats, 2) / (time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(before)
+
+
 def _accuracy(pipe: Pipeline, dataset: Any, max_images: int | None) -> dict[str, float]:
     from dsflash_ros.evaluate.run import evaluate_dataset
 
@@ -77,10 +136,12 @@ def bench_speed_options(
     warmup: int = 1,
     max_images: int | None = None,
     split: str = "test",
+    workers: int = 1,
     log: Callable[[str], None] = lambda s: None,
 ) -> list[dict[str, Any]]:
-    """One row per option: ``ms_n<N>`` frame times, ``fps_n<N>``, accuracy and its deltas
-    (accuracy only with ``data``)."""
+    """One row per option: ``ms_n<N>`` frame times, ``fps_n<N>``, with ``workers`` > 1
+    ``tput_n<N>`` (frames/s, that many frames at once), accuracy and its deltas (accuracy
+    only with ``data``)."""
     rgb = test_image((480, 640), 0)
     pipes: dict[str, Pipeline] = {}
     rows: dict[str, dict[str, Any]] = {}
@@ -104,6 +165,14 @@ def bench_speed_options(
         ms = statistics.median(values)
         rows[name][f"ms_n{n}"] = ms
         rows[name][f"fps_n{n}"] = 1e3 / ms
+    if workers > 1:
+        for name in pipes:
+            log(f"{name}: {workers} frames at once")
+            opt = next(o for o in options if o.name == name)
+            for n in ns:
+                rows[name][f"tput_n{n}"] = _throughput(
+                    model_path, opt, rgb, n, max(ns), workers, repeats, warmup
+                )
     if data is not None:
         from dsflash_ros.data.psg import PSGDataset
 
@@ -128,6 +197,7 @@ def _cell(value: float | None, signed: bool) -> str:
 def format_speed_options(rows: Sequence[dict[str, Any]], ns: Sequence[int] = (5, 20)) -> str:
     """The rows as a fixed-width table (deltas in points against the first row)."""
     cols = [f"ms_n{n}" for n in ns] + [f"fps_n{n}" for n in ns]
+    cols += [f"tput_n{n}" for n in ns if any(f"tput_n{n}" in r for r in rows)]
     acc = ["pq", "d_pq", "sgdet_mR@50", "d_sgdet_mR@50", "predcls_mR@50", "d_predcls_mR@50"]
     if any("pq" in r for r in rows):
         cols += acc

@@ -112,6 +112,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     speed.add_argument(
         "--max-images", type=int, default=None, help="--speed-options: score the first N images"
     )
+    speed.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="--speed-options: also frames per second with this many frames at once, as the "
+        "node runs them (tput columns; 0: the node's auto, 1: skip)",
+    )
     ros = p.add_argument_group("the ROS node as users run it (--ros)")
     ros.add_argument(
         "--ros",
@@ -211,6 +218,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_speed_options(args: argparse.Namespace) -> int:
     from dsflash_ros.bench.speed_options import bench_speed_options, format_speed_options
+    from dsflash_ros.runtime.concurrency import resolve_workers
 
     if not (Path(args.speed_options) / "psg.json").is_file():
         raise FileNotFoundError(f"--speed-options {args.speed_options}: no psg.json there")
@@ -224,6 +232,7 @@ def _run_speed_options(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         warmup=args.warmup,
         max_images=args.max_images,
+        workers=resolve_workers(args.workers, args.device, "torch"),
         log=lambda s: print(f"[bench] {s}", flush=True),
     )
     print(format_speed_options(rows, ns))

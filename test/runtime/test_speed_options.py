@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from dsflash_ros.bench.speed_options import (
     SpeedOption,
@@ -28,9 +29,11 @@ def test_options_are_timed_and_scored_against_the_reference(heldout):
         SpeedOption("prune", {"prune": True}),
         SpeedOption("gpu only", {"precision": "fp16"}),  # fp16 needs CUDA, device is cpu
     )
+    threads = torch.get_num_threads()
     rows = bench_speed_options(
-        str(default_model_path()), heldout, options, ns=(3, 6), repeats=1, max_images=2
+        str(default_model_path()), heldout, options, ns=(3, 6), repeats=1, max_images=2, workers=2
     )
+    assert torch.get_num_threads() == threads  # the 2-worker run gives its threads back
     by_name = {r["option"]: r for r in rows}
     assert list(by_name) == ["reference", "prune", "gpu only"]
     assert "skipped" in by_name["gpu only"] and "fp16" in by_name["gpu only"]["skipped"]
@@ -38,6 +41,7 @@ def test_options_are_timed_and_scored_against_the_reference(heldout):
         r = by_name[name]
         assert r["ms_n3"] > 0 and r["ms_n6"] > 0
         assert math.isclose(r["fps_n3"], 1e3 / r["ms_n3"])
+        assert r["tput_n3"] > 0 and r["tput_n6"] > 0  # frames/s with 2 frames at once
         assert 0 <= r["pq"] <= 100 and 0 <= r["predcls_mR@50"] <= 100
     ref = by_name["reference"]
     assert ref["d_pq"] == ref["d_sgdet_mR@50"] == ref["d_predcls_mR@50"] == 0
@@ -45,7 +49,7 @@ def test_options_are_timed_and_scored_against_the_reference(heldout):
     assert prune["d_pq"] == 0  # pruning touches the relation head only
     assert prune["d_predcls_mR@50"] == pytest.approx(prune["predcls_mR@50"] - ref["predcls_mR@50"])
     table = format_speed_options(rows, ns=(3, 6))
-    assert "d_predcls_mR@50" in table.splitlines()[0]
+    assert "d_predcls_mR@50" in table.splitlines()[0] and "tput_n6" in table.splitlines()[0]
     assert "skipped" in table.splitlines()[-1]
 
 
