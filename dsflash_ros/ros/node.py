@@ -148,6 +148,7 @@ class DSFlashNode(LifecycleNode):
         self._pipeline = None
         self._pipeline_lock = threading.Lock()  # the workers read it; cleanup releases it
         self._threads_before: int | None = None  # torch's CPU threads before configure
+        self._cpu_threads: int | None = None  # per frame, set at configure (CPU only)
         self._pending_options: dict[str, Any] = {}
         self._options_lock = threading.Lock()
         self._tracking = NodeTracking(self._settings)  # track ids + events (worker thread)
@@ -367,6 +368,7 @@ class DSFlashNode(LifecycleNode):
         if self._threads_before is None:
             self._threads_before = torch.get_num_threads()
         torch.set_num_threads(threads)
+        self._cpu_threads = threads
 
     def _fail_configure(self, reason: str) -> TransitionCallbackReturn:
         self._failure = f"configure failed: {reason}"
@@ -433,7 +435,7 @@ class DSFlashNode(LifecycleNode):
             import torch
 
             torch.set_num_threads(self._threads_before)
-            self._threads_before = None
+            self._threads_before = self._cpu_threads = None
         if pipeline is not None:
             device = str(getattr(pipeline, "device", "cpu"))
             del pipeline
@@ -676,6 +678,8 @@ class DSFlashNode(LifecycleNode):
             "backend": s["backend"],
             "device": s["device"],
             "precision": s["precision"],
+            "workers": str(self._worker.workers),
+            "cpu_threads": str(self._cpu_threads or ""),
             "model_id": pipeline.model_id if pipeline is not None else "",
             "model_path": s["model_path"] or "(embedded default)",
             "input_topic": self._input_topic(),
