@@ -573,7 +573,8 @@ class DSFlashNode(LifecycleNode):
         graph = scene_graph_msg(result, header, tracked)
         pubs = self._pubs
         pubs["scene_graph"].publish(graph)
-        pubs["panoptic"].publish(graph.panoptic)
+        if pubs["panoptic"].get_subscription_count() > 0:  # scene_graph carries it anyway
+            pubs["panoptic"].publish(graph.panoptic)
         if tracked is not None and tracked.has_events:
             pubs["events"].publish(events_msg(tracked, header))
         s = self._settings
