@@ -119,11 +119,11 @@ class FrameWorkers(Generic[T, R]):
         self._stop.set()
         self._slot.wake()
         threads, self._threads = self._threads, []
+        others = [t for t in threads if t is not threading.current_thread()]
         deadline = time.monotonic() + timeout
-        for t in threads:
-            if t is not threading.current_thread():
-                t.join(max(0.0, deadline - time.monotonic()))
-        return not any(t.is_alive() for t in threads)
+        for t in others:
+            t.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in others)
 
     def _take(self, stop: threading.Event, turns: _Turns) -> tuple[T, int] | None:
         with self._take_lock:
