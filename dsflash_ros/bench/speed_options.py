@@ -21,10 +21,7 @@ slow, not refused) becomes a row with ``skipped`` and the reason.
 
 from __future__ import annotations
 
-import contextlib
 import statistics
-import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from dsflash_ros.bench.pipeline import STAGES, StagedFrame, test_image
+from dsflash_ros.bench.side_by_side import run_side_by_side
 from dsflash_ros.limits import EVAL_OPTIONS
 from dsflash_ros.runtime.backends import BackendError
 from dsflash_ros.runtime.concurrency import resolve_threads
@@ -87,31 +85,15 @@ def _throughput(
     try:
         pipe = _load(model_path, option, max_objects)
         frames = [StagedFrame(pipe, rgb, n, seed=0) for _ in range(workers)]
-        barrier = threading.Barrier(workers + 1)
-        errors: list[BaseException] = []
 
-        def run(frame: StagedFrame) -> None:
-            try:
-                for _ in range(warmup):
-                    frame.run()
-                barrier.wait()
-                for _ in range(max(repeats, 2)):
-                    frame.run()
-            except BaseException as e:  # reported by the caller
-                errors.append(e)
-                barrier.abort()
+        def warm(worker: int) -> None:
+            for _ in range(warmup):
+                frames[worker].run()
 
-        threads = [threading.Thread(target=run, args=(f,), daemon=True) for f in frames]
-        for t in threads:
-            t.start()
-        with contextlib.suppress(threading.BrokenBarrierError):  # a worker failed: see below
-            barrier.wait()
-        start = time.perf_counter()
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[0]
-        return workers * max(repeats, 2) / (time.perf_counter() - start)
+        done, elapsed = run_side_by_side(
+            warm, lambda worker, _: frames[worker].run(), workers, count=max(repeats, 2)
+        )
+        return done / elapsed
     finally:
         torch.set_num_threads(before)
 

@@ -311,6 +311,7 @@ def measure_bare(
     """
     import torch
 
+    from dsflash_ros.bench.side_by_side import run_side_by_side
     from dsflash_ros.runtime.concurrency import resolve_threads, resolve_workers
     from dsflash_ros.runtime.pipeline import Pipeline, PipelineOptions
 
@@ -327,41 +328,17 @@ def measure_bare(
         f"{BARE_WARMUP_FRAMES} warm-up frames each, then {cfg.seconds:g} s"
     )
     times: list[float] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-    ready = threading.Barrier(workers + 1)
 
-    def loop(worker: int) -> None:
-        try:
-            for i in range(BARE_WARMUP_FRAMES):
-                pipe(frames[(worker + i) % len(frames)])
-        except BaseException as e:
-            errors.append(e)
-        ready.wait()
-        try:
-            i, start = worker, time.perf_counter()
-            while not errors and time.perf_counter() - start < cfg.seconds:
-                t = time.perf_counter()
-                pipe(frames[i % len(frames)])
-                with lock:
-                    times.append((time.perf_counter() - t) * 1e3)
-                i += workers
-        except BaseException as e:
-            errors.append(e)
+    def warm(worker: int) -> None:
+        for i in range(BARE_WARMUP_FRAMES):
+            pipe(frames[(worker + i) % len(frames)])
 
-    pool = [
-        threading.Thread(target=loop, args=(w,), name=f"bare_pipeline-{w}", daemon=True)
-        for w in range(workers)
-    ]
-    for t in pool:
-        t.start()
-    ready.wait()
-    start = time.perf_counter()
-    for t in pool:
-        t.join()
-    elapsed = time.perf_counter() - start
-    if errors:
-        raise errors[0]
+    def step(worker: int, k: int) -> None:
+        t = time.perf_counter()
+        pipe(frames[(worker + k * workers) % len(frames)])
+        times.append((time.perf_counter() - t) * 1e3)  # list.append is atomic
+
+    _, elapsed = run_side_by_side(warm, step, workers, seconds=cfg.seconds)
     return {
         "fps": len(times) / elapsed,
         "frame_p50_ms": _pct(times, 50),

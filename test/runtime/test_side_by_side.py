@@ -1,0 +1,43 @@
+"""The benchmarks' side-by-side runner: counts, overlap and a failing thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from dsflash_ros.bench.side_by_side import run_side_by_side
+
+
+def test_counts_every_timed_call_and_runs_the_threads_at_once():
+    warmed, running, most = set(), [0], [0]
+    lock = threading.Lock()
+
+    def step(worker: int, k: int) -> None:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.02)
+        with lock:
+            running[0] -= 1
+
+    done, elapsed = run_side_by_side(warmed.add, step, workers=2, count=5)
+    assert done == 10 and warmed == {0, 1} and elapsed > 0
+    assert most[0] == 2  # both threads were inside a step at once
+
+
+def test_a_failing_thread_stops_the_run_with_its_error():
+    def step(worker: int, k: int) -> None:
+        if worker == 1 and k == 2:
+            raise RuntimeError("frame failed")
+        time.sleep(0.01)
+
+    with pytest.raises(RuntimeError, match="frame failed"):
+        run_side_by_side(lambda w: None, step, workers=2, seconds=5.0)
+
+    def warm(worker: int) -> None:
+        raise RuntimeError("warm-up failed")
+
+    with pytest.raises(RuntimeError, match="warm-up failed"):
+        run_side_by_side(warm, step, workers=2, count=3)
