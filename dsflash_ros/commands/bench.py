@@ -124,8 +124,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--ros",
         action="store_true",
         help="instead: the DSFlash node in its own process, fed over ROS 2 by a camera process "
-        "(processed fps, end-to-end latency p50/p95, frames published vs answered), then the "
-        "bare pipeline on the same frames with the node stopped (node_vs_bare_pct); uses "
+        "(processed fps, end-to-end latency p50/p95, frames published vs answered, CPU used), "
+        "alternating with the bare pipeline on the same frames, the camera paused "
+        "(node_vs_bare_pct) and the camera's frames received in its process (node_vs_fed_pct); "
+        "uses "
         "--model (default: the embedded model), --device, --threads and the first of "
         "--backends and --precisions; no plot",
     )
@@ -153,7 +155,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--ros-seconds",
         type=float,
         default=20.0,
-        help="measured window (after warm-up); the bare pipeline runs as long",
+        help="the node's measured time (after warm-up); the bare pipeline runs as long",
+    )
+    ros.add_argument(
+        "--ros-rounds",
+        type=int,
+        default=4,
+        help="node, bare and fed windows alternate this many times (seconds / rounds each), "
+        "so that the machine's drift affects them alike",
     )
     ros.add_argument(
         "--ros-warmup", type=float, default=5.0, help="seconds after the node's first answer"

@@ -6,9 +6,13 @@
 (rgb8) messages once, at start-up, so that a frame costs only the publish (no rendering or
 decoding per frame, unlike a real driver's capture but like its steady state). Each message
 is stamped with the time it is published. The QoS is the sample camera's (reliable, as
-drivers publish). Stops on SIGINT or SIGTERM and then prints one JSON line,
+drivers publish). ``--topic`` may be given several times; frames go to the first. With
+``--stdin-control`` lines on stdin switch where they go: ``pause`` stops publishing,
+``resume`` resumes on the first topic, ``resume N`` on the N-th (from 0). The bench pauses
+the camera, or sends its frames to itself, while it times the bare pipeline, so that the
+node idles then. Stops on SIGINT or SIGTERM and then prints one JSON line,
 ``{"stamps": [...]}``: the publish times (seconds since the epoch), for the bench to count
-the frames published inside its measured window.
+the frames published inside its measured windows.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ import argparse
 import json
 import signal
 import sys
+import threading
 import time
+from typing import TextIO
 
 import numpy as np
 import rclpy
@@ -36,30 +42,72 @@ def frame_messages(frames: np.ndarray, frame_id: str = "camera_optical_frame") -
     return [numpy_to_image(f, "rgb8", Header(frame_id=frame_id)) for f in frames]
 
 
-def publish_loop(pub: Publisher, msgs: list[Image], rate: float) -> list[float]:
-    """Publish ``msgs`` in a loop at ``rate`` Hz until KeyboardInterrupt; the publish times.
+class Route:
+    """Which topic the frames go to (an index into the publishers; None: paused), switched
+    from another thread."""
+
+    def __init__(self, target: int | None = 0) -> None:
+        self._cond = threading.Condition()
+        self._target = target
+
+    def set(self, target: int | None) -> None:
+        with self._cond:
+            self._target = target
+            self._cond.notify_all()
+
+    def get(self, timeout: float) -> int | None:
+        """The target, waiting up to ``timeout`` seconds while paused."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._target is not None, timeout)
+            return self._target
+
+
+def publish_loop(
+    pubs: list[Publisher], msgs: list[Image], rate: float, route: Route | None = None
+) -> list[float]:
+    """Publish ``msgs`` in a loop at ``rate`` Hz until KeyboardInterrupt, to the publisher
+    ``route`` names (default: the first); the publish times.
 
     A tick that comes late is published at once and the schedule restarts from then (no
-    burst of catch-up frames, as a camera that missed a frame does not send two)."""
+    burst of catch-up frames, as a camera that missed a frame does not send two). While
+    paused nothing is published; the schedule restarts on resuming."""
     period = 1.0 / rate
     stamps: list[float] = []
     next_t = time.monotonic()
     i = 0
     try:
         while True:
+            target = route.get(0) if route is not None else 0
+            if target is None:
+                while (target := route.get(0.1)) is None:  # short waits: Ctrl-C in between
+                    pass
+                next_t = time.monotonic()
             wait = next_t - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
             msg = msgs[i % len(msgs)]
             now_ns = time.time_ns()
             msg.header.stamp = Time(sec=now_ns // 1_000_000_000, nanosec=now_ns % 1_000_000_000)
-            pub.publish(msg)
+            pubs[target].publish(msg)
             stamps.append(now_ns / 1e9)
             i += 1
             next_t = max(next_t + period, time.monotonic())
     except KeyboardInterrupt:
         pass
     return stamps
+
+
+def follow_commands(lines: TextIO, route: Route, topics: int) -> None:
+    """``pause``, ``resume`` and ``resume N`` (0 <= N < ``topics``) switch ``route``; other
+    lines are ignored."""
+    for line in lines:
+        words = line.split()
+        if words == ["pause"]:
+            route.set(None)
+        elif words[:1] == ["resume"] and len(words) <= 2:
+            target = int(words[1]) if len(words) == 2 and words[1].isdigit() else 0
+            if target < topics:
+                route.set(target)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -69,8 +117,11 @@ def _interrupt(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("frames", help="(N, H, W, 3) uint8 RGB frames (.npy)")
-    p.add_argument("--topic", default="image_raw")
+    p.add_argument("--topic", action="append", help="image topic (repeatable; default image_raw)")
     p.add_argument("--rate", type=float, default=30.0, help="frames per second")
+    p.add_argument(
+        "--stdin-control", action="store_true", help="pause / resume [N] on lines read from stdin"
+    )
     args = p.parse_args(argv)
     if args.rate <= 0:
         p.error("--rate must be > 0")
@@ -84,8 +135,16 @@ def main(argv: list[str] | None = None) -> int:
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     node = rclpy.create_node("dsflash_bench_camera")
     try:
-        pub = node.create_publisher(Image, args.topic, CAMERA_QOS)
-        stamps = publish_loop(pub, msgs, args.rate)
+        topics = args.topic or ["image_raw"]
+        pubs = [node.create_publisher(Image, topic, CAMERA_QOS) for topic in topics]
+        route = None
+        if args.stdin_control:
+            route = Route()
+            follow = threading.Thread(
+                target=follow_commands, args=(sys.stdin, route, len(pubs)), daemon=True
+            )
+            follow.start()
+        stamps = publish_loop(pubs, msgs, args.rate, route)
         print(json.dumps({"stamps": stamps}), flush=True)
     finally:
         node.destroy_node()

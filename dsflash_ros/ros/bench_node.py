@@ -4,13 +4,25 @@ Three processes talk over ROS 2: the DSFlash node, started as it is launched
 (``python -m dsflash_ros.ros.node --ros-args -p ...``, in a namespace of its own), the camera
 (:mod:`.bench_camera`: pre-recorded rgb8 frames at a fixed rate, stamped at publish time) and
 this one, which listens to ``scene_graph``. The node copies the input header, so a graph's
-end-to-end latency is its receive time minus its stamp. After the node's first answer and
-a warm-up, a window of ``seconds`` is measured: processed fps (graphs received in it per
-second), latency p50/p95 of those graphs, frames published in it vs answered. Then both
-children are stopped and the bare pipeline (:meth:`Pipeline.load` in this process) runs the
-same frames back to back for as long, with the node's number of workers (frames at once) and
-CPU threads each, so the two never compete for the CPU and do the same work;
-``node_vs_bare_pct`` = node fps / bare fps * 100.
+end-to-end latency is its receive time minus its stamp.
+
+The bare pipeline (:meth:`Pipeline.load` in this process, the same frames back to back, with
+the node's number of workers and CPU threads each) is timed in the same run, interleaved
+with the node: after the node's first answer and a warm-up, ``rounds`` times three windows
+of ``seconds / rounds``: the node (camera running); the bare pipeline with the camera paused
+(the node idles, nothing competes for the CPU); and the bare pipeline *fed*: the camera
+sends its frames to this process instead (a second topic), taken off the wire as the node
+takes its input and dropped. Receiving a 30 Hz VGA stream is a cost every ROS 2 node pays
+before it does anything (Fast DDS reassembly and copies, about 2 ms of CPU a frame, and the
+wake-ups), so node vs fed is the node's own overhead and node vs bare the whole price of
+running as a ROS node. Interleaving matters on a shared machine, whose speed drifts by
+10-20 % within minutes: one long window each compared two different machines.
+
+Reported: the node's processed fps (graphs received in its windows per second), latency
+p50/p95 of those graphs, the pipeline's time per frame as the graphs report it, frames
+published vs answered, the CPU cores used by the node, the camera and the listener meanwhile
+(Linux); for both bare runs fps, time per frame and CPU cores; ``node_vs_bare_pct`` and
+``node_vs_fed_pct`` (node fps / that fps * 100) over all rounds, and per round.
 
 Children are stopped on every way out (SIGINT, then kill); on Linux they also get SIGTERM if
 this process dies without cleaning up (``PR_SET_PDEATHSIG``), so no node is left behind.
@@ -19,6 +31,7 @@ this process dies without cleaning up (``PR_SET_PDEATHSIG``), so no node is left
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -28,24 +41,30 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
+from sensor_msgs.msg import Image
 
+from dsflash_ros.bench.side_by_side import run_side_by_side
 from dsflash_ros.msg import SceneGraph
+from dsflash_ros.ros.frame_queue import LatestSlot
 from dsflash_ros.ros.node import OUTPUT_QOS
-from dsflash_ros.ros.sample_camera import SyntheticSource, open_source
+from dsflash_ros.ros.sample_camera import CAMERA_QOS, SyntheticSource, open_source
 
 POLL_S = 0.1
 STOP_TIMEOUT_S = 15.0
-BARE_WARMUP_FRAMES = 3
+BARE_WARMUP_FRAMES = 3  # per worker, before the first bare window (1 before the others)
+FED_TOPIC = "bench_fed/image_raw"  # the camera's second topic: frames for this process
+SETTLE_MAX_S = 5.0  # longest wait for the node to reach its steady state or to drain
+FED_SETTLE_S = 1.0  # frames flowing to this process before a fed window is timed
 AUTOSTART_FAILED = "autostart failed"  # the node's log line when configure/activate failed
 # The child execs the real command line after asking the kernel for SIGTERM when its
 # parent (this process) dies; it quits if the parent is already gone.
@@ -72,7 +91,8 @@ class NodeBenchConfig:
     frames: int = 10  # distinct frames, published in a loop
     size: tuple[int, int] = (640, 480)  # width, height
     rate: float = 30.0  # camera Hz
-    seconds: float = 20.0  # measured window (and the bare pipeline's timed run)
+    seconds: float = 20.0  # the node's measured time in all (the bare pipeline's as well)
+    rounds: int = 4  # node and bare windows alternate this many times
     warmup: float = 5.0  # seconds after the node's first answer
     workers: int = 0  # frames at once (node parameter `workers`; 0: the node's auto)
     threads: int = 0  # CPU threads per frame (node parameter `cpu_threads`; 0: auto)
@@ -85,6 +105,8 @@ class NodeBenchConfig:
             raise ValueError(f"--ros-size must be positive, got {self.size}")
         if self.rate <= 0 or self.seconds <= 0 or self.warmup < 0:
             raise ValueError("--ros-rate and --ros-seconds must be > 0, --ros-warmup >= 0")
+        if self.rounds < 1:
+            raise ValueError("--ros-rounds must be >= 1")
         if self.threads < 0 or self.workers < 0:
             raise ValueError("--threads and --ros-workers must be >= 0 (0 = the node's auto)")
 
@@ -153,29 +175,46 @@ def _tail(path: Path, lines: int = 5) -> str:
     return " | ".join(text[-lines:])
 
 
+class Graph(NamedTuple):
+    """One scene graph as the listener saw it."""
+
+    stamp: float  # its header stamp: the input frame's publish time (s since the epoch)
+    received: float  # when it arrived here (same clock)
+    pipeline_ms: float  # the pipeline's time for its frame, as the graph reports it
+
+
 class _Listener:
-    """Subscribes to ``<ns>/scene_graph``: (header stamp, receive time) of every graph."""
+    """Subscribes to ``<ns>/scene_graph`` and keeps a :class:`Graph` of every graph; also
+    takes the camera's frames on ``<ns>/FED_TOPIC`` as the node takes its input (newest
+    frame into a slot, counted), for the bare pipeline's fed windows."""
 
     def __init__(self, ns: str) -> None:
         self.context = rclpy.Context()
         # no rclpy signal handlers: Ctrl-C stays a KeyboardInterrupt, handled by our cleanup
         rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
         self.node = rclpy.create_node("dsflash_bench_listener", namespace=ns, context=self.context)
-        self.graphs: list[tuple[float, float]] = []
+        self.graphs: list[Graph] = []
         self._lock = threading.Lock()
         self.node.create_subscription(SceneGraph, "scene_graph", self._on_graph, OUTPUT_QOS)
+        self.frames = LatestSlot[Image]()
+        self.frames_received = 0
+        self.node.create_subscription(Image, FED_TOPIC, self._on_frame, CAMERA_QOS)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._thread = threading.Thread(target=self.executor.spin, daemon=True)
         self._thread.start()
 
+    def _on_frame(self, msg: Image) -> None:
+        self.frames.put(msg)
+        self.frames_received += 1  # only this (executor) thread writes it
+
     def _on_graph(self, msg: SceneGraph) -> None:
         received = time.time()
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         with self._lock:
-            self.graphs.append((stamp, received))
+            self.graphs.append(Graph(stamp, received, msg.total_ms))
 
-    def snapshot(self) -> list[tuple[float, float]]:
+    def snapshot(self) -> list[Graph]:
         with self._lock:
             return list(self.graphs)
 
@@ -203,75 +242,176 @@ def _node_command(cfg: NodeBenchConfig, ns: str) -> list[str]:
     return command
 
 
-def _sleep_watching(seconds: float, children: dict[str, tuple[subprocess.Popen, Path]]) -> None:
-    """Sleep, failing at once when a child exits."""
-    end = time.monotonic() + seconds
-    while True:
-        for name, (proc, log) in children.items():
-            if proc.poll() is not None:
-                raise NodeBenchError(
-                    f"the {name} exited (code {proc.returncode}): {_tail(log) or 'no output'}"
-                )
-        left = end - time.monotonic()
-        if left <= 0:
-            return
-        time.sleep(min(POLL_S, left))
-
-
-def measure_node(
-    cfg: NodeBenchConfig, tmp: Path, log: Callable[[str], None]
-) -> tuple[dict[str, Any], np.ndarray]:
-    """The node and camera processes, the listener here: the node's numbers (see the module
-    docstring) and the frames (rendered or loaded while the node starts)."""
-    ns = f"/dsflash_bench_{os.getpid()}"
-    env = dict(os.environ)
-    children: dict[str, tuple[subprocess.Popen, Path]] = {}
-    listener: _Listener | None = None
+def cpu_seconds(pid: int | None = None) -> float | None:
+    """CPU time (user + system) used so far by this process (``None``) or by child ``pid``
+    (from /proc: Linux only, None elsewhere or once it has gone)."""
+    if pid is None:
+        return time.process_time()
     try:
-        node_log = tmp / "node.log"
-        children["node"] = (_spawn(_node_command(cfg, ns), node_log, env), node_log)
-        log(f"node starting ({ns}/dsflash_node); {cfg.frames} frames {cfg.source}")
-        frames = load_frames(cfg.source, cfg.frames, cfg.size)
-        np.save(tmp / "frames.npy", frames)
-        camera_log = tmp / "camera.log"
-        camera_cmd = ["-m", "dsflash_ros.ros.bench_camera", str(tmp / "frames.npy")]
-        camera_cmd += ["--topic", f"{ns}/image_raw", "--rate", str(cfg.rate)]
-        camera = _spawn(camera_cmd, camera_log, env, stdout=subprocess.PIPE, text=True)
-        children["camera"] = (camera, camera_log)
-        listener = _Listener(ns)
-        log(f"camera at {cfg.rate:g} Hz, {frames.shape[2]}x{frames.shape[1]} rgb8")
-        end = time.monotonic() + cfg.startup_timeout
-        while not listener.snapshot():
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()  # fields 14 and 15 of proc(5): utime, stime
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class _CpuMeter:
+    """CPU cores used (CPU seconds per wall second) by named processes over timed windows."""
+
+    def __init__(self, pids: dict[str, int | None]) -> None:
+        self.pids = pids
+        self.cpu: dict[str, float | None] = dict.fromkeys(pids, 0.0)
+        self.wall = 0.0
+
+    @contextlib.contextmanager
+    def window(self) -> Iterator[None]:
+        before = {k: cpu_seconds(pid) for k, pid in self.pids.items()}
+        t = time.monotonic()
+        yield
+        self.wall += time.monotonic() - t
+        for k, pid in self.pids.items():
+            now, then, total = cpu_seconds(pid), before[k], self.cpu[k]
+            unknown = now is None or then is None or total is None  # not Linux, or gone
+            self.cpu[k] = None if unknown else total + now - then
+
+    def cores(self) -> dict[str, float | None]:
+        return {
+            f"cpu_{k}": None if v is None or not self.wall else v / self.wall
+            for k, v in self.cpu.items()
+        }
+
+
+class _LiveNode:
+    """The node and camera processes and the listener, as a context manager that stops the
+    children on every way out. The camera can be paused, so that the node idles while the
+    bare pipeline is timed between the node's windows."""
+
+    def __init__(self, cfg: NodeBenchConfig, tmp: Path, log: Callable[[str], None]) -> None:
+        self.cfg, self.tmp, self.log = cfg, tmp, log
+        self.ns = f"/dsflash_bench_{os.getpid()}"
+        self.children: dict[str, tuple[subprocess.Popen, Path]] = {}
+        self.listener: _Listener | None = None
+        self.frames = np.empty(0)
+        self.windows: list[tuple[float, float]] = []  # wall clock, as the stamps
+        self.cpu: _CpuMeter | None = None
+
+    def __enter__(self) -> _LiveNode:
+        try:
+            self._start()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _start(self) -> None:
+        cfg, env = self.cfg, dict(os.environ)
+        node_log = self.tmp / "node.log"
+        node = _spawn(_node_command(cfg, self.ns), node_log, env)
+        self.children["node"] = (node, node_log)
+        self.log(f"node starting ({self.ns}/dsflash_node); {cfg.frames} frames {cfg.source}")
+        self.frames = load_frames(cfg.source, cfg.frames, cfg.size)
+        np.save(self.tmp / "frames.npy", self.frames)
+        camera_log = self.tmp / "camera.log"
+        camera_cmd = ["-m", "dsflash_ros.ros.bench_camera", str(self.tmp / "frames.npy")]
+        camera_cmd += ["--topic", f"{self.ns}/image_raw", "--topic", f"{self.ns}/{FED_TOPIC}"]
+        camera_cmd += ["--rate", str(cfg.rate), "--stdin-control"]
+        camera = _spawn(
+            camera_cmd, camera_log, env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        self.children["camera"] = (camera, camera_log)
+        self.listener = _Listener(self.ns)
+        self.cpu = _CpuMeter({"node": node.pid, "camera": camera.pid, "listener": None})
+        h, w = self.frames.shape[1:3]
+        self.log(f"camera at {cfg.rate:g} Hz, {w}x{h} rgb8")
+
+    def __exit__(self, *exc: object) -> None:
+        _stop_all([proc for proc, _ in self.children.values()])
+        self.children.clear()
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+
+    def graphs(self) -> list[Graph]:
+        assert self.listener is not None
+        return self.listener.snapshot()
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep, failing at once when a child exits."""
+        end = time.monotonic() + seconds
+        while True:
+            for name, (proc, log) in self.children.items():
+                if proc.poll() is not None:
+                    raise NodeBenchError(
+                        f"the {name} exited (code {proc.returncode}): {_tail(log) or 'no output'}"
+                    )
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(POLL_S, left))
+
+    def wait_first_graph(self) -> None:
+        node_log = self.children["node"][1]
+        end = time.monotonic() + self.cfg.startup_timeout
+        while not self.graphs():
             if time.monotonic() > end:
                 raise NodeBenchError(
-                    f"no scene graph within {cfg.startup_timeout:g} s: {_tail(node_log)}"
+                    f"no scene graph within {self.cfg.startup_timeout:g} s: {_tail(node_log)}"
                 )
             if AUTOSTART_FAILED in node_log.read_text(errors="replace"):
                 errors = [ln for ln in _tail(node_log, 20).split(" | ") if "[ERROR]" in ln]
                 raise NodeBenchError(f"the node did not start: {' | '.join(errors[:1])}")
-            _sleep_watching(POLL_S, children)
-        log(f"node answering; warm-up {cfg.warmup:g} s, then {cfg.seconds:g} s measured")
-        _sleep_watching(cfg.warmup, children)
+            self.sleep(POLL_S)
+
+    def settle_s(self) -> float:
+        """Time for the frames in flight to come out: 1 s + twice the latest latencies."""
+        latest = [g.received - g.stamp for g in self.graphs()[-5:]]
+        return min(SETTLE_MAX_S, 1.0 + 2 * max(latest, default=0.0))
+
+    def _camera(self, command: str) -> None:
+        camera = self.children["camera"][0]
+        assert camera.stdin is not None
+        camera.stdin.write(command + "\n")
+        camera.stdin.flush()
+
+    def pause(self) -> None:
+        """Stop the camera and wait until the node has answered the frames in flight."""
+        self._camera("pause")
+        self.sleep(self.settle_s())
+
+    def window(self, seconds: float) -> None:
+        """Resume the camera, let the node reach its steady state, measure ``seconds``."""
+        assert self.cpu is not None
+        self._camera("resume")
+        self.sleep(self.settle_s())
         t0 = time.time()
-        _sleep_watching(cfg.seconds, children)
-        t1 = time.time()
-        graphs = listener.snapshot()
-        latest = [r - s for s, r in graphs[-5:]]
-        # let the frames published at the end of the window come out
-        _sleep_watching(min(5.0, 1.0 + 2 * max(latest)), children)
-        camera_out, _ = _stop_all([camera, children["node"][0]])
-        children.clear()
-        graphs = listener.snapshot()
-        log("node and camera stopped")
-    finally:
-        _stop_all([proc for proc, _ in children.values()])
-        if listener is not None:
-            listener.close()
-    try:
-        stamps = json.loads(camera_out.strip().splitlines()[-1])["stamps"]
-    except (IndexError, ValueError, KeyError):
-        raise NodeBenchError(f"the camera reported nothing: {_tail(camera_log)}") from None
-    return node_stats(graphs, stamps, t0, t1), frames
+        with self.cpu.window():
+            self.sleep(seconds)
+        self.windows.append((t0, time.time()))
+
+    @contextlib.contextmanager
+    def feeding_this_process(self) -> Iterator[None]:
+        """The camera's frames come to this process instead of the node (which idles)."""
+        self._camera("resume 1")
+        try:
+            self.sleep(FED_SETTLE_S)
+            yield
+        finally:
+            self._camera("pause")
+
+    def frames_received(self) -> int:
+        """Frames of the camera received by this process so far (fed windows)."""
+        assert self.listener is not None
+        return self.listener.frames_received
+
+    def stop(self) -> list[float]:
+        """Stop the node and the camera; the camera's publish times."""
+        camera, camera_log = self.children["camera"]
+        camera_out, _ = _stop_all([camera, self.children["node"][0]])
+        self.children.clear()
+        try:
+            return json.loads(camera_out.strip().splitlines()[-1])["stamps"]
+        except (IndexError, ValueError, KeyError):
+            raise NodeBenchError(f"the camera reported nothing: {_tail(camera_log)}") from None
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -279,74 +419,102 @@ def _pct(values: list[float], q: float) -> float | None:
 
 
 def node_stats(
-    graphs: list[tuple[float, float]], stamps: list[float], t0: float, t1: float
+    graphs: list[Graph], stamps: list[float], windows: list[tuple[float, float]]
 ) -> dict[str, Any]:
-    """Window ``[t0, t1]``: fps and latency of the graphs received in it; frames published
-    in it and how many of those were answered (at any time)."""
-    window = t1 - t0
-    received = [(s, r) for s, r in graphs if t0 <= r <= t1]
-    latency_ms = [(r - s) * 1e3 for s, r in received]
-    published = sum(1 for s in stamps if t0 <= s <= t1)
+    """Over the measured ``windows`` (wall-clock intervals): fps, latency and pipeline time of
+    the graphs received in them; frames published in them and how many of those were
+    answered (at any time)."""
+
+    def inside(t: float) -> bool:
+        return any(t0 <= t <= t1 for t0, t1 in windows)
+
+    seconds = sum(t1 - t0 for t0, t1 in windows)
+    received = [g for g in graphs if inside(g.received)]
+    latency_ms = [(g.received - g.stamp) * 1e3 for g in received]
+    published = sum(1 for s in stamps if inside(s))
     return {
-        "fps": len(received) / window,
+        "fps": len(received) / seconds,
         "latency_p50_ms": _pct(latency_ms, 50),
         "latency_p95_ms": _pct(latency_ms, 95),
+        "frame_p50_ms": _pct([g.pipeline_ms for g in received], 50),
         "published": published,
-        "answered": len({s for s, _ in graphs if t0 <= s <= t1}),
+        "answered": len({g.stamp for g in graphs if inside(g.stamp)}),
         "received_in_window": len(received),
-        "publish_rate_hz": published / window,
-        "window_s": window,
+        "publish_rate_hz": published / seconds,
+        "window_s": seconds,
     }
 
 
-def measure_bare(
-    cfg: NodeBenchConfig, frames: np.ndarray, log: Callable[[str], None]
-) -> dict[str, Any]:
-    """``Pipeline.load`` here, the same frames back to back for ``cfg.seconds``, in as many
+class _BarePipeline:
+    """``Pipeline.load`` in this process, run on the same frames back to back in as many
     threads as the node's workers (each taking the next frame), with its CPU threads each.
 
     The frames never run in the main thread, as in the node: on a busy CPU, torch's
     multi-threaded ops were seen several times slower in the main thread than in another
     thread of the same process, which would compare threads instead of the node.
     """
-    import torch
 
-    from dsflash_ros.bench.side_by_side import run_side_by_side
-    from dsflash_ros.runtime.concurrency import resolve_threads, resolve_workers
-    from dsflash_ros.runtime.pipeline import Pipeline, PipelineOptions
+    def __init__(self, cfg: NodeBenchConfig, frames: np.ndarray) -> None:
+        import torch
 
-    workers = resolve_workers(cfg.workers, cfg.device, cfg.backend)
-    threads = resolve_threads(cfg.threads, workers)
-    if not cfg.device.startswith("cuda"):
-        torch.set_num_threads(threads)
-    options = PipelineOptions(
-        backend=cfg.backend, device=cfg.device, precision=cfg.precision, prune=cfg.prune
-    )
-    pipe = Pipeline.load(cfg.model or None, options)
-    log(
-        f"bare pipeline: {workers} worker(s) x {threads} thread(s), "
-        f"{BARE_WARMUP_FRAMES} warm-up frames each, then {cfg.seconds:g} s"
-    )
-    times: list[float] = []
+        from dsflash_ros.runtime.concurrency import resolve_threads, resolve_workers
+        from dsflash_ros.runtime.pipeline import Pipeline, PipelineOptions
 
-    def warm(worker: int) -> None:
-        for i in range(BARE_WARMUP_FRAMES):
-            pipe(frames[(worker + i) % len(frames)])
+        self.frames = frames
+        self.workers = resolve_workers(cfg.workers, cfg.device, cfg.backend)
+        self.threads = resolve_threads(cfg.threads, self.workers)
+        if not cfg.device.startswith("cuda"):
+            torch.set_num_threads(self.threads)
+        options = PipelineOptions(
+            backend=cfg.backend, device=cfg.device, precision=cfg.precision, prune=cfg.prune
+        )
+        self.pipe = Pipeline.load(cfg.model or None, options)
+        self.runs = {kind: _BareRuns() for kind in ("bare", "fed")}
 
-    def step(worker: int, k: int) -> None:
-        t = time.perf_counter()
-        pipe(frames[(worker + k * workers) % len(frames)])
-        times.append((time.perf_counter() - t) * 1e3)  # list.append is atomic
+    def window(self, kind: str, seconds: float, warmup_frames: int = 1) -> float:
+        """``warmup_frames`` untimed frames per worker, then ``seconds`` timed; its fps."""
+        frames, workers, pipe, run = self.frames, self.workers, self.pipe, self.runs[kind]
 
-    _, elapsed = run_side_by_side(warm, step, workers, seconds=cfg.seconds)
-    return {
-        "fps": len(times) / elapsed,
-        "frame_p50_ms": _pct(times, 50),
-        "frames": len(times),
-        "seconds": elapsed,
-        "workers": workers,
-        "threads": threads,
-    }
+        def warm(worker: int) -> None:
+            for i in range(warmup_frames):
+                pipe(frames[(worker + i) % len(frames)])
+
+        def step(worker: int, k: int) -> None:
+            t = time.perf_counter()
+            pipe(frames[(worker + k * workers) % len(frames)])
+            run.times_ms.append((time.perf_counter() - t) * 1e3)  # list.append is atomic
+
+        with run.cpu.window():
+            done, elapsed = run_side_by_side(warm, step, workers, seconds=seconds)
+        run.windows.append((done, elapsed))
+        return done / elapsed
+
+    def stats(self, kind: str) -> dict[str, Any]:
+        run = self.runs[kind]
+        frames = sum(n for n, _ in run.windows)
+        seconds = sum(s for _, s in run.windows)
+        return {
+            "fps": frames / seconds,
+            "frame_p50_ms": _pct(run.times_ms, 50),
+            "frames": frames,
+            "seconds": seconds,
+            "workers": self.workers,
+            "threads": self.threads,
+        } | run.cpu.cores()
+
+
+@dataclass
+class _BareRuns:
+    """The bare pipeline's timed windows of one kind."""
+
+    times_ms: list[float] = dataclasses.field(default_factory=list)
+    windows: list[tuple[int, float]] = dataclasses.field(default_factory=list)  # frames, s
+    cpu: _CpuMeter = dataclasses.field(default_factory=lambda: _CpuMeter({"bare": None}))
+
+
+def _window_fps(graphs: list[Graph], window: tuple[float, float]) -> float:
+    t0, t1 = window
+    return sum(1 for g in graphs if t0 <= g.received <= t1) / (t1 - t0)
 
 
 def run_node_bench(
@@ -355,19 +523,58 @@ def run_node_bench(
     """The whole comparison; a JSON-able report (see the module docstring)."""
     cfg.validate()
     w, h = cfg.size
-    with tempfile.TemporaryDirectory(prefix="dsflash_bench_ros_") as tmp:
-        node, frames = measure_node(cfg, Path(tmp), log)
-    bare = measure_bare(cfg, frames, log)
+    each = cfg.seconds / cfg.rounds
+    with (
+        tempfile.TemporaryDirectory(prefix="dsflash_bench_ros_") as tmp,
+        _LiveNode(cfg, Path(tmp), log) as live,
+    ):
+        bare = _BarePipeline(cfg, live.frames)  # loads while the node starts
+        live.wait_first_graph()
+        log(
+            f"node answering; warm-up {cfg.warmup:g} s, then {cfg.rounds} rounds of {each:g} s "
+            f"each: node; bare pipeline ({bare.workers} worker(s) x {bare.threads} thread(s), "
+            "camera paused); bare pipeline fed (the camera's frames to this process)"
+        )
+        live.sleep(cfg.warmup)
+        pct: dict[str, list[float]] = {"bare": [], "fed": []}
+        fed_frames, fed_wall = 0, 0.0
+        for r in range(cfg.rounds):
+            live.window(each)
+            node_fps = _window_fps(live.graphs(), live.windows[-1])
+            live.pause()
+            bare_fps = bare.window("bare", each, BARE_WARMUP_FRAMES if r == 0 else 1)
+            with live.feeding_this_process():
+                before, t = live.frames_received(), time.monotonic()
+                fed_fps = bare.window("fed", each)
+                fed_frames += live.frames_received() - before
+                fed_wall += time.monotonic() - t  # with the untimed warm-up frames
+            pct["bare"].append(100.0 * node_fps / bare_fps)
+            pct["fed"].append(100.0 * node_fps / fed_fps)
+            log(
+                f"round {r + 1}/{cfg.rounds}: node {node_fps:.2f} fps, bare {bare_fps:.2f}, "
+                f"fed {fed_fps:.2f}"
+            )
+        stamps = live.stop()
+        graphs = live.graphs()
+        assert live.cpu is not None
+        node = node_stats(graphs, stamps, live.windows) | live.cpu.cores()
+        log("node and camera stopped")
+    quiet, fed = bare.stats("bare"), bare.stats("fed")
+    fed["input_hz"] = fed_frames / fed_wall
     config = dataclasses.asdict(cfg)
     config["model"] = cfg.model or "(embedded default)"
     config["size"] = f"{w}x{h}"
-    config["frames"] = len(frames)
+    config["frames"] = len(live.frames)
     return {
         "config": config,
         "cpu_count": os.cpu_count(),
         "node": node,
-        "bare": bare,
-        "node_vs_bare_pct": 100.0 * node["fps"] / bare["fps"],
+        "bare": quiet,
+        "bare_fed": fed,
+        "node_vs_bare_pct": 100.0 * node["fps"] / quiet["fps"],
+        "node_vs_bare_pct_rounds": pct["bare"],
+        "node_vs_fed_pct": 100.0 * node["fps"] / fed["fps"],
+        "node_vs_fed_pct_rounds": pct["fed"],
     }
 
 
@@ -388,6 +595,7 @@ def config_from_args(args: argparse.Namespace) -> NodeBenchConfig:
         rate=args.ros_rate,
         seconds=args.ros_seconds,
         warmup=args.ros_warmup,
+        rounds=args.ros_rounds,
         workers=args.ros_workers,
         threads=args.threads,
     )
@@ -402,18 +610,50 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n\n".join(
         [
             format_table(
-                f"ros node: own process, {c['size']} rgb8 at {c['rate']:g} Hz, {where}",
+                f"ros node: own process, {c['size']} rgb8 at {c['rate']:g} Hz, {where} "
+                "(cpu: cores used by node, camera, listener)",
                 [node],
-                ("fps", "latency_p50_ms", "latency_p95_ms", "published", "answered", "window_s"),
+                (
+                    "fps",
+                    "latency_p50_ms",
+                    "latency_p95_ms",
+                    "frame_p50_ms",
+                    "published",
+                    "answered",
+                    "window_s",
+                    "cpu_node",
+                    "cpu_camera",
+                    "cpu_listener",
+                ),
             ),
             format_table(
                 "bare pipeline: this process, same frames back to back in the node's number of "
-                "workers, node stopped",
-                [bare],
-                ("fps", "frame_p50_ms", "frames", "seconds", "workers", "threads"),
+                f"workers, in {c['rounds']} windows between the node's; bare: camera paused; "
+                "fed: the camera's frames received here meanwhile (and dropped)",
+                [{"run": "bare"} | bare, {"run": "fed"} | report["bare_fed"]],
+                (
+                    "run",
+                    "fps",
+                    "frame_p50_ms",
+                    "frames",
+                    "seconds",
+                    "workers",
+                    "threads",
+                    "cpu_bare",
+                    "input_hz",
+                ),
             ),
-            f"node_vs_bare_pct (node fps / bare fps * 100): {report['node_vs_bare_pct']:.1f}",
+            _ratio_line(report, "bare"),
+            _ratio_line(report, "fed"),
         ]
+    )
+
+
+def _ratio_line(report: dict[str, Any], kind: str) -> str:
+    rounds = ", ".join(f"{p:.1f}" for p in report.get(f"node_vs_{kind}_pct_rounds", []))
+    return (
+        f"node_vs_{kind}_pct (node fps / {kind} fps * 100): {report[f'node_vs_{kind}_pct']:.1f}"
+        f" (per round: {rounds})"
     )
 
 

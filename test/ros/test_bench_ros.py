@@ -4,6 +4,7 @@ bare pipeline. Structure only (no timing thresholds: shared CI machines are nois
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -17,6 +18,10 @@ pytest.importorskip("rclpy", reason="rclpy not installed")
 pytest.importorskip("dsflash_ros.msg", reason="dsflash_ros messages not built")
 
 import node_harness as H
+import numpy as np
+from sensor_msgs.msg import Image
+
+from dsflash_ros.ros.bench_node import Graph, node_stats
 
 CLI = [sys.executable, "-m", "dsflash_ros.cli", "bench", "--ros"]
 SMALL = ["--ros-frames", "2", "--ros-size", "160x120", "--ros-warmup", "0.5"]
@@ -46,6 +51,7 @@ def test_bench_ros_reports_node_and_bare_pipeline(tmp_path):
     model = H.make_tiny_checkpoint(tmp_path / "tiny.safetensors")
     out = tmp_path / "bench.json"
     args = [*CLI, *SMALL, "--model", str(model), "--ros-seconds", "2", "--json", str(out)]
+    args += ["--ros-rounds", "2"]
     args.append("--ros-prune")  # a node parameter the node must accept, and the bare pipeline
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     stdout, stderr = proc.communicate(timeout=300)
@@ -56,7 +62,15 @@ def test_bench_ros_reports_node_and_bare_pipeline(tmp_path):
     assert node["fps"] > 0 and bare["fps"] > 0
     assert 0 < node["latency_p50_ms"] <= node["latency_p95_ms"]
     assert 0 < node["answered"] <= node["published"]
-    assert report["node_vs_bare_pct"] == pytest.approx(100 * node["fps"] / bare["fps"])
+    fed = report["bare_fed"]
+    for kind, row in (("bare", bare), ("fed", fed)):
+        assert report[f"node_vs_{kind}_pct"] == pytest.approx(100 * node["fps"] / row["fps"])
+        assert len(report[f"node_vs_{kind}_pct_rounds"]) == 2
+        assert row["seconds"] >= 2.0  # each thread runs 1 s per window, finishing its frame
+        assert row["cpu_bare"] > 0.05  # CPU from /proc
+    assert node["window_s"] == pytest.approx(2.0, abs=0.5)  # two windows of 1 s
+    assert node["cpu_node"] > 0.05 and node["cpu_camera"] > 0
+    assert fed["input_hz"] > 5  # the camera's frames reached the bench in its fed windows
     assert report["config"]["size"] == "160x120" and report["config"]["rate"] == 30.0
     assert report["config"]["prune"] is True and ", prune on cpu" in stdout
     assert _bench_processes(proc.pid) == []  # node and camera stopped
@@ -99,3 +113,78 @@ def test_bench_ros_without_rclpy_is_one_line_error():
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "--ros needs ROS 2 (rclpy)" in lines[0], proc.stderr
+
+
+def test_node_stats_pool_the_windows():
+    windows = [(10.0, 12.0), (20.0, 22.0)]
+    # (stamp, received): two graphs in each window, one between them, one stamped in the
+    # first window but received after it
+    graphs = [
+        Graph(stamp, received, pipeline_ms)
+        for stamp, received, pipeline_ms in [
+            (10.1, 10.3, 100.0),
+            (11.0, 11.2, 110.0),
+            (11.9, 12.2, 999.0),
+            (15.0, 15.2, 999.0),
+            (20.5, 20.7, 120.0),
+            (21.0, 21.3, 130.0),
+        ]
+    ]
+    stamps = [10.1, 10.5, 11.0, 11.5, 11.9, 15.0, 20.5, 21.0, 21.5]
+    stats = node_stats(graphs, stamps, windows)
+    assert stats["window_s"] == 4.0 and stats["received_in_window"] == 4
+    assert stats["fps"] == 1.0
+    assert stats["published"] == 8 and stats["answered"] == 5
+    assert stats["latency_p50_ms"] == pytest.approx(200.0)
+    assert stats["frame_p50_ms"] == pytest.approx(115.0)
+
+
+def test_bench_camera_switches_topics_on_stdin(tmp_path):
+    """The camera of `bench --ros` publishes to its first topic, to none after `pause`, to
+    the second after `resume 1` and to the first again after `resume`."""
+    frames = tmp_path / "frames.npy"
+    np.save(frames, np.stack([H.rgb_image(480, 640, seed) for seed in range(2)]))
+    ns = f"/bench_camera_test_{os.getpid()}"
+    peer = H.Peer(ns)
+    received: dict[str, list[float]] = {"a": [], "b": []}
+    for topic, times in received.items():
+        peer.node.create_subscription(
+            Image, f"{topic}/image_raw", lambda m, times=times: times.append(time.time()), 10
+        )
+    args = [sys.executable, "-m", "dsflash_ros.ros.bench_camera", str(frames), "--rate", "20"]
+    args += ["--topic", f"{ns}/a/image_raw", "--topic", f"{ns}/b/image_raw", "--stdin-control"]
+    camera = subprocess.Popen(
+        args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    a, b = received["a"], received["b"]
+
+    def command(line: str) -> tuple[int, int]:
+        """Send ``line``; the counts once frames already on their way are in."""
+        camera.stdin.write(line + "\n")
+        camera.stdin.flush()
+        time.sleep(0.5)
+        return len(a), len(b)
+
+    try:
+        H.wait_until(lambda: len(a) >= 5, 60, "frames on the first topic")
+        H.wait_until(lambda: peer.node.count_publishers(f"{ns}/b/image_raw"), 30, "2nd topic")
+        assert b == []
+        n_a, n_b = command("pause")
+        time.sleep(1.5)
+        assert (len(a), len(b)) == (n_a, n_b), "frames published while paused"
+        command("resume 1")
+        H.wait_until(lambda: len(b) >= n_b + 5, 30, "frames on the second topic")
+        n_a, n_b = command("resume")
+        H.wait_until(lambda: len(a) >= n_a + 5, 30, "frames on the first topic again")
+        assert len(b) == n_b, "frames on the second topic after `resume`"
+        command("resume 7")  # no such topic: ignored
+        camera.send_signal(signal.SIGINT)
+        out, err = camera.communicate(timeout=30)
+    finally:
+        if camera.poll() is None:
+            camera.kill()
+        peer.close()
+    assert camera.returncode == 0, err[-2000:]
+    stamps = json.loads(out.strip().splitlines()[-1])["stamps"]
+    assert len(stamps) >= len(a) + len(b) - 2  # every publish is recorded
+    assert np.diff(stamps).max() > 1.4  # the pause, in the camera's own record
