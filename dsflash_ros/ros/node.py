@@ -551,10 +551,11 @@ class DSFlashNode(LifecycleNode):
                 pending, self._pending_options = self._pending_options, {}
             if pending:
                 pipeline.set_options(**pending)
-            options = getattr(pipeline, "options", None)
+            options = pipeline.options
         # outside the lock: other workers run their frames meanwhile; cleanup releases the
-        # pipeline only after the workers stopped
-        result = pipeline(rgb)
+        # pipeline only after the workers stopped. The options read above go with the frame:
+        # another worker may apply new ones before this call.
+        result = pipeline(rgb, options)
         return _Inferred(rgb, result, options, started)
 
     def _publish(self, item: tuple[Image | CompressedImage, float], frame: _Inferred) -> None:

@@ -289,10 +289,15 @@ class Pipeline:
         self.options = self.check_options(**changes)
 
     # ------------------------------------------------------------------ inference
-    def __call__(self, rgb: np.ndarray) -> SceneGraphResult:
-        """Scene graph of one (H, W, 3) uint8 RGB image."""
+    def __call__(self, rgb: np.ndarray, options: PipelineOptions | None = None) -> SceneGraphResult:
+        """Scene graph of one (H, W, 3) uint8 RGB image, with ``options`` (from
+        :meth:`check_options` or this pipeline's ``options``; default: the current ones).
+
+        One snapshot of the options serves the whole frame, as ``set_options`` may run in
+        another thread meanwhile; a caller that uses the options itself (the node's tracking
+        reads the relation threshold) passes the snapshot it read, so both agree."""
         t0 = time.perf_counter()
-        options = self.options  # one snapshot per frame: set_options may run meanwhile
+        options = options or self.options
         pixels, info, timings = self._preprocess(rgb, t0)
         segments, features = self.segments(pixels, info, timings, options)
         result = self._relations_and_result(segments, features, info, timings, options)

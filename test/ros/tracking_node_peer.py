@@ -42,7 +42,7 @@ class ScriptedPipeline:
     def check_options(self, **changes):
         return self.options
 
-    def __call__(self, rgb: np.ndarray):
+    def __call__(self, rgb: np.ndarray, options=None):
         k = int(rgb[0, 0, 0])
         if k % 2 == 0:
             time.sleep(SLOW_EVEN_S)

@@ -92,6 +92,19 @@ def test_relation_threshold_filters(pipeline, rgb):
     assert some.num_relations < all_rel.num_relations
 
 
+def test_options_given_with_the_frame_win_over_the_current_ones(pipeline, rgb):
+    """The node passes the options it read (for tracking) with the frame; another worker
+    changing the pipeline's options meanwhile must not change what this frame used."""
+    all_rel = pipeline(rgb)
+    cut = float(np.median(all_rel.relation_scores))
+    snapshot = pipeline.check_options(relation_threshold=cut)
+    some = pipeline(rgb, snapshot)  # the pipeline's own options still say 0.0
+    assert pipeline.options.relation_threshold == 0.0
+    assert np.all(some.relation_scores >= cut)
+    assert some.num_relations < all_rel.num_relations
+    assert pipeline(rgb).num_relations == all_rel.num_relations
+
+
 def test_predict_scores_every_ordered_pair(pipeline, rgb):
     frame = pipeline.predict(rgb)
     n = len(frame.labels)
