@@ -10,7 +10,7 @@ loaded with those options and
 * with ``workers`` > 1, run as the node runs it on a CPU: that many frames at once, each on
   ``cores / workers`` threads (:mod:`~dsflash_ros.runtime.concurrency`), whole frames
   (:class:`~dsflash_ros.bench.pipeline.StagedFrame` including tracking and message building)
-  back to back in every worker: ``tput_n<N>`` frames per second in all;
+  back to back in every worker for ``tput_seconds``: ``tput_n<N>`` frames per second in all;
 * scored on a PSG-format split with ``dsflash eval``'s operating point
   (:data:`~dsflash_ros.limits.EVAL_OPTIONS`): PQ, SGDet mR@50 and PredCls mR@50, and the
   difference of each from the first option (the plain fp32 torch pipeline).
@@ -70,7 +70,7 @@ def _throughput(
     n: int,
     max_objects: int,
     workers: int,
-    repeats: int,
+    seconds: float,
     warmup: int,
 ) -> float:
     """Frames per second with ``workers`` frames at once, each on its share of the cores.
@@ -91,7 +91,7 @@ def _throughput(
                 frames[worker].run()
 
         done, elapsed = run_side_by_side(
-            warm, lambda worker, _: frames[worker].run(), workers, count=max(repeats, 2)
+            warm, lambda worker, _: frames[worker].run(), workers, seconds=seconds
         )
         return done / elapsed
     finally:
@@ -119,11 +119,12 @@ def bench_speed_options(
     max_images: int | None = None,
     split: str = "test",
     workers: int = 1,
+    tput_seconds: float = 3.0,
     log: Callable[[str], None] = lambda s: None,
 ) -> list[dict[str, Any]]:
     """One row per option: ``ms_n<N>`` frame times, ``fps_n<N>``, with ``workers`` > 1
-    ``tput_n<N>`` (frames/s, that many frames at once), accuracy and its deltas (accuracy
-    only with ``data``)."""
+    ``tput_n<N>`` (frames/s, that many frames at once for ``tput_seconds``), accuracy and its
+    deltas (accuracy only with ``data``)."""
     rgb = test_image((480, 640), 0)
     pipes: dict[str, Pipeline] = {}
     rows: dict[str, dict[str, Any]] = {}
@@ -153,7 +154,7 @@ def bench_speed_options(
             opt = next(o for o in options if o.name == name)
             for n in ns:
                 rows[name][f"tput_n{n}"] = _throughput(
-                    model_path, opt, rgb, n, max(ns), workers, repeats, warmup
+                    model_path, opt, rgb, n, max(ns), workers, tput_seconds, warmup
                 )
     if data is not None:
         from dsflash_ros.data.psg import PSGDataset

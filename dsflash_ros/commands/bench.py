@@ -119,6 +119,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="--speed-options: also frames per second with this many frames at once, as the "
         "node runs them (tput columns; 0: the node's auto, 1: skip)",
     )
+    speed.add_argument(
+        "--tput-seconds",
+        type=float,
+        default=3.0,
+        help="--speed-options: seconds each tput column runs (frames back to back)",
+    )
     ros = p.add_argument_group("the ROS node as users run it (--ros)")
     ros.add_argument(
         "--ros",
@@ -233,6 +239,8 @@ def _run_speed_options(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"--speed-options {args.speed_options}: no psg.json there")
     if args.model and not Path(args.model).is_file():
         raise FileNotFoundError(f"--model {args.model}: no such file")
+    if args.tput_seconds <= 0:
+        raise ValueError("--tput-seconds must be > 0")
     ns = [5, 20] if args.quick else args.ns
     rows = bench_speed_options(
         args.model,
@@ -242,6 +250,7 @@ def _run_speed_options(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         max_images=args.max_images,
         workers=resolve_workers(args.workers, args.device, "torch"),
+        tput_seconds=args.tput_seconds,
         log=lambda s: print(f"[bench] {s}", flush=True),
     )
     print(format_speed_options(rows, ns))

@@ -31,7 +31,14 @@ def test_options_are_timed_and_scored_against_the_reference(heldout):
     )
     threads = torch.get_num_threads()
     rows = bench_speed_options(
-        str(default_model_path()), heldout, options, ns=(3, 6), repeats=1, max_images=2, workers=2
+        str(default_model_path()),
+        heldout,
+        options,
+        ns=(3, 6),
+        repeats=1,
+        max_images=2,
+        workers=2,
+        tput_seconds=0.5,
     )
     assert torch.get_num_threads() == threads  # the 2-worker run gives its threads back
     by_name = {r["option"]: r for r in rows}
