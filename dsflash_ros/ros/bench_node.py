@@ -92,7 +92,7 @@ class NodeBenchConfig:
     size: tuple[int, int] = (640, 480)  # width, height
     rate: float = 30.0  # camera Hz
     seconds: float = 20.0  # the node's measured time in all (the bare pipeline's as well)
-    rounds: int = 4  # node and bare windows alternate this many times
+    rounds: int = 4  # node, bare and fed windows alternate this many times
     warmup: float = 5.0  # seconds after the node's first answer
     workers: int = 0  # frames at once (node parameter `workers`; 0: the node's auto)
     threads: int = 0  # CPU threads per frame (node parameter `cpu_threads`; 0: auto)
