@@ -148,6 +148,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="node and bare pipeline with the relation head's pruning (`prune:=true`)",
     )
     ros.add_argument(
+        "--ros-transport",
+        choices=("raw", "compressed"),
+        default="raw",
+        help="the camera publishes rgb8 Images (raw) or JPEG CompressedImages (compressed) "
+        "and the node subscribes to them (`input_transport`)",
+    )
+    ros.add_argument(
         "--ros-workers",
         type=int,
         default=0,

@@ -3,8 +3,9 @@
     python -m dsflash_ros.ros.bench_camera FRAMES.npy --topic /ns/image_raw --rate 30
 
 ``FRAMES.npy`` holds (N, H, W, 3) uint8 RGB frames; they are turned into sensor_msgs/Image
-(rgb8) messages once, at start-up, so that a frame costs only the publish (no rendering or
-decoding per frame, unlike a real driver's capture but like its steady state). Each message
+(rgb8) messages, or with ``--compressed`` CompressedImage (JPEG, quality 90), once, at
+start-up, so that a frame costs only the publish (no rendering or encoding per frame, unlike
+a real driver's capture but like its steady state). Each message
 is stamped with the time it is published. The QoS is the sample camera's (reliable, as
 drivers publish). ``--topic`` may be given several times; frames go to the first. With
 ``--stdin-control`` lines on stdin switch where they go: ``pause`` stops publishing,
@@ -30,15 +31,20 @@ import rclpy
 from builtin_interfaces.msg import Time
 from rclpy.publisher import Publisher
 from rclpy.signals import SignalHandlerOptions
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from dsflash_ros.ros.image_conversion import numpy_to_image
+from dsflash_ros.ros.image_conversion import numpy_to_image, rgb8_to_compressed
 from dsflash_ros.ros.sample_camera import CAMERA_QOS
 
 
-def frame_messages(frames: np.ndarray, frame_id: str = "camera_optical_frame") -> list[Image]:
-    """One rgb8 Image per frame (built once; only the stamp changes per publish)."""
+def frame_messages(
+    frames: np.ndarray, compressed: bool = False, frame_id: str = "camera_optical_frame"
+) -> list[Image] | list[CompressedImage]:
+    """One rgb8 Image (or JPEG CompressedImage) per frame, built once; only the stamp changes
+    per publish."""
+    if compressed:
+        return [rgb8_to_compressed(f, "jpeg", Header(frame_id=frame_id)) for f in frames]
     return [numpy_to_image(f, "rgb8", Header(frame_id=frame_id)) for f in frames]
 
 
@@ -63,7 +69,10 @@ class Route:
 
 
 def publish_loop(
-    pubs: list[Publisher], msgs: list[Image], rate: float, route: Route | None = None
+    pubs: list[Publisher],
+    msgs: list[Image] | list[CompressedImage],
+    rate: float,
+    route: Route | None = None,
 ) -> list[float]:
     """Publish ``msgs`` in a loop at ``rate`` Hz until KeyboardInterrupt, to the publisher
     ``route`` names (default: the first); the publish times.
@@ -119,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("frames", help="(N, H, W, 3) uint8 RGB frames (.npy)")
     p.add_argument("--topic", action="append", help="image topic (repeatable; default image_raw)")
     p.add_argument("--rate", type=float, default=30.0, help="frames per second")
+    p.add_argument("--compressed", action="store_true", help="publish JPEG CompressedImage")
     p.add_argument(
         "--stdin-control", action="store_true", help="pause / resume [N] on lines read from stdin"
     )
@@ -130,13 +140,14 @@ def main(argv: list[str] | None = None) -> int:
     # then installs no KeyboardInterrupt for it (the camera never stopped and printed nothing).
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
-    msgs = frame_messages(np.load(args.frames))
+    msgs = frame_messages(np.load(args.frames), args.compressed)
     # our own handlers: SIGINT/SIGTERM end the loop, then the stamps are printed
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     node = rclpy.create_node("dsflash_bench_camera")
     try:
         topics = args.topic or ["image_raw"]
-        pubs = [node.create_publisher(Image, topic, CAMERA_QOS) for topic in topics]
+        msg_type = CompressedImage if args.compressed else Image
+        pubs = [node.create_publisher(msg_type, topic, CAMERA_QOS) for topic in topics]
         route = None
         if args.stdin_control:
             route = Route()

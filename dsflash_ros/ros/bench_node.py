@@ -2,9 +2,10 @@
 
 Three processes talk over ROS 2: the DSFlash node, started as it is launched
 (``python -m dsflash_ros.ros.node --ros-args -p ...``, in a namespace of its own), the camera
-(:mod:`.bench_camera`: pre-recorded rgb8 frames at a fixed rate, stamped at publish time) and
-this one, which listens to ``scene_graph``. The node copies the input header, so a graph's
-end-to-end latency is its receive time minus its stamp.
+(:mod:`.bench_camera`: pre-recorded frames at a fixed rate, rgb8 Images or, with ``transport``
+"compressed", JPEG CompressedImages, stamped at publish time) and this one, which listens to
+``scene_graph``. The node copies the input header, so a graph's end-to-end latency is its
+receive time minus its stamp.
 
 The bare pipeline (:meth:`Pipeline.load` in this process, the same frames back to back, with
 the node's number of workers and CPU threads each) is timed in the same run, interleaved
@@ -51,11 +52,12 @@ import numpy as np
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 
 from dsflash_ros.bench.side_by_side import run_side_by_side
 from dsflash_ros.msg import SceneGraph
 from dsflash_ros.ros.frame_queue import LatestSlot
+from dsflash_ros.ros.image_conversion import compressed_to_rgb8, rgb8_to_compressed
 from dsflash_ros.ros.node import OUTPUT_QOS
 from dsflash_ros.ros.sample_camera import CAMERA_QOS, SyntheticSource, open_source
 
@@ -87,6 +89,7 @@ class NodeBenchConfig:
     device: str = "cpu"
     precision: str = "fp32"
     prune: bool = False  # the relation head's mask-based pruning (node parameter `prune`)
+    transport: str = "raw"  # rgb8 Image, or "compressed": JPEG (node `input_transport`)
     source: str = "synthetic"  # or an image folder / video file
     frames: int = 10  # distinct frames, published in a loop
     size: tuple[int, int] = (640, 480)  # width, height
@@ -107,6 +110,8 @@ class NodeBenchConfig:
             raise ValueError("--ros-rate and --ros-seconds must be > 0, --ros-warmup >= 0")
         if self.rounds < 1:
             raise ValueError("--ros-rounds must be >= 1")
+        if self.transport not in ("raw", "compressed"):
+            raise ValueError(f"--ros-transport must be raw or compressed, got {self.transport!r}")
         if self.threads < 0 or self.workers < 0:
             raise ValueError("--threads and --ros-workers must be >= 0 (0 = the node's auto)")
 
@@ -135,6 +140,11 @@ def load_frames(source: str, count: int, size: tuple[int, int]) -> np.ndarray:
     if not frames:
         raise ValueError(f"--ros-source {source}: no frames")
     return np.stack(frames)
+
+
+def jpeg_round_trip(rgb: np.ndarray) -> np.ndarray:
+    """``rgb`` as the node sees it from the compressed camera (JPEG, quality 90, decoded)."""
+    return compressed_to_rgb8(rgb8_to_compressed(rgb, "jpeg"))
 
 
 # ----------------------------------------------------------------------------- processes
@@ -188,7 +198,7 @@ class _Listener:
     takes the camera's frames on ``<ns>/FED_TOPIC`` as the node takes its input (newest
     frame into a slot, counted), for the bare pipeline's fed windows."""
 
-    def __init__(self, ns: str) -> None:
+    def __init__(self, ns: str, compressed: bool = False) -> None:
         self.context = rclpy.Context()
         # no rclpy signal handlers: Ctrl-C stays a KeyboardInterrupt, handled by our cleanup
         rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
@@ -196,15 +206,17 @@ class _Listener:
         self.graphs: list[Graph] = []
         self._lock = threading.Lock()
         self.node.create_subscription(SceneGraph, "scene_graph", self._on_graph, OUTPUT_QOS)
-        self.frames = LatestSlot[Image]()
+        self.frames = LatestSlot[Image | CompressedImage]()
         self.frames_received = 0
-        self.node.create_subscription(Image, FED_TOPIC, self._on_frame, CAMERA_QOS)
+        fed_type = CompressedImage if compressed else Image
+        fed_topic = f"{FED_TOPIC}/compressed" if compressed else FED_TOPIC
+        self.node.create_subscription(fed_type, fed_topic, self._on_frame, CAMERA_QOS)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._thread = threading.Thread(target=self.executor.spin, daemon=True)
         self._thread.start()
 
-    def _on_frame(self, msg: Image) -> None:
+    def _on_frame(self, msg: Image | CompressedImage) -> None:
         self.frames.put(msg)
         self.frames_received += 1  # only this (executor) thread writes it
 
@@ -231,6 +243,7 @@ def _node_command(cfg: NodeBenchConfig, ns: str) -> list[str]:
         "device": cfg.device,
         "precision": cfg.precision,
         "prune": str(cfg.prune).lower(),
+        "input_transport": cfg.transport,
         "workers": cfg.workers,
         "cpu_threads": cfg.threads,
     }
@@ -309,20 +322,27 @@ class _LiveNode:
         node = _spawn(_node_command(cfg, self.ns), node_log, env)
         self.children["node"] = (node, node_log)
         self.log(f"node starting ({self.ns}/dsflash_node); {cfg.frames} frames {cfg.source}")
-        self.frames = load_frames(cfg.source, cfg.frames, cfg.size)
-        np.save(self.tmp / "frames.npy", self.frames)
+        frames = load_frames(cfg.source, cfg.frames, cfg.size)
+        np.save(self.tmp / "frames.npy", frames)
+        compressed = cfg.transport == "compressed"
+        # the bare pipeline gets what the node decodes: JPEG changes the pixels a little
+        self.frames = np.stack([jpeg_round_trip(f) for f in frames]) if compressed else frames
+        suffix = "/compressed" if compressed else ""
         camera_log = self.tmp / "camera.log"
         camera_cmd = ["-m", "dsflash_ros.ros.bench_camera", str(self.tmp / "frames.npy")]
-        camera_cmd += ["--topic", f"{self.ns}/image_raw", "--topic", f"{self.ns}/{FED_TOPIC}"]
-        camera_cmd += ["--rate", str(cfg.rate), "--stdin-control"]
+        camera_cmd += ["--topic", f"{self.ns}/image_raw{suffix}"]
+        camera_cmd += ["--topic", f"{self.ns}/{FED_TOPIC}{suffix}"]
+        camera_cmd += ["--rate", str(cfg.rate), "--stdin-control"] + (
+            ["--compressed"] if compressed else []
+        )
         camera = _spawn(
             camera_cmd, camera_log, env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
         self.children["camera"] = (camera, camera_log)
-        self.listener = _Listener(self.ns)
+        self.listener = _Listener(self.ns, compressed)
         self.cpu = _CpuMeter({"node": node.pid, "camera": camera.pid, "listener": None})
         h, w = self.frames.shape[1:3]
-        self.log(f"camera at {cfg.rate:g} Hz, {w}x{h} rgb8")
+        self.log(f"camera at {cfg.rate:g} Hz, {w}x{h} {'jpeg' if compressed else 'rgb8'}")
 
     def __exit__(self, *exc: object) -> None:
         _stop_all([proc for proc, _ in self.children.values()])
@@ -589,6 +609,7 @@ def config_from_args(args: argparse.Namespace) -> NodeBenchConfig:
         device=args.device,
         precision=args.precisions[0],
         prune=args.ros_prune,
+        transport=args.ros_transport,
         source=args.ros_source,
         frames=args.ros_frames,
         size=args.ros_size,
@@ -607,10 +628,11 @@ def format_report(report: dict[str, Any]) -> str:
     c, node, bare = report["config"], report["node"], report["bare"]
     prune = ", prune" if c.get("prune") else ""
     where = f"{c['backend']} {c['precision']}{prune} on {c['device']}, {c['model']}"
+    encoding = "jpeg" if c.get("transport") == "compressed" else "rgb8"
     return "\n\n".join(
         [
             format_table(
-                f"ros node: own process, {c['size']} rgb8 at {c['rate']:g} Hz, {where} "
+                f"ros node: own process, {c['size']} {encoding} at {c['rate']:g} Hz, {where} "
                 "(cpu: cores used by node, camera, listener)",
                 [node],
                 (

@@ -76,6 +76,22 @@ def test_bench_ros_reports_node_and_bare_pipeline(tmp_path):
     assert _bench_processes(proc.pid) == []  # node and camera stopped
 
 
+def test_bench_ros_with_a_compressed_camera(tmp_path):
+    """`--ros-transport compressed`: the camera publishes JPEG, the node subscribes to
+    image_raw/compressed, the fed windows receive JPEG too."""
+    model = H.make_tiny_checkpoint(tmp_path / "tiny.safetensors")
+    out = tmp_path / "bench.json"
+    args = [*CLI, *SMALL, "--model", str(model), "--ros-seconds", "1", "--ros-rounds", "1"]
+    args += ["--ros-transport", "compressed", "--json", str(out)]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "160x120 jpeg at 30 Hz" in proc.stdout
+    report = json.loads(out.read_text())["ros"]
+    assert report["config"]["transport"] == "compressed"
+    assert report["node"]["fps"] > 0 and report["node"]["answered"] > 0
+    assert report["bare_fed"]["input_hz"] > 5
+
+
 def test_bench_ros_interrupted_leaves_no_processes(tmp_path):
     """Ctrl-C while the node is still starting: the node and camera are stopped too."""
     model = H.make_tiny_checkpoint(tmp_path / "tiny.safetensors")
