@@ -206,7 +206,7 @@ class _Listener:
         self.graphs: list[Graph] = []
         self._lock = threading.Lock()
         self.node.create_subscription(SceneGraph, "scene_graph", self._on_graph, OUTPUT_QOS)
-        self.frames = LatestSlot[Image | CompressedImage]()
+        self.fed_slot = LatestSlot[Image | CompressedImage]()  # as the node's input slot
         self.frames_received = 0
         fed_type = CompressedImage if compressed else Image
         fed_topic = f"{FED_TOPIC}/compressed" if compressed else FED_TOPIC
@@ -217,7 +217,7 @@ class _Listener:
         self._thread.start()
 
     def _on_frame(self, msg: Image | CompressedImage) -> None:
-        self.frames.put(msg)
+        self.fed_slot.put(msg)
         self.frames_received += 1  # only this (executor) thread writes it
 
     def _on_graph(self, msg: SceneGraph) -> None:
@@ -532,11 +532,6 @@ class _BareRuns:
     cpu: _CpuMeter = dataclasses.field(default_factory=lambda: _CpuMeter({"bare": None}))
 
 
-def _window_fps(graphs: list[Graph], window: tuple[float, float]) -> float:
-    t0, t1 = window
-    return sum(1 for g in graphs if t0 <= g.received <= t1) / (t1 - t0)
-
-
 def run_node_bench(
     cfg: NodeBenchConfig, log: Callable[[str], None] = lambda s: None
 ) -> dict[str, Any]:
@@ -560,7 +555,7 @@ def run_node_bench(
         fed_frames, fed_wall = 0, 0.0
         for r in range(cfg.rounds):
             live.window(each)
-            node_fps = _window_fps(live.graphs(), live.windows[-1])
+            node_fps = node_stats(live.graphs(), [], live.windows[-1:])["fps"]
             live.pause()
             bare_fps = bare.window("bare", each, BARE_WARMUP_FRAMES if r == 0 else 1)
             with live.feeding_this_process():
