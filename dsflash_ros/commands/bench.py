@@ -167,13 +167,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ros.add_argument(
         "--ros-seconds",
         type=float,
-        default=20.0,
+        default=40.0,
         help="the node's measured time (after warm-up); the bare pipeline runs as long",
     )
     ros.add_argument(
         "--ros-rounds",
         type=int,
-        default=4,
+        default=8,
         help="node, bare and fed windows alternate this many times (seconds / rounds each), "
         "so that the machine's drift affects them alike",
     )

@@ -93,9 +93,11 @@ def run(args: argparse.Namespace) -> int:
         tracking.max_relations = int(pipeline.options.max_relations)
     if pipeline.warning:
         print(f"warning: {pipeline.warning}", file=sys.stderr)
+    hint = pipeline.speed_hint
+    if hint is not None and (hint.warn or not args.quiet):
+        kind = "warning" if hint.warn else "hint"
+        print(f"{kind}: {hint.text} (--precision {hint.precision})", file=sys.stderr)
     if not args.quiet:
-        if pipeline.speed_hint:
-            print(f"hint: {pipeline.speed_hint} (--precision bf16)", file=sys.stderr)
         print(
             f"model {pipeline.model_id} on {pipeline.backend.describe()}: "
             f"{len(scan.items)} input(s) -> {args.out}",

@@ -94,8 +94,8 @@ class NodeBenchConfig:
     frames: int = 10  # distinct frames, published in a loop
     size: tuple[int, int] = (640, 480)  # width, height
     rate: float = 30.0  # camera Hz
-    seconds: float = 20.0  # the node's measured time in all (the bare pipeline's as well)
-    rounds: int = 4  # node, bare and fed windows alternate this many times
+    seconds: float = 40.0  # the node's measured time in all (the bare pipeline's as well)
+    rounds: int = 8  # node, bare and fed windows alternate this many times
     warmup: float = 5.0  # seconds after the node's first answer
     workers: int = 0  # frames at once (node parameter `workers`; 0: the node's auto)
     threads: int = 0  # CPU threads per frame (node parameter `cpu_threads`; 0: auto)

@@ -93,9 +93,14 @@ class NodeStats:
             if replaced_unprocessed:
                 self.dropped += 1
 
-    def frames_dropped(self, count: int = 1) -> None:
+    def frames_missed(self, count: int, t: float | None = None) -> None:
+        """Frames published to the node that it never took (left in DDS while every worker
+        was busy, or lost on the way): received by the camera's count, and dropped."""
         with self._lock:
+            self.received += count
             self.dropped += count
+            for _ in range(count):
+                self._input_rate.tick(t)
 
     def frame_rejected(self, reason: str) -> None:
         with self._lock:

@@ -19,12 +19,23 @@ R = TypeVar("R")
 
 
 class LatestSlot(Generic[T]):
-    """A thread-safe slot holding at most one item: ``put`` replaces, ``take`` empties."""
+    """A thread-safe slot holding at most one item: ``put`` replaces, ``take`` empties.
 
-    def __init__(self) -> None:
+    ``on_wait`` (if given) is called whenever a taker starts waiting on an empty slot: the
+    input side may have stopped listening while nobody wanted a frame (see input_gate).
+    """
+
+    def __init__(self, on_wait: Callable[[], None] | None = None) -> None:
         self._cond = threading.Condition()
         self._item: T | None = None
         self._full = False
+        self._waiting = 0
+        self.on_wait = on_wait
+
+    @property
+    def wanted(self) -> bool:
+        """A taker is waiting for an item now."""
+        return self._waiting > 0
 
     def put(self, item: T) -> bool:
         """Store ``item``; True when it replaced an item nobody had taken (a dropped frame)."""
@@ -37,8 +48,15 @@ class LatestSlot(Generic[T]):
     def take(self, timeout: float | None = None) -> T | None:
         """The newest item, waiting up to ``timeout`` seconds; None when none arrived."""
         with self._cond:
-            if not self._full and not self._cond.wait_for(lambda: self._full, timeout):
-                return None
+            if not self._full:
+                self._waiting += 1
+                try:
+                    if self.on_wait is not None:
+                        self.on_wait()
+                    if not self._cond.wait_for(lambda: self._full, timeout):
+                        return None
+                finally:
+                    self._waiting -= 1
             item, self._item, self._full = self._item, None, False
             return item
 

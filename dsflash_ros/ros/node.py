@@ -52,6 +52,7 @@ from rclpy.qos import (
     QoSReliabilityPolicy,
 )
 from rclpy.qos_overriding_options import InvalidQosOverridesError, QoSOverridingOptions
+from rclpy.subscription import MessageInfo
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
@@ -67,6 +68,7 @@ from dsflash_ros.ros.image_conversion import (
     image_to_rgb8,
     numpy_to_image,
 )
+from dsflash_ros.ros.input_gate import InputGate, PublisherSequences
 from dsflash_ros.ros.markers import scene_graph_markers
 from dsflash_ros.ros.messages import events_msg, label_info_msg, scene_graph_msg
 from dsflash_ros.ros.node_tracking import EVENTS_QOS, NodeTracking
@@ -144,6 +146,11 @@ class DSFlashNode(LifecycleNode):
         self._stats = NodeStats()
         self._log_bad = RateLimitedLog(self.get_logger().warning, LOG_PERIOD_S)
         self._slot: LatestSlot[tuple[Image | CompressedImage, float]] = LatestSlot()
+        # the input is taken only while a worker waits for a frame (see input_gate)
+        self._gate = InputGate(lambda: self._slot.wanted)
+        self._gate.guard = self.create_guard_condition(lambda: None)
+        self._slot.on_wait = self._gate.wake
+        self._sequences = PublisherSequences()
         self._worker = self._frame_workers(1)  # configure makes them with `workers`
         self._pipeline = None
         self._pipeline_lock = threading.Lock()  # the workers read it; cleanup releases it
@@ -328,8 +335,10 @@ class DSFlashNode(LifecycleNode):
             )
         if pipeline.warning:
             self.get_logger().warning(pipeline.warning)
-        if pipeline.speed_hint:
-            self.get_logger().info(f"{pipeline.speed_hint} (parameter precision:=bf16)")
+        hint = pipeline.speed_hint
+        if hint is not None:
+            log = self.get_logger().warning if hint.warn else self.get_logger().info
+            log(f"{hint.text} (parameter precision:={hint.precision})")
         with self._pipeline_lock:
             self._pipeline = pipeline
         with self._options_lock:
@@ -464,11 +473,23 @@ class DSFlashNode(LifecycleNode):
             reliability = Q.adapted_reliability(offered, SENSOR_QOS.reliability)
         self._input_reliability = reliability
         events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos)
+        qos = choice.profile(reliability)
+        # gated only when DDS keeps just the newest frame: a deeper history would hand the
+        # workers its oldest frames
+        self._gate.enabled = qos.history == QoSHistoryPolicy.KEEP_LAST and qos.depth == 1
+        self._sequences.clear()  # frames published while not subscribed were not missed
         self._sub = self.create_subscription(
-            msg_type, topic, self._on_image, choice.profile(reliability), event_callbacks=events
+            msg_type, topic, self._on_image, qos, event_callbacks=events, callback_group=self._gate
         )
         how = "qos_overrides" if not choice.adaptive else "adapted to the publishers"
-        self.get_logger().info(f"input {choice.topic}: {Q.describe(self._sub.qos_profile)} ({how})")
+        taken = (
+            "frames taken while a worker is free"
+            if self._gate.enabled
+            else "every frame taken: history deeper than 1"
+        )
+        self.get_logger().info(
+            f"input {choice.topic}: {Q.describe(self._sub.qos_profile)} ({how}; {taken})"
+        )
 
     def _offered_reliabilities(self, topic: str) -> list[QoSReliabilityPolicy]:
         pubs = self.get_publishers_info_by_topic(topic)
@@ -523,8 +544,11 @@ class DSFlashNode(LifecycleNode):
             f"incompatible QoS ({info.total_count} so far): {self._last_qos_event}"
         )
 
-    def _on_image(self, msg: Image | CompressedImage) -> None:
-        """Executor thread: store the newest frame, nothing else."""
+    def _on_image(self, msg: Image | CompressedImage, info: MessageInfo) -> None:
+        """Executor thread: store the newest frame, count what was missed, nothing else."""
+        missed = self._sequences.skipped(info)
+        if missed:
+            self._stats.frames_missed(missed)
         self._stats.frame_received(self._slot.put((msg, time.monotonic())))
 
     # ------------------------------------------------------------------ workers
@@ -652,6 +676,8 @@ class DSFlashNode(LifecycleNode):
             "input_qos": Q.describe(qos) if qos is not None else "(not subscribed)",
             "input_qos_source": "adapted to the publishers" if choice.adaptive else "qos_overrides",
             "input_publishers": f"{len(offered)} ({reliable} reliable)",
+            # true: frames taken only while a worker is free (keep-last 1; see input_gate)
+            "input_gated": str(qos is not None and self._gate.enabled).lower(),
             "qos_incompatible_events": str(self._qos_events),
             "last_qos_incompatibility": self._last_qos_event,
         }

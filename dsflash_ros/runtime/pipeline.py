@@ -49,6 +49,16 @@ def _default(name: str) -> Any:  # the option's own type (bool, int, float, str)
     return OPTION[name].default
 
 
+@dataclass(frozen=True)
+class SpeedHint:
+    """One line of advice on the precision for this machine; ``warn`` when the chosen one
+    is far slower than it should be (not merely a missed speed-up)."""
+
+    text: str
+    precision: str  # the precision to use instead
+    warn: bool = False
+
+
 @dataclass
 class PipelineOptions:
     """What a Pipeline does; defaults, ranges and descriptions are :data:`.limits.OPTIONS`
@@ -243,15 +253,24 @@ class Pipeline:
         return self.facts.warning(self.model_id)
 
     @property
-    def speed_hint(self) -> str | None:
-        """One line when a faster setting with a negligible accuracy cost is available here."""
+    def speed_hint(self) -> SpeedHint | None:
+        """Advice when another precision suits this CPU far better (torch on CPU only)."""
         o = self.options
-        if (o.backend, self.device.type, o.precision) == ("torch", "cpu", "fp32") and (
-            cpu_has_native_bf16()
-        ):
-            return (
+        if (o.backend, self.device.type) != ("torch", "cpu"):
+            return None
+        native = cpu_has_native_bf16()
+        if o.precision == "fp32" and native:
+            return SpeedHint(
                 "this CPU computes bf16 natively (AVX512-BF16/AMX): precision bf16 runs the "
-                "model 1.4-2x faster, within half a point of fp32's accuracy in our measurements"
+                "model 1.4-2x faster, within half a point of fp32's accuracy in our measurements",
+                "bf16",
+            )
+        if o.precision == "bf16" and not native:
+            return SpeedHint(
+                "this CPU has no native bf16 (no AVX512-BF16 or AMX), so torch emulates it: "
+                "bf16 ran about 8x slower than fp32 on such a CPU in our measurements",
+                "fp32",
+                warn=True,
             )
         return None
 

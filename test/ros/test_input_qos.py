@@ -146,7 +146,8 @@ def test_qos_overrides_fix_reliability_and_incompatible_publisher_is_reported(
     model = H.make_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")
     ns, topic = "/fixed", "/fixed/image_raw"
     override = f"qos_overrides.{topic}.subscription.reliability"
-    params = H.node_params(model) | {override: "reliable"}
+    depth = f"qos_overrides.{topic}.subscription.depth"
+    params = H.node_params(model) | {override: "reliable", depth: 2}
     logs = tmp_path_factory.mktemp("fixed_logs")
     with H.NodeProcess(logs, namespace=ns, params=params) as node:
         peer = H.Peer(ns, name="fixed_qos_peer")
@@ -154,7 +155,7 @@ def test_qos_overrides_fix_reliability_and_incompatible_publisher_is_reported(
             H.wait_until(lambda: "active: listening" in node.log(), 90, "the node to activate")
             # the standard parameters exist for both input topics and hold what was given
             assert peer.get_param(node.fqn, override) == "reliable"
-            assert peer.get_param(node.fqn, f"qos_overrides.{topic}.subscription.depth") == 1
+            assert peer.get_param(node.fqn, depth) == 2
             compressed = f"qos_overrides.{topic}/compressed.subscription.reliability"
             assert peer.get_param(node.fqn, compressed) == "system_default"  # = adapt
             # and they work: reliable with no publisher at all (adapting would be best effort)
@@ -179,5 +180,9 @@ def test_qos_overrides_fix_reliability_and_incompatible_publisher_is_reported(
             )
             assert "reliability" in status["last_qos_incompatibility"]
             assert status["input_qos_source"] == "qos_overrides"
+            assert status["input_qos"] == "reliable, keep_last 2, volatile"
+            # a deeper history than 1 would hand the workers its oldest frames: not gated
+            assert status["input_gated"] == "false"
+            assert "every frame taken: history deeper than 1" in node.log()
         finally:
             peer.close()

@@ -68,7 +68,11 @@ def test_the_bf16_hint_only_where_it_applies(monkeypatch) -> None:
     from dsflash_ros.runtime import pipeline as pipeline_module
 
     monkeypatch.setattr(pipeline_module, "cpu_has_native_bf16", lambda: True)
-    assert "precision bf16" in Pipeline.random("tiny").speed_hint
+    hint = Pipeline.random("tiny").speed_hint
+    assert hint.precision == "bf16" and not hint.warn and "natively" in hint.text
     assert Pipeline.random("tiny", PipelineOptions(precision="bf16")).speed_hint is None
     monkeypatch.setattr(pipeline_module, "cpu_has_native_bf16", lambda: False)
     assert Pipeline.random("tiny").speed_hint is None
+    # bf16 where the CPU only emulates it: a warning to go back to fp32
+    hint = Pipeline.random("tiny", PipelineOptions(precision="bf16")).speed_hint
+    assert hint.precision == "fp32" and hint.warn and "emulates" in hint.text
