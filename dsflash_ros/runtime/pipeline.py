@@ -268,7 +268,7 @@ class Pipeline:
         if o.precision == "bf16" and not native:
             return SpeedHint(
                 "this CPU has no native bf16 (no AVX512-BF16 or AMX), so torch emulates it: "
-                "bf16 ran about 8x slower than fp32 on such a CPU in our measurements",
+                "bf16 ran 10-13x slower than fp32 on such a CPU in our measurements",
                 "fp32",
                 warn=True,
             )
