@@ -12,18 +12,20 @@ the node's number of workers and CPU threads each) is timed in the same run, int
 with the node: after the node's first answer and a warm-up, ``rounds`` times three windows
 of ``seconds / rounds``: the node (camera running); the bare pipeline with the camera paused
 (the node idles, nothing competes for the CPU); and the bare pipeline *fed*: the camera
-sends its frames to this process instead (a second topic), taken off the wire as the node
-takes its input and dropped. Receiving a 30 Hz VGA stream is a cost every ROS 2 node pays
-before it does anything (Fast DDS reassembly and copies, about 2 ms of CPU a frame, and the
-wake-ups), so node vs fed is the node's own overhead and node vs bare the whole price of
-running as a ROS node. Interleaving matters on a shared machine, whose speed drifts by
+sends its frames to this process instead (a second topic), where a plain subscription takes
+every one of them and drops it (the node takes only the frames a worker is free for).
+Receiving a 30 Hz VGA stream costs any ROS 2 subscriber something before it does anything
+(Fast DDS reassembly and copies, rclpy's per-message work, the wake-ups): node vs bare is
+the whole price of running as a ROS node, node vs fed that price against a plain
+subscriber's. Interleaving matters on a shared machine, whose speed drifts by
 10-20 % within minutes: one long window each compared two different machines.
 
 Reported: the node's processed fps (graphs received in its windows per second), latency
 p50/p95 of those graphs, the pipeline's time per frame as the graphs report it, frames
-published vs answered, the CPU cores used by the node, the camera and the listener meanwhile
-(Linux); for both bare runs fps, time per frame and CPU cores; ``node_vs_bare_pct`` and
-``node_vs_fed_pct`` (node fps / that fps * 100) over all rounds, and per round.
+published vs answered, the CPU cores used by the node (and by its workers, its executor
+thread and Fast DDS's threads), the camera and the listener meanwhile (Linux); for both bare
+runs fps, time per frame and CPU cores; ``node_vs_bare_pct`` and ``node_vs_fed_pct`` (node
+fps / that fps * 100) over all rounds, and per round.
 
 Children are stopped on every way out (SIGINT, then kill); on Linux they also get SIGTERM if
 this process dies without cleaning up (``PR_SET_PDEATHSIG``), so no node is left behind.
@@ -268,22 +270,57 @@ def cpu_seconds(pid: int | None = None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class _CpuMeter:
-    """CPU cores used (CPU seconds per wall second) by named processes over timed windows."""
+def thread_cpu_seconds(pid: int) -> dict[str, float] | None:
+    """CPU seconds so far of child ``pid``'s threads in three groups: ``executor`` (the main
+    thread, where the node spins), ``dds`` (threads Fast DDS names ``dds.*``) and ``workers``
+    (the rest: the frame workers and torch's threads). None where /proc is not readable."""
+    groups = {"executor": 0.0, "dds": 0.0, "workers": 0.0}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    for tid in tids:
+        try:
+            text = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:
+            continue  # the thread ended meanwhile
+        comm = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text[text.rindex(")") + 2 :].split()
+        group = "executor" if int(tid) == pid else "dds" if comm.startswith("dds.") else "workers"
+        groups[group] += (int(fields[11]) + int(fields[12])) / tick
+    return groups
 
-    def __init__(self, pids: dict[str, int | None]) -> None:
+
+class _CpuMeter:
+    """CPU cores used (CPU seconds per wall second) by named processes over timed windows;
+    for the processes named in ``by_thread`` also per thread group (thread_cpu_seconds)."""
+
+    def __init__(self, pids: dict[str, int | None], by_thread: tuple[str, ...] = ()) -> None:
         self.pids = pids
         self.cpu: dict[str, float | None] = dict.fromkeys(pids, 0.0)
+        self.threads = {name: pids[name] for name in by_thread if pids[name] is not None}
+        self.cpu.update(
+            {f"{name}_{g}": 0.0 for name in self.threads for g in ("executor", "dds", "workers")}
+        )
         self.wall = 0.0
+
+    def _sample(self) -> dict[str, float | None]:
+        out = {k: cpu_seconds(pid) for k, pid in self.pids.items()}
+        for name, pid in self.threads.items():
+            groups = thread_cpu_seconds(pid)
+            for g in ("executor", "dds", "workers"):
+                out[f"{name}_{g}"] = None if groups is None else groups[g]
+        return out
 
     @contextlib.contextmanager
     def window(self) -> Iterator[None]:
-        before = {k: cpu_seconds(pid) for k, pid in self.pids.items()}
+        before = self._sample()
         t = time.monotonic()
         yield
         self.wall += time.monotonic() - t
-        for k, pid in self.pids.items():
-            now, then, total = cpu_seconds(pid), before[k], self.cpu[k]
+        for k, now in self._sample().items():
+            then, total = before[k], self.cpu[k]
             unknown = now is None or then is None or total is None  # not Linux, or gone
             self.cpu[k] = None if unknown else total + now - then
 
@@ -340,7 +377,9 @@ class _LiveNode:
         )
         self.children["camera"] = (camera, camera_log)
         self.listener = _Listener(self.ns, compressed)
-        self.cpu = _CpuMeter({"node": node.pid, "camera": camera.pid, "listener": None})
+        self.cpu = _CpuMeter(
+            {"node": node.pid, "camera": camera.pid, "listener": None}, by_thread=("node",)
+        )
         h, w = self.frames.shape[1:3]
         self.log(f"camera at {cfg.rate:g} Hz, {w}x{h} {'jpeg' if compressed else 'rgb8'}")
 
@@ -639,6 +678,9 @@ def format_report(report: dict[str, Any]) -> str:
                     "answered",
                     "window_s",
                     "cpu_node",
+                    "cpu_node_workers",
+                    "cpu_node_executor",
+                    "cpu_node_dds",
                     "cpu_camera",
                     "cpu_listener",
                 ),

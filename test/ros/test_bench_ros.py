@@ -70,6 +70,10 @@ def test_bench_ros_reports_node_and_bare_pipeline(tmp_path):
         assert row["cpu_bare"] > 0.05  # CPU from /proc
     assert node["window_s"] == pytest.approx(2.0, abs=0.5)  # two windows of 1 s
     assert node["cpu_node"] > 0.05 and node["cpu_camera"] > 0
+    # the node's CPU by thread group (/proc/PID/task): its workers do most of the work
+    groups = [node[f"cpu_node_{g}"] for g in ("workers", "executor", "dds")]
+    assert min(groups) >= 0 and node["cpu_node_workers"] > node["cpu_node_executor"]
+    assert sum(groups) <= node["cpu_node"] + 0.05  # ended threads count in the process only
     assert fed["input_hz"] > 5  # the camera's frames reached the bench in its fed windows
     assert report["config"]["size"] == "160x120" and report["config"]["rate"] == 30.0
     assert report["config"]["prune"] is True and ", prune on cpu" in stdout
