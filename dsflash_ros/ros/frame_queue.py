@@ -34,8 +34,9 @@ class LatestSlot(Generic[T]):
 
     @property
     def wanted(self) -> bool:
-        """A taker is waiting for an item now."""
-        return self._waiting > 0
+        """A taker is waiting and the slot is empty (an item just put is not yet taken: the
+        waiting taker still counts until it wakes)."""
+        return self._waiting > 0 and not self._full
 
     def put(self, item: T) -> bool:
         """Store ``item``; True when it replaced an item nobody had taken (a dropped frame)."""
