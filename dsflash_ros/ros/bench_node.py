@@ -197,8 +197,9 @@ class Graph(NamedTuple):
 
 class _Listener:
     """Subscribes to ``<ns>/scene_graph`` and keeps a :class:`Graph` of every graph; also
-    takes the camera's frames on ``<ns>/FED_TOPIC`` as the node takes its input (newest
-    frame into a slot, counted), for the bare pipeline's fed windows."""
+    takes every camera frame on ``<ns>/FED_TOPIC`` as a plain subscriber would (newest frame
+    into a slot, counted; the node, gated, takes only the frames it processes), for the bare
+    pipeline's fed windows."""
 
     def __init__(self, ns: str, compressed: bool = False) -> None:
         self.context = rclpy.Context()
@@ -208,7 +209,7 @@ class _Listener:
         self.graphs: list[Graph] = []
         self._lock = threading.Lock()
         self.node.create_subscription(SceneGraph, "scene_graph", self._on_graph, OUTPUT_QOS)
-        self.fed_slot = LatestSlot[Image | CompressedImage]()  # as the node's input slot
+        self.fed_slot = LatestSlot[Image | CompressedImage]()  # like the node's input slot
         self.frames_received = 0
         fed_type = CompressedImage if compressed else Image
         fed_topic = f"{FED_TOPIC}/compressed" if compressed else FED_TOPIC
@@ -257,38 +258,47 @@ def _node_command(cfg: NodeBenchConfig, ns: str) -> list[str]:
     return command
 
 
+THREAD_GROUPS = ("executor", "dds", "workers")  # see thread_cpu_seconds
+
+
+def _read_stat(path: str) -> tuple[str, float] | None:
+    """The name (comm) and CPU seconds (user + system) in a /proc ``stat`` file; None when
+    it cannot be read (not Linux, or the process or thread has gone)."""
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return None
+    comm = text[text.index("(") + 1 : text.rindex(")")]
+    fields = text[text.rindex(")") + 2 :].split()  # fields 14 and 15 of proc(5): utime, stime
+    return comm, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pid: int | None = None) -> float | None:
     """CPU time (user + system) used so far by this process (``None``) or by child ``pid``
     (from /proc: Linux only, None elsewhere or once it has gone)."""
     if pid is None:
         return time.process_time()
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text[text.rindex(")") + 2 :].split()  # fields 14 and 15 of proc(5): utime, stime
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    stat = _read_stat(f"/proc/{pid}/stat")
+    return None if stat is None else stat[1]
 
 
 def thread_cpu_seconds(pid: int) -> dict[str, float] | None:
-    """CPU seconds so far of child ``pid``'s threads in three groups: ``executor`` (the main
-    thread, where the node spins), ``dds`` (threads Fast DDS names ``dds.*``) and ``workers``
-    (the rest: the frame workers and torch's threads). None where /proc is not readable."""
-    groups = {"executor": 0.0, "dds": 0.0, "workers": 0.0}
+    """CPU seconds so far of child ``pid``'s threads in the THREAD_GROUPS: ``executor`` (the
+    main thread, where the node spins), ``dds`` (threads Fast DDS names ``dds.*``) and
+    ``workers`` (the rest: the frame workers and torch's threads). None where /proc is not
+    readable."""
+    groups = dict.fromkeys(THREAD_GROUPS, 0.0)
     try:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return None
-    tick = os.sysconf("SC_CLK_TCK")
     for tid in tids:
-        try:
-            text = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
-        except OSError:
+        stat = _read_stat(f"/proc/{pid}/task/{tid}/stat")
+        if stat is None:
             continue  # the thread ended meanwhile
-        comm = text[text.index("(") + 1 : text.rindex(")")]
-        fields = text[text.rindex(")") + 2 :].split()
+        comm, seconds = stat
         group = "executor" if int(tid) == pid else "dds" if comm.startswith("dds.") else "workers"
-        groups[group] += (int(fields[11]) + int(fields[12])) / tick
+        groups[group] += seconds
     return groups
 
 
@@ -300,16 +310,14 @@ class _CpuMeter:
         self.pids = pids
         self.cpu: dict[str, float | None] = dict.fromkeys(pids, 0.0)
         self.threads = {name: pids[name] for name in by_thread if pids[name] is not None}
-        self.cpu.update(
-            {f"{name}_{g}": 0.0 for name in self.threads for g in ("executor", "dds", "workers")}
-        )
+        self.cpu.update({f"{name}_{g}": 0.0 for name in self.threads for g in THREAD_GROUPS})
         self.wall = 0.0
 
     def _sample(self) -> dict[str, float | None]:
         out = {k: cpu_seconds(pid) for k, pid in self.pids.items()}
         for name, pid in self.threads.items():
             groups = thread_cpu_seconds(pid)
-            for g in ("executor", "dds", "workers"):
+            for g in THREAD_GROUPS:
                 out[f"{name}_{g}"] = None if groups is None else groups[g]
         return out
 

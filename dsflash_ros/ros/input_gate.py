@@ -23,24 +23,25 @@ from collections.abc import Callable
 from typing import Any
 
 from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.guard_condition import GuardCondition
 
 
 class InputGate(ReentrantCallbackGroup):
     """A callback group whose entities are waited on only while ``wanted()`` is true.
 
     Call :meth:`wake` whenever ``wanted()`` may have become true (a worker started waiting):
-    it triggers ``guard`` (a guard condition of the node) if the executor was turned away
-    since, so the executor rebuilds its wait set with the subscription in it. The
-    subscription's QoS event handlers are in the group too and are held back with it: left
+    it triggers ``guard`` (a guard condition of the node, no-op callback) if the executor was
+    turned away since, so the executor rebuilds its wait set with the subscription in it.
+    The subscription's QoS event handlers are in the group too and are held back with it: left
     in the wait set, the reader's status condition (data available, never cleared while no
     frame is taken) would wake the executor in a busy loop. ``enabled`` False = a plain group.
     """
 
-    def __init__(self, wanted: Callable[[], bool]) -> None:
+    def __init__(self, wanted: Callable[[], bool], guard: GuardCondition) -> None:
         super().__init__()
         self._wanted = wanted
         self._turned_away = False
-        self.guard: Any = None  # rclpy GuardCondition, set by the node
+        self._guard = guard
         self.enabled = True
 
     def can_execute(self, entity: Any) -> bool:
@@ -56,11 +57,11 @@ class InputGate(ReentrantCallbackGroup):
     def wake(self) -> None:
         """A worker waits for a frame: bring the subscription back into the executor's
         wait set if it was left out (one guard trigger; nothing when it was not)."""
-        if self._turned_away and self.guard is not None:
+        if self._turned_away:
             self._turned_away = False
             # destroyed at node shutdown: nobody is waiting on it any more
             with contextlib.suppress(Exception):
-                self.guard.trigger()
+                self._guard.trigger()
 
 
 class PublisherSequences:

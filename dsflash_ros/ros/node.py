@@ -147,8 +147,7 @@ class DSFlashNode(LifecycleNode):
         self._log_bad = RateLimitedLog(self.get_logger().warning, LOG_PERIOD_S)
         self._slot: LatestSlot[tuple[Image | CompressedImage, float]] = LatestSlot()
         # the input is taken only while a worker waits for a frame (see input_gate)
-        self._gate = InputGate(lambda: self._slot.wanted)
-        self._gate.guard = self.create_guard_condition(lambda: None)
+        self._gate = InputGate(lambda: self._slot.wanted, self.create_guard_condition(lambda: None))
         self._slot.on_wait = self._gate.wake
         self._sequences = PublisherSequences()
         self._worker = self._frame_workers(1)  # configure makes them with `workers`

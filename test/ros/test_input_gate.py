@@ -59,8 +59,8 @@ def test_slot_tells_when_a_taker_waits():
 
 
 class _CountingGate(InputGate):
-    def __init__(self, wanted) -> None:
-        super().__init__(wanted)
+    def __init__(self, wanted, guard) -> None:
+        super().__init__(wanted, guard)
         self.refused = 0
 
     def can_execute(self, entity) -> bool:
@@ -82,8 +82,7 @@ def test_gate_takes_newest_frame_only_when_a_worker_is_free(reliability):
         sub_node = rclpy.create_node("gated", context=context)
         pub_node = rclpy.create_node("camera", context=context)
         slot: LatestSlot[tuple[int, int]] = LatestSlot()
-        gate = _CountingGate(lambda: slot.wanted)
-        gate.guard = sub_node.create_guard_condition(lambda: None)
+        gate = _CountingGate(lambda: slot.wanted, sub_node.create_guard_condition(lambda: None))
         slot.on_wait = gate.wake
         sequences = PublisherSequences()
         published = [0]
