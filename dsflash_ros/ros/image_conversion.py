@@ -57,6 +57,7 @@ ENCODINGS: dict[str, EncodingInfo] = {
     "8UC3": EncodingInfo(np.dtype(np.uint8), 3),
     "mono16": EncodingInfo(np.dtype(np.uint16), 1),
     "16UC1": EncodingInfo(np.dtype(np.uint16), 1),
+    "32FC1": EncodingInfo(np.dtype(np.float32), 1),
 }
 
 # How to get RGB from each encoding (None = already RGB).
@@ -127,7 +128,7 @@ def _native_order() -> str:
 
 def image_to_rgb8(msg: Image) -> np.ndarray:
     """Decode any supported colour/mono 8-bit Image into a contiguous (H, W, 3) RGB array."""
-    if msg.encoding in ("mono16", "16UC1"):
+    if msg.encoding in ("mono16", "16UC1", "32FC1"):
         raise ImageConversionError(
             f"{msg.encoding} is not a colour image; cannot run on it", "unsupported_encoding"
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from geometry_msgs.msg import Point, Vector3
 from sensor_msgs.msg import RegionOfInterest
 from std_msgs.msg import Header
 
@@ -16,6 +17,7 @@ from dsflash_ros.msg import (
     SceneObject,
 )
 from dsflash_ros.ros.image_conversion import image_to_numpy, numpy_to_image
+from dsflash_ros.runtime.geometry3d import ObjectGeometry
 from dsflash_ros.runtime.result import SceneGraphResult
 from dsflash_ros.tracking import TrackedFrame
 
@@ -23,12 +25,17 @@ TIMING_FIELDS = ("preprocess", "backbone", "postprocess", "relation", "total")
 
 
 def scene_graph_msg(
-    result: SceneGraphResult, header: Header, tracked: TrackedFrame | None = None
+    result: SceneGraphResult,
+    header: Header,
+    tracked: TrackedFrame | None = None,
+    geometry: ObjectGeometry | None = None,
 ) -> SceneGraph:
     """Build the SceneGraph message; ``header`` is the input image's header, copied.
 
     With ``tracked`` (the tracker's output for this frame) objects and relations carry track
-    ids and the relations are the tracked (smoothed) ones; without, track ids are 0.
+    ids and the relations are the tracked (smoothed) ones; without, track ids are 0. With
+    ``geometry`` (this frame's objects in 3D) objects carry position, size and depth
+    coverage; without, ``has_position`` is false.
     """
     if tracked is not None:
         result = tracked.result
@@ -38,6 +45,7 @@ def scene_graph_msg(
     msg.model_id = result.model_id
     msg.panoptic = numpy_to_image(result.panoptic, "16UC1", header)
     track_ids = tracked.track_ids if tracked is not None else None
+    rows = geometry.index() if geometry is not None else {}
     objects = []
     for i, o in enumerate(result.objects()):
         om = SceneObject()
@@ -51,6 +59,8 @@ def scene_graph_msg(
         om.bbox = RegionOfInterest(x_offset=x, y_offset=y, width=w, height=h)
         om.area = o.area
         om.centroid_x, om.centroid_y = o.centroid_xy
+        if geometry is not None:
+            _set_geometry(om, geometry, rows.get(o.id))
         objects.append(om)
     msg.objects = objects
     relations = []
@@ -72,6 +82,18 @@ def scene_graph_msg(
     for name in TIMING_FIELDS:
         setattr(msg, f"{name}_ms", float(result.timings_ms.get(name, 0.0)))
     return msg
+
+
+def _set_geometry(om: SceneObject, geometry: ObjectGeometry, row: int | None) -> None:
+    if row is None:
+        return
+    om.depth_coverage = float(geometry.depth_coverage[row])
+    if geometry.has_position[row]:
+        om.has_position = True
+        x, y, z = (float(v) for v in geometry.position[row])
+        om.position = Point(x=x, y=y, z=z)
+        x, y, z = (float(v) for v in geometry.size[row])
+        om.size = Vector3(x=x, y=y, z=z)
 
 
 _OBJECT_TYPES = {"appeared": ObjectEvent.APPEARED, "disappeared": ObjectEvent.DISAPPEARED}

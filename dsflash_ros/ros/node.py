@@ -60,6 +60,7 @@ from visualization_msgs.msg import MarkerArray
 from dsflash_ros.msg import LabelInfo, SceneGraph, SceneGraphEvents
 from dsflash_ros.ros import input_qos as Q
 from dsflash_ros.ros import params as P
+from dsflash_ros.ros.depth_input import DepthInput, DepthPairing
 from dsflash_ros.ros.diagnostics import NodeStats, RateLimitedLog, diagnostic_array
 from dsflash_ros.ros.frame_queue import FrameWorkers, LatestSlot
 from dsflash_ros.ros.image_conversion import (
@@ -112,6 +113,7 @@ class _Inferred:
     result: Any  # SceneGraphResult
     options: Any  # the PipelineOptions it ran with (thresholds for tracking)
     started: float  # monotonic time the worker took the frame
+    geometry: Any = None  # ObjectGeometry of the objects (use_depth and depth paired)
 
 
 def _load_pipeline(model_path: str | None, options: Any) -> Any:
@@ -162,6 +164,7 @@ class DSFlashNode(LifecycleNode):
         self._failure = ""
         self._last_size = ""
         self._sub = None
+        self._depth: DepthInput | None = None  # use_depth: set at configure
         self._pubs: dict[str, Any] = {}
         self._label_pub = None
         # input QoS: the user's overrides per transport, the adapted reliability, publishers
@@ -354,6 +357,7 @@ class DSFlashNode(LifecycleNode):
         }
         self._label_pub = self.create_publisher(LabelInfo, "label_info", LATCHED_QOS)
         self._tracking.reset()  # a new model: new tracks
+        self._depth = DepthInput(self, DepthPairing()) if s["use_depth"] else None
         self._publish_label_info()
         self._failure = ""
         self._state = "inactive"
@@ -389,6 +393,10 @@ class DSFlashNode(LifecycleNode):
             return result
         self._worker.start()
         self._subscribe()
+        if self._depth is not None:
+            self._depth.subscribe()
+            topics = ", ".join(self._depth.topics().values())
+            self.get_logger().info(f"use_depth: pairing with {topics}")
         self._state = "active"
         self.get_logger().info(f"active: listening on {self._input_topic()}")
         return TransitionCallbackReturn.SUCCESS
@@ -426,6 +434,8 @@ class DSFlashNode(LifecycleNode):
         if self._sub is not None:
             self.destroy_subscription(self._sub)
             self._sub = None
+        if self._depth is not None:
+            self._depth.unsubscribe()
         if not self._worker.stop(timeout=30.0):
             self.get_logger().warning("worker did not finish its frame within 30 s")
         self._slot.clear()
@@ -434,6 +444,7 @@ class DSFlashNode(LifecycleNode):
         for pub in self._pubs.values():
             self.destroy_lifecycle_publisher(pub)
         self._pubs = {}
+        self._depth = None
         if self._label_pub is not None:
             self.destroy_publisher(self._label_pub)
             self._label_pub = None
@@ -497,6 +508,8 @@ class DSFlashNode(LifecycleNode):
 
     def _check_input_qos(self) -> None:
         """Timer: follow the publishers' reliability (adaptive mode); note the publishers."""
+        if self._depth is not None:
+            self._depth.check_qos()
         sub = self._sub
         if sub is None:
             return
@@ -579,7 +592,15 @@ class DSFlashNode(LifecycleNode):
         # pipeline only after the workers stopped. The options read above go with the frame:
         # another worker may apply new ones before this call.
         result = pipeline(rgb, options)
-        return _Inferred(rgb, result, options, started)
+        geometry = None
+        depth = self._depth
+        if depth is not None:
+            s = self._settings
+            geometry, ms = depth.pairing.geometry(
+                msg.header, result, s["depth_slop"], s["depth_min_coverage"]
+            )
+            result.timings_ms["depth_3d"] = ms
+        return _Inferred(rgb, result, options, started, geometry)
 
     def _publish(self, item: tuple[Image | CompressedImage, float], frame: _Inferred) -> None:
         """Track and publish one frame (one worker at a time, frames in arrival order)."""
@@ -594,7 +615,7 @@ class DSFlashNode(LifecycleNode):
         if tracked is not None:
             result, track_ids = tracked.result, tracked.track_ids
         header = msg.header
-        graph = scene_graph_msg(result, header, tracked)
+        graph = scene_graph_msg(result, header, tracked, frame.geometry)
         pubs = self._pubs
         pubs["scene_graph"].publish(graph)
         if pubs["panoptic"].get_subscription_count() > 0:  # scene_graph carries it anyway
@@ -611,7 +632,12 @@ class DSFlashNode(LifecycleNode):
         if s["publish_markers"] and pubs["markers"].get_subscription_count() > 0:
             pubs["markers"].publish(
                 scene_graph_markers(
-                    result, header, s["marker_scale"], s["overlay_max_relations"], track_ids
+                    result,
+                    header,
+                    s["marker_scale"],
+                    s["overlay_max_relations"],
+                    track_ids,
+                    frame.geometry,
                 )
             )
         done = time.monotonic()
@@ -713,14 +739,18 @@ class DSFlashNode(LifecycleNode):
             "input_transport": s["input_transport"],
             "last_image_size": self._last_size,
             **self._input_qos_info(),
+            "use_depth": str(self._depth is not None).lower(),
         }
+        depth = self._depth
+        if depth is not None:
+            info |= depth.topics() | depth.pairing.info()
         status = self._stats.status(
             f"{self.get_fully_qualified_name()}: scene graph",
             s["device"],
             self._state,
             info,
             self._failure,
-            self._input_qos_problem(),
+            self._input_qos_problem() or (depth.pairing.problem() if depth is not None else ""),
         )
         self._diag_pub.publish(diagnostic_array([status], self.get_clock().now().to_msg()))
 

@@ -180,6 +180,29 @@ SPECS: tuple[ParamSpec, ...] = (
         Kind.LIVE,
         (0.1, 60.0),
     ),
+    # --- depth (SceneObject position / size; dsflash_ros.runtime.geometry3d)
+    ParamSpec(
+        "use_depth",
+        False,
+        "Also subscribe to depth/image_raw (16UC1 mm or 32FC1 m, aligned to the colour "
+        "image) and camera_info, and give each object its 3D position and size",
+        Kind.CONFIGURE,
+    ),
+    ParamSpec(
+        "depth_slop",
+        0.02,
+        "Largest stamp difference in seconds between a colour frame and the depth frame "
+        "paired with it; a colour frame without one is processed without 3D",
+        Kind.LIVE,
+        (0.0, 1.0),
+    ),
+    ParamSpec(
+        "depth_min_coverage",
+        0.1,
+        "Least share of an object's mask with valid depth for it to get a position",
+        Kind.LIVE,
+        (0.0, 1.0),
+    ),
     # --- tracking (dsflash_ros.tracking; scene_graph/events)
     ParamSpec(
         "tracking",

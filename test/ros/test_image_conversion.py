@@ -109,7 +109,7 @@ def _msg(**kw) -> Image:
     ("fields", "message"),
     [
         ({"encoding": "yuv422_yuy2"}, "unsupported encoding 'yuv422_yuy2'"),
-        ({"encoding": "32FC1"}, "unsupported encoding"),
+        ({"encoding": "64FC1"}, "unsupported encoding"),
         ({"step": 5}, "step 5 is smaller than"),
         ({"width": 0, "step": 0}, "empty image (0x2)"),
         ({"height": 0}, "empty image (2x0)"),
@@ -126,6 +126,15 @@ def test_rejections_have_clear_messages(fields, message):
 
 def test_16bit_image_is_not_a_colour_input():
     msg = ic.numpy_to_image(_array(np.uint16, 1), "16UC1")
+    with pytest.raises(ic.ImageConversionError, match="not a colour image"):
+        ic.image_to_rgb8(msg)
+
+
+def test_float_depth_image_round_trips_but_is_not_a_colour_input():
+    depth = RNG.uniform(0.3, 8.0, (48, 64)).astype(np.float32)
+    depth[0, :5] = np.nan  # no measurement
+    msg = ic.numpy_to_image(depth, "32FC1")
+    np.testing.assert_array_equal(ic.image_to_numpy(msg), depth)
     with pytest.raises(ic.ImageConversionError, match="not a colour image"):
         ic.image_to_rgb8(msg)
 

@@ -1,0 +1,194 @@
+"""Depth for the node (parameter ``use_depth``): ``depth/image_raw`` and ``camera_info`` in,
+each colour frame paired with the depth frame of the nearest stamp, objects placed in 3D.
+
+* ``depth/image_raw`` (sensor_msgs/Image): 16UC1 millimetres or 32FC1 metres, aligned to
+  the colour image (same size, e.g. a RealSense's ``aligned_depth_to_color/image_raw``).
+* ``camera_info`` (sensor_msgs/CameraInfo) of the colour camera: its K. When the colour
+  image has another size than ``camera_info`` states, K is scaled to the colour image
+  (``Intrinsics.for_size``).
+
+Both topics are relative (remap them like ``image_raw``) and subscribed keep-last 1, volatile,
+with the reliability their publishers offer (the rule of the colour input, ``input_qos``).
+Every depth frame is taken; the newest ``DEPTH_BUFFER`` wait to be paired. A worker pairs
+its colour frame after inference, so a depth frame that arrives up to one inference later
+than its colour frame still pairs. A colour frame with no depth frame within ``depth_slop``
+seconds, or with depth that cannot be used, is published without 3D: never held back. Why
+is counted per reason and shown in ``/diagnostics``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+from typing import Any
+
+from rclpy.node import Node
+from rclpy.qos import QoSReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+
+from dsflash_ros.ros import input_qos as Q
+from dsflash_ros.ros.image_conversion import ImageConversionError, image_to_numpy
+from dsflash_ros.runtime.geometry3d import (
+    DepthError,
+    Intrinsics,
+    ObjectGeometry,
+    depth_in_metres,
+    object_geometry,
+)
+from dsflash_ros.runtime.result import SceneGraphResult
+
+DEPTH_TOPIC = "depth/image_raw"
+INFO_TOPIC = "camera_info"
+DEPTH_BUFFER = 8  # newest depth frames kept for pairing
+
+
+def _ns(header: Header) -> int:
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+class DepthPairing:
+    """The depth frames and camera_info received, the pairing and its counters (thread-safe:
+    the executor thread adds, the workers pair)."""
+
+    def __init__(self, buffer: int = DEPTH_BUFFER) -> None:
+        self._lock = threading.Lock()
+        self._depth: deque[tuple[int, Image]] = deque(maxlen=buffer)
+        self._info: CameraInfo | None = None
+        self.received = 0
+        self.info_received = 0
+        self.paired = 0
+        self.unpaired: Counter[str] = Counter()
+        self.last_reason = ""
+        self._reported = 0  # unpaired frames at the last diagnostics report
+
+    def add_depth(self, msg: Image) -> None:
+        with self._lock:
+            self.received += 1
+            self._depth.append((_ns(msg.header), msg))
+
+    def add_info(self, msg: CameraInfo) -> None:
+        with self._lock:
+            self.info_received += 1
+            self._info = msg
+
+    def _match(self, header: Header, slop_s: float) -> tuple[Image | None, CameraInfo | None]:
+        """The buffered depth frame nearest in stamp (within ``slop_s``) and the camera_info;
+        raises DepthError with the reason when there is none."""
+        t = _ns(header)
+        with self._lock:
+            frames, info = list(self._depth), self._info
+        if not frames:
+            raise DepthError(f"no depth frame received on {DEPTH_TOPIC} yet", "no_depth")
+        dt, msg = min(((abs(s - t), m) for s, m in frames), key=lambda x: x[0])
+        if dt > slop_s * 1e9:
+            raise DepthError(
+                f"no depth frame within depth_slop ({slop_s:g} s) of the colour stamp; the "
+                f"nearest is {dt * 1e-9:.3f} s away",
+                "unpaired",
+            )
+        if info is None:
+            raise DepthError(f"no camera_info received on {INFO_TOPIC} yet", "no_camera_info")
+        return msg, info
+
+    def geometry(
+        self,
+        header: Header,
+        result: SceneGraphResult,
+        slop_s: float,
+        min_coverage: float,
+    ) -> tuple[ObjectGeometry | None, float]:
+        """The objects of ``result`` (colour frame ``header``) in 3D, or None with the reason
+        counted; and the milliseconds it took."""
+        t0 = time.monotonic()
+        try:
+            msg, info = self._match(header, slop_s)
+            try:
+                raw = image_to_numpy(msg)
+            except ImageConversionError as e:
+                raise DepthError(f"depth image: {e}", e.reason) from e
+            depth_m = depth_in_metres(raw, msg.encoding)
+            k = Intrinsics.from_k(info.k, info.width, info.height)
+            k = k.for_size(result.width, result.height)
+            geometry = object_geometry(result.panoptic, result.object_ids, depth_m, k, min_coverage)
+        except DepthError as e:
+            with self._lock:
+                self.unpaired[e.reason] += 1
+                self.last_reason = f"[{e.reason}] {e}"
+            return None, (time.monotonic() - t0) * 1e3
+        with self._lock:
+            self.paired += 1
+        return geometry, (time.monotonic() - t0) * 1e3
+
+    def info(self) -> dict[str, str]:
+        """Key/values for /diagnostics."""
+        with self._lock:
+            return {
+                "depth_frames_received": str(self.received),
+                "camera_info_received": str(self.info_received),
+                "depth_frames_paired": str(self.paired),
+                "depth_frames_unpaired": str(sum(self.unpaired.values())),
+                **{f"depth_unpaired.{r}": str(n) for r, n in sorted(self.unpaired.items())},
+                "depth_last_problem": self.last_reason,
+            }
+
+    def problem(self) -> str:
+        """Why /diagnostics should WARN: colour frames went without 3D since the last call."""
+        with self._lock:
+            total = sum(self.unpaired.values())
+            new, self._reported = total - self._reported, total
+            reason = self.last_reason
+        return f"{new} frame(s) without 3D since last report: {reason}" if new else ""
+
+
+class DepthInput:
+    """The two depth subscriptions of ``node`` with reliability adapted to their publishers
+    (``check_qos`` follows changes), feeding a :class:`DepthPairing`."""
+
+    def __init__(self, node: Node, pairing: DepthPairing) -> None:
+        self._node = node
+        self.pairing = pairing
+        self._subs: dict[str, tuple[Any, QoSReliabilityPolicy]] = {}
+        self._topics = {
+            DEPTH_TOPIC: (Image, pairing.add_depth),
+            INFO_TOPIC: (CameraInfo, pairing.add_info),
+        }
+
+    def topics(self) -> dict[str, str]:
+        """``depth_topic`` and ``camera_info_topic``: the resolved names (for diagnostics)."""
+        name = self._node.resolve_topic_name
+        return {"depth_topic": name(DEPTH_TOPIC), "camera_info_topic": name(INFO_TOPIC)}
+
+    def subscribe(self) -> None:
+        for topic in self._topics:
+            self._subscribe(topic, None)
+
+    def _offered(self, topic: str) -> list[QoSReliabilityPolicy]:
+        pubs = self._node.get_publishers_info_by_topic(self._node.resolve_topic_name(topic))
+        return [p.qos_profile.reliability for p in pubs]
+
+    def _subscribe(self, topic: str, reliability: QoSReliabilityPolicy | None) -> None:
+        old = self._subs.pop(topic, None)
+        if old is not None:
+            self._node.destroy_subscription(old[0])
+        if reliability is None:
+            reliability = Q.adapted_reliability(
+                self._offered(topic), QoSReliabilityPolicy.BEST_EFFORT
+            )
+        choice = Q.choice_from_profile(topic, Q.INPUT_QOS_DEFAULTS)
+        msg_type, callback = self._topics[topic]
+        sub = self._node.create_subscription(msg_type, topic, callback, choice.profile(reliability))
+        self._subs[topic] = (sub, reliability)
+
+    def check_qos(self) -> None:
+        """Timer: follow the publishers' reliability."""
+        for topic, (_, current) in list(self._subs.items()):
+            wanted = Q.adapted_reliability(self._offered(topic), current)
+            if wanted != current:
+                self._subscribe(topic, wanted)
+
+    def unsubscribe(self) -> None:
+        for sub, _ in self._subs.values():
+            self._node.destroy_subscription(sub)
+        self._subs.clear()
