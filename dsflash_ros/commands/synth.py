@@ -21,6 +21,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "tracking); splits are per sequence",
     )  # fmt: skip
     p.add_argument("--frames", type=int, default=60, help="frames per sequence (with --sequences)")
+    p.add_argument(
+        "--depth", action="store_true",
+        help="also write each image's depth (depth/<id>.png: 16-bit, millimetres, aligned) "
+        "and its camera K (camera_k in psg.json); single images only",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
     from dsflash_ros.progress import progress
 
     if args.sequences is not None:
+        if args.depth:
+            raise ValueError("--depth is for single images (not with --sequences)")
         return _sequences(args)
     if args.num < 1:
         raise ValueError("--num must be at least 1")
@@ -39,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
             image_size=(args.height, args.width),
             workers=args.workers,
             on_image=bar.update,
+            depth=args.depth,
         )
     print(f"wrote {args.num} images: {path}")
     return 0

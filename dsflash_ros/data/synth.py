@@ -75,6 +75,7 @@ class _Job:
     index: int
     split: str
     image_size: tuple[int, int]
+    depth: bool = False
 
 
 def _image_id(index: int) -> str:
@@ -97,7 +98,8 @@ def _generate_one(job: _Job) -> dict[str, Any]:
     (out / pan_name).write_bytes(encode_panoptic_png(id_map))
     areas, boxes = segment_stats(scene.seg, len(scene.labels))
     height, width = scene.seg.shape
-    return make_data_entry(
+    extra = _write_depth(out, image_id, scene) if job.depth else {}
+    return extra | make_data_entry(
         image_id=image_id,
         file_name=file_name,
         pan_seg_file_name=pan_name,
@@ -110,6 +112,17 @@ def _generate_one(job: _Job) -> dict[str, Any]:
         boxes=boxes,
         relations=scene.relations.tolist(),
     )
+
+
+def _write_depth(out: Path, image_id: str, scene: SynthScene) -> dict[str, Any]:
+    """``depth/<id>.png`` (16-bit, millimetres, 0 = no depth) and the entry's depth keys."""
+    name = f"depth/{image_id}.png"
+    mm = np.round(scene.depth * 1000).astype(np.uint16)
+    ok, encoded = cv2.imencode(".png", mm)
+    if not ok:
+        raise RuntimeError(f"OpenCV failed to encode {name}")
+    (out / name).write_bytes(encoded.tobytes())
+    return {"depth_file_name": name, "camera_k": [float(v) for v in scene.k]}
 
 
 def _check_size(image_size: tuple[int, int]) -> tuple[int, int]:
@@ -147,12 +160,15 @@ def generate_dataset(
     splits: tuple[float, float, float] = (0.8, 0.1, 0.1),
     workers: int = 1,
     on_image: Callable[[int], None] | None = None,
+    depth: bool = False,
 ) -> Path:
     """Write a synthetic PSG-format dataset and return the path of its psg.json.
 
     ``image_size`` is (H, W); ``splits`` the (train, val, test) shares; ``workers`` > 1 renders
     in worker processes (same bytes as with one worker). ``on_image(1)`` is called after each
-    image is written (for progress display).
+    image is written (for progress display). ``depth`` also writes each image's depth as
+    ``depth/<id>.png`` (16-bit PNG, millimetres along the optical axis, aligned to the image)
+    and gives its entry ``depth_file_name`` and ``camera_k`` (row-major 3x3 K, pixels).
     """
     if num_images < 1:
         raise ValueError(f"num_images must be >= 1, got {num_images}")
@@ -161,9 +177,10 @@ def generate_dataset(
     size = _check_size(image_size)
     split_of = assign_splits(num_images, seed, splits)
     out = Path(out_dir)
-    for sub in ("images/train", "images/val", "images/test", "panoptic"):
+    subdirs = ["images/train", "images/val", "images/test", "panoptic"] + ["depth"] * depth
+    for sub in subdirs:
         (out / sub).mkdir(parents=True, exist_ok=True)
-    jobs = [_Job(str(out), int(seed), i, split_of[i], size) for i in range(num_images)]
+    jobs = [_Job(str(out), int(seed), i, split_of[i], size, depth) for i in range(num_images)]
     done = on_image or (lambda n: None)
     entries = []
     if workers == 1 or num_images < 2:

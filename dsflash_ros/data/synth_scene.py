@@ -97,12 +97,15 @@ class Entity:
 
 @dataclass
 class SynthScene:
-    """Rendered scene: RGB image, per-pixel segment index (-1 = void) and the graph."""
+    """Rendered scene: RGB image, per-pixel segment index (-1 = void) and the graph, plus a
+    depth image aligned to it and the camera's pinhole K (see :meth:`SceneBuilder.depth`)."""
 
     image: np.ndarray  # (H, W, 3) uint8
     seg: np.ndarray  # (H, W) int32
     labels: np.ndarray  # (N,) int64
     relations: np.ndarray  # (M, 3) int64 [subject, object, predicate]
+    depth: np.ndarray | None = None  # (H, W) float32 metres along the optical axis; 0 = none
+    k: np.ndarray | None = None  # (9,) float64 row-major K: fx 0 cx 0 fy cy 0 0 1
 
 
 class SceneBuilder:
@@ -874,7 +877,42 @@ class SceneBuilder:
         rel = np.array(
             [(new_index[s], new_index[o], PREDICATE_ID[p]) for s, o, p in triplets], dtype=np.int64
         ).reshape(-1, 3)
-        return SynthScene(canvas.finish(SENSOR_NOISE), seg, labels, rel)
+        depth, k = self.depth(canvas.seg)
+        return SynthScene(canvas.finish(SENSOR_NOISE), seg, labels, rel, depth, k)
+
+    def depth(self, entity_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Depth (metres, float32) of every pixel of the entity map and the camera's K.
+
+        A layered room: the floor and rug follow the floor plane and the ceiling its plane
+        (both as far as the wall at most), the wall, window and curtain are the wall plane,
+        and every other entity is a flat card at its own depth (the centre of its footprint;
+        the table's: the middle of its top). The camera looks along the world's +Z at height
+        ``hc``, so K = [[f, 0, cx], [0, f, yh], [0, 0, 1]] with the horizon row ``yh`` as its
+        principal row (it may lie outside the image).
+        """
+        cam = self.cam
+        card = np.zeros(len(self.entities) + 1, np.float64)  # index 0: nothing drawn
+        for i, e in enumerate(self.entities):
+            if e.spec is not None:
+                card[i + 1] = e.pos[2]
+            elif e.name in ("wall", "window", "curtain"):
+                card[i + 1] = self.zw
+            elif e.name == "table":
+                card[i + 1] = (self.table_box[2] + self.table_box[3]) / 2
+            else:
+                card[i + 1] = -e.key[0]  # the shelf: its front
+        depth = card[entity_map + 1]
+        v = np.arange(self.h, dtype=np.float64)[:, None]
+        floor = np.minimum(cam.focal * cam.hc / np.maximum(v - cam.yh, 1e-3), self.zw)
+        ceiling = np.minimum(
+            cam.focal * (WALL_HEIGHT - cam.hc) / np.maximum(cam.yh - v, 1e-3), self.zw
+        )
+        names = np.array(["", *(e.name for e in self.entities)])[entity_map + 1]
+        on_floor = (names == "floor") | (names == "rug")
+        depth = np.where(on_floor, np.broadcast_to(floor, depth.shape), depth)
+        depth = np.where(names == "ceiling", np.broadcast_to(ceiling, depth.shape), depth)
+        k = np.array([cam.focal, 0, cam.cx, 0, cam.focal, cam.yh, 0, 0, 1], np.float64)
+        return (depth / 100.0).astype(np.float32), k  # the world is in cm
 
     def _occlusion_candidates(
         self, canvas: Canvas, visible: np.ndarray, related: set[tuple[int, int]]

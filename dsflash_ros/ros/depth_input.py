@@ -3,15 +3,17 @@ each colour frame paired with the depth frame of the nearest stamp, objects plac
 
 * ``depth/image_raw`` (sensor_msgs/Image): 16UC1 millimetres or 32FC1 metres, aligned to
   the colour image (same size, e.g. a RealSense's ``aligned_depth_to_color/image_raw``).
-* ``camera_info`` (sensor_msgs/CameraInfo) of the colour camera: its K. When the colour
-  image has another size than ``camera_info`` states, K is scaled to the colour image
-  (``Intrinsics.for_size``).
+* ``camera_info`` (sensor_msgs/CameraInfo) of the colour camera: its K. The one nearest in
+  stamp to the colour frame is used (drivers stamp it like the image; a camera whose K
+  changes, such as the synthetic one, stays right). When the colour image has another size
+  than ``camera_info`` states, K is scaled to the colour image (``Intrinsics.for_size``).
 
 Both topics are relative (remap them like ``image_raw``) and subscribed keep-last 1, volatile,
 with the reliability their publishers offer (the rule of the colour input, ``input_qos``).
-Every depth frame is taken; the newest ``DEPTH_BUFFER`` wait to be paired. A worker pairs
-its colour frame after inference, so a depth frame that arrives up to one inference later
-than its colour frame still pairs. A colour frame with no depth frame within ``depth_slop``
+Every depth frame is taken; the newest ``DEPTH_BUFFER`` wait to be paired. A worker looks
+for its colour frame's depth when it takes the frame and, if none has come yet, once more
+after inference: a depth frame that arrives up to one inference later than its colour frame
+still pairs. A colour frame with no depth frame within ``depth_slop``
 seconds, or with depth that cannot be used, is published without 3D: never held back. Why
 is counted per reason and shown in ``/diagnostics``.
 """
@@ -48,6 +50,16 @@ def _ns(header: Header) -> int:
     return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
 
+def _nearest(stamped: list[tuple[int, Any]], t: int) -> tuple[int, Any]:
+    """(|stamp - t| in ns, message) of the message nearest in stamp to ``t`` (oldest first
+    in ``stamped``: of equally near ones, the newest)."""
+    best: tuple[int, Any] | None = None
+    for s, msg in stamped:
+        if best is None or abs(s - t) <= best[0]:
+            best = (abs(s - t), msg)
+    return best
+
+
 class DepthPairing:
     """The depth frames and camera_info received, the pairing and its counters (thread-safe:
     the executor thread adds, the workers pair)."""
@@ -55,7 +67,7 @@ class DepthPairing:
     def __init__(self, buffer: int = DEPTH_BUFFER) -> None:
         self._lock = threading.Lock()
         self._depth: deque[tuple[int, Image]] = deque(maxlen=buffer)
-        self._info: CameraInfo | None = None
+        self._info: deque[tuple[int, CameraInfo]] = deque(maxlen=buffer)
         self.received = 0
         self.info_received = 0
         self.paired = 0
@@ -71,26 +83,34 @@ class DepthPairing:
     def add_info(self, msg: CameraInfo) -> None:
         with self._lock:
             self.info_received += 1
-            self._info = msg
+            self._info.append((_ns(msg.header), msg))
 
     def _match(self, header: Header, slop_s: float) -> tuple[Image | None, CameraInfo | None]:
         """The buffered depth frame nearest in stamp (within ``slop_s``) and the camera_info;
         raises DepthError with the reason when there is none."""
         t = _ns(header)
         with self._lock:
-            frames, info = list(self._depth), self._info
+            frames, infos = list(self._depth), list(self._info)
         if not frames:
             raise DepthError(f"no depth frame received on {DEPTH_TOPIC} yet", "no_depth")
-        dt, msg = min(((abs(s - t), m) for s, m in frames), key=lambda x: x[0])
+        dt, msg = _nearest(frames, t)
         if dt > slop_s * 1e9:
             raise DepthError(
                 f"no depth frame within depth_slop ({slop_s:g} s) of the colour stamp; the "
                 f"nearest is {dt * 1e-9:.3f} s away",
                 "unpaired",
             )
-        if info is None:
+        if not infos:
             raise DepthError(f"no camera_info received on {INFO_TOPIC} yet", "no_camera_info")
-        return msg, info
+        return msg, _nearest(infos, t)[1]
+
+    def try_match(self, header: Header, slop_s: float) -> tuple[Image, CameraInfo] | None:
+        """The depth frame and camera_info for colour frame ``header`` if both are here now
+        (nothing counted: :meth:`geometry` decides)."""
+        try:
+            return self._match(header, slop_s)
+        except DepthError:
+            return None
 
     def geometry(
         self,
@@ -98,12 +118,14 @@ class DepthPairing:
         result: SceneGraphResult,
         slop_s: float,
         min_coverage: float,
+        matched: tuple[Image, CameraInfo] | None = None,
     ) -> tuple[ObjectGeometry | None, float]:
         """The objects of ``result`` (colour frame ``header``) in 3D, or None with the reason
-        counted; and the milliseconds it took."""
+        counted; and the milliseconds it took. ``matched``: what :meth:`try_match` found
+        when the frame was taken (else the buffer is searched now)."""
         t0 = time.monotonic()
         try:
-            msg, info = self._match(header, slop_s)
+            msg, info = matched or self._match(header, slop_s)
             try:
                 raw = image_to_numpy(msg)
             except ImageConversionError as e:

@@ -10,7 +10,11 @@ Publishes ``image_raw`` (sensor_msgs/Image, rgb8 or bgr8) or ``image_raw/compres
 * a V4L2 device: ``/dev/videoN`` or just ``N``.
 
 Parameters: source, rate, encoding (rgb8|bgr8), transport (raw|compressed), jpeg_quality,
-loop, frame_id, width/height (0 = as the source delivers; synthetic default 320x240).
+loop, frame_id, width/height (0 = as the source delivers; synthetic default 320x240), depth.
+
+With ``depth`` (synthetic source only) it is an RGB-D camera: each frame also goes out as
+``depth/image_raw`` (16UC1, millimetres, aligned to the colour image) and ``camera_info``
+(the scene camera's K), all three with the same header.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from dsflash_ros.ros.image_conversion import numpy_to_image, rgb8_to_compressed
@@ -76,7 +80,11 @@ class SyntheticSource(FrameSource):
         if scenes < 1:
             raise ValueError(f"scenes must be >= 1, got {scenes}")
         self.w, self.h = width, height
-        self.frames = [render_scene(self.SEED, i, (height, width)).image for i in range(scenes)]
+        rendered = [render_scene(self.SEED, i, (height, width)) for i in range(scenes)]
+        self.frames = [r.image for r in rendered]
+        # depth in millimetres (16UC1) and K of each scene's camera, for an RGB-D stream
+        self.depths = [np.round(r.depth * 1000).astype(np.uint16) for r in rendered]
+        self.ks = [r.k for r in rendered]
         for frame in self.frames:
             frame.setflags(write=False)  # handed out again and again: nobody may draw on one
         self.t = 0
@@ -87,6 +95,11 @@ class SyntheticSource(FrameSource):
     def read(self) -> np.ndarray:
         self.t += 1
         return self.frames[(self.t - 1) % len(self.frames)]
+
+    def last_depth(self) -> tuple[np.ndarray, np.ndarray]:
+        """Depth (16UC1 mm) and K of the frame ``read`` returned last."""
+        i = (self.t - 1) % len(self.frames)
+        return self.depths[i], self.ks[i]
 
 
 class VideoSource(FrameSource):
@@ -181,6 +194,7 @@ class SampleCamera(Node):
         frame_id = p("frame_id", "camera_optical_frame", _descriptor("header.frame_id"))
         width = p("width", 0, _descriptor("Resize to this width (0 = keep)", 0, 8192, True))
         height = p("height", 0, _descriptor("Resize to this height (0 = keep)", 0, 8192, True))
+        depth = p("depth", False, _descriptor("Also depth/image_raw + camera_info (synthetic)"))
         self.encoding = encoding.value
         self.transport = transport.value
         if self.encoding not in ("rgb8", "bgr8"):
@@ -191,7 +205,13 @@ class SampleCamera(Node):
         self.frame_id = frame_id.value
         self.size = (width.value, height.value)
         self.source = open_source(source.value, *self.size)
+        if depth.value and not isinstance(self.source, SyntheticSource):
+            raise ValueError("depth needs source synthetic (the scenes' depth is known)")
         self.count = 0
+        self.depth_pub = self.info_pub = None
+        if depth.value:
+            self.depth_pub = self.create_publisher(Image, "depth/image_raw", CAMERA_QOS)
+            self.info_pub = self.create_publisher(CameraInfo, "camera_info", CAMERA_QOS)
         if self.transport == "raw":
             self.pub = self.create_publisher(Image, "image_raw", CAMERA_QOS)
         else:
@@ -230,7 +250,21 @@ class SampleCamera(Node):
         else:
             msg = numpy_to_image(frame, "rgb8", header)
         self.pub.publish(msg)
+        if self.depth_pub is not None:
+            self._publish_depth(header)
         self.count += 1
+
+    def _publish_depth(self, header: Header) -> None:
+        """The synthetic scene's depth and camera_info, with the colour frame's header."""
+        depth, k = self.source.last_depth()
+        h, w = depth.shape
+        info = CameraInfo(header=header, width=w, height=h, distortion_model="plumb_bob")
+        info.k = k.tolist()
+        info.d = [0.0] * 5
+        info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+        info.p = [k[0], 0.0, k[2], 0.0, 0.0, k[4], k[5], 0.0, 0.0, 0.0, 1.0, 0.0]
+        self.info_pub.publish(info)
+        self.depth_pub.publish(numpy_to_image(depth, "16UC1", header))
 
     def destroy_node(self) -> None:
         if self.source is not None:

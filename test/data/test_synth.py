@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -122,3 +124,35 @@ def test_bad_arguments(tmp_path: Path) -> None:
         generate_dataset(tmp_path, 0, seed=0)
     with pytest.raises(ValueError, match="image_size"):
         generate_dataset(tmp_path, 2, seed=0, image_size=(8, 8))
+
+
+def test_depth_is_a_layered_room_seen_through_k() -> None:
+    """The floor back-projects to one plane (camera height below the optical centre), the
+    wall to one depth, and every thing lies between the camera and the wall."""
+    scene = render_scene(7, 3, (240, 320))
+    depth, k = scene.depth, scene.k
+    assert depth.shape == scene.seg.shape and depth.dtype == np.float32
+    assert (depth > 0).all()
+    fy, cy = k[4], k[5]
+    names = [SYNTH_CLASSES[int(c)] for c in scene.labels]
+    floor = scene.seg == names.index("floor")
+    rows = np.nonzero(floor)[0]
+    y = (rows - cy) * depth[floor] / fy  # metres below the optical centre
+    wall_depth = depth[scene.seg == names.index("wall")]
+    assert np.ptp(wall_depth) < 1e-5
+    far = depth[floor] < wall_depth[0] - 1e-3  # rows that do not reach the wall
+    assert np.ptp(y[far]) < 1e-3 and 1.0 < y[far].mean() < 1.7  # camera 110-165 cm high
+    things = np.isin(scene.seg, np.nonzero(scene.labels < NUM_THINGS)[0])
+    assert (depth[things] < wall_depth[0]).all()
+
+
+def test_dataset_with_depth(tmp_path: Path) -> None:
+    generate_dataset(tmp_path, 2, seed=3, image_size=SIZE, depth=True)
+    assert len(PSGDataset.from_dir(tmp_path, split="all")) == 2  # the extra keys are fine
+    entries = json.loads((tmp_path / "psg.json").read_text())["data"]
+    for e in entries:
+        mm = cv2.imread(str(tmp_path / e["depth_file_name"]), cv2.IMREAD_UNCHANGED)
+        assert mm.dtype == np.uint16 and mm.shape == SIZE and mm.min() > 0
+        scene = render_scene(3, int(e["image_id"]), SIZE)
+        np.testing.assert_array_equal(mm, np.round(scene.depth * 1000).astype(np.uint16))
+        assert e["camera_k"] == pytest.approx(scene.k.tolist())
