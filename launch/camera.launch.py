@@ -3,12 +3,22 @@
     ros2 launch dsflash_ros camera.launch.py image_topic:=/camera/color/image_raw
     ros2 launch dsflash_ros camera.launch.py use_sample_camera:=true use_rviz:=true
     ros2 launch dsflash_ros camera.launch.py namespace:=cam0 image_topic:=/cam0/image_raw
+    ros2 launch dsflash_ros camera.launch.py use_sample_camera:=true use_depth:=true
 
-The node and all its arguments (namespace, image_topic, input_transport, params_file, model,
-backend, device, precision, workers, cpu_threads, score_threshold, relation_threshold,
-max_objects, tracking, relation_smoothing, autostart, use_sim_time, log_level; see
-``dsflash.launch.py``), plus a sample camera (use_sample_camera, sample_source, sample_rate,
-sample_frame_id) and rviz2 with ``rviz/dsflash.rviz`` (use_rviz).
+An RGB-D camera (a RealSense started with ``align_depth.enable:=true``):
+
+    ros2 launch dsflash_ros camera.launch.py use_depth:=true \
+        image_topic:=/camera/camera/color/image_raw \
+        depth_topic:=/camera/camera/aligned_depth_to_color/image_raw \
+        camera_info_topic:=/camera/camera/color/camera_info
+
+The node and all its arguments (namespace, image_topic, depth_topic, camera_info_topic,
+input_transport, params_file, model, backend, device, precision, workers, cpu_threads,
+score_threshold, relation_threshold, max_objects, tracking, relation_smoothing, use_depth,
+depth_slop, autostart, use_sim_time, log_level; see ``dsflash.launch.py``), plus a sample
+camera (use_sample_camera, sample_source, sample_rate, sample_frame_id; with use_depth and
+the synthetic source it also publishes depth and camera_info) and rviz2 with
+``rviz/dsflash.rviz`` (use_rviz).
 
 Every argument is checked first (``dsflash_ros.ros.launch_args``); only then are the
 processes returned, so a bad value starts nothing. A missing rviz2 is a warning: the node
@@ -54,6 +64,7 @@ def _everything(context: LaunchContext) -> list[Node]:
     actions = node_launch.node_actions(context, plan)
     if plan.use_sample_camera:
         image_topic = values["image_topic"] or "image_raw"
+        depth = bool(plan.node_parameters.get("use_depth", False))
         actions.append(
             Node(
                 package="dsflash_ros",
@@ -66,11 +77,14 @@ def _everything(context: LaunchContext) -> list[Node]:
                         "rate": plan.sample_rate,
                         "frame_id": values["sample_frame_id"],
                         "transport": values["input_transport"] or "raw",
+                        "depth": depth and values["sample_source"] == "synthetic",
                     }
                 ],
                 remappings=[
                     ("image_raw", image_topic),
                     ("image_raw/compressed", f"{image_topic}/compressed"),
+                    ("depth/image_raw", values["depth_topic"] or "depth/image_raw"),
+                    ("camera_info", values["camera_info_topic"] or "camera_info"),
                 ],
                 output="screen",
             )

@@ -6,6 +6,9 @@ true) makes it configure and activate itself. It is still a lifecycle node: with
 lifecycle set``). We do not use launch_ros' LifecycleNode action: its transition events
 would race the node's own autostart, and the plain Node behaves the same on every distro.
 
+With ``use_depth:=true`` the node also reads ``depth_topic`` (aligned depth) and
+``camera_info_topic`` (the colour camera's CameraInfo) and gives every object a 3D position.
+
 Every launch argument left empty keeps the value of ``params_file`` (default
 ``config/dsflash.yaml``); a non-empty one overrides it. All arguments are checked
 (``dsflash_ros.ros.launch_args``, the node's own rules) before the node is started; a bad
@@ -46,6 +49,8 @@ def node_actions(context: LaunchContext, plan: LaunchPlan) -> list[Node]:
             remappings=[
                 ("image_raw", image_topic),
                 ("image_raw/compressed", f"{image_topic}/compressed"),
+                ("depth/image_raw", values["depth_topic"] or "depth/image_raw"),
+                ("camera_info", values["camera_info_topic"] or "camera_info"),
             ],
             arguments=["--ros-args", "--log-level", values["log_level"].lower() or "info"],
             output="screen",

@@ -37,12 +37,24 @@ PARAMETER_ARGUMENTS: dict[str, str] = {
     **{name: name for name in ("workers", "cpu_threads")},
     **{name: name for name in ("score_threshold", "relation_threshold", "max_objects")},
     **{name: name for name in ("tracking", "relation_smoothing")},
+    **{name: name for name in ("use_depth", "depth_slop")},
 }
 
 # (name, default, description); "" = take the value from params_file
 NODE_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
     ("namespace", "", "Namespace of the node and its topics (one per camera, e.g. cam0)"),
     ("image_topic", "image_raw", "Camera image topic (remap of image_raw; relative = in ns)"),
+    (
+        "depth_topic",
+        "depth/image_raw",
+        "Depth image aligned to the colour image, 16UC1 mm or 32FC1 m (remap of "
+        "depth/image_raw; read with use_depth)",
+    ),
+    (
+        "camera_info_topic",
+        "camera_info",
+        "The colour camera's CameraInfo (remap of camera_info; read with use_depth)",
+    ),
     ("params_file", "", "Node parameters YAML (default: config/dsflash.yaml of the package)"),
     *((arg, "", parameter_help(param)) for arg, param in PARAMETER_ARGUMENTS.items()),
     ("use_sim_time", "false", "Use /clock (bag playback, simulation)"),
