@@ -133,7 +133,10 @@ class DepthPairing:
             depth_m = depth_in_metres(raw, msg.encoding)
             k = Intrinsics.from_k(info.k, info.width, info.height)
             k = k.for_size(result.width, result.height)
-            geometry = object_geometry(result.panoptic, result.object_ids, depth_m, k, min_coverage)
+            r = result
+            geometry = object_geometry(
+                r.panoptic, r.object_ids, depth_m, k, min_coverage, r.boxes_xywh
+            )
         except DepthError as e:
             with self._lock:
                 self.unpaired[e.reason] += 1
