@@ -18,6 +18,8 @@ Topics (relative, so a namespace or remap gives one node per camera):
   in   image_raw (sensor_msgs/Image) or image_raw/compressed (input_transport=compressed),
        keep-last 1, volatile; reliability adapts to the publishers or is set by the
        standard qos_overrides.<topic>.subscription.* parameters (see ``input_qos``)
+       with use_depth also depth/image_raw (16UC1 mm or 32FC1 m, aligned to the colour
+       image) and camera_info, paired with each colour frame by stamp (see ``depth_input``)
   out  scene_graph, scene_graph/events (SceneGraphEvents: objects appeared/disappeared,
        relations started/ended; reliable, keep-last 100; only when tracking is on),
        panoptic/image_raw (16UC1), label_info (transient local),
@@ -762,6 +764,8 @@ usage: dsflash_node [-h] [--ros-args -p NAME:=VALUE ... -r FROM:=TO ...]
 DSFlash lifecycle node: sensor_msgs/Image on image_raw (or CompressedImage on
 image_raw/compressed) in, dsflash_ros/SceneGraph on scene_graph out, plus
 panoptic/image_raw, label_info, debug/overlay, debug/markers and /diagnostics.
+With use_depth:=true also depth/image_raw (aligned depth) and camera_info in: each
+object then carries its 3D position and size (SceneObject.has_position).
 
 examples:
   dsflash_node --ros-args -p device:=cpu -r image_raw:=/camera/image_raw \\

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("rclpy", reason="rclpy not installed")
@@ -135,3 +136,36 @@ def test_objects_carry_positions_from_a_separate_rgbd_process(depth_node, t0, en
         assert o.size.z == pytest.approx(0.0, abs=1e-3) and o.size.x > 0
     assert int(status["depth_frames_received"]) >= 1
     assert float(status["latency.depth_3d.mean_ms"]) > 0
+
+
+def test_synthetic_camera_depth_belongs_to_its_frame():
+    from dsflash_ros.data.synth import render_scene
+    from dsflash_ros.ros.sample_camera import SyntheticSource
+
+    source = SyntheticSource(128, 96, scenes=2)
+    for i in (0, 1, 0):
+        frame = source.read()
+        depth, k = source.last_depth()
+        scene = render_scene(SyntheticSource.SEED, i, (96, 128))
+        np.testing.assert_array_equal(frame, scene.image)
+        assert depth.dtype == np.uint16 and depth.shape == (96, 128) and depth.min() > 0
+        np.testing.assert_array_equal(depth, np.round(scene.depth * 1000).astype(np.uint16))
+        np.testing.assert_array_equal(k, scene.k)
+
+
+def test_sample_camera_depth_needs_the_synthetic_source(tmp_path):
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "a.png"), H.rgb_image(20, 30))
+    args = ["--ros-args", "-p", f"source:={tmp_path}", "-p", "depth:=true"]
+    out = subprocess.run(
+        [sys.executable, "-m", "dsflash_ros.ros.sample_camera", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert (
+        out.stderr.strip()
+        == "sample_camera: depth needs source synthetic (the scenes' depth is known)"
+    )
