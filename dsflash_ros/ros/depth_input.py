@@ -11,9 +11,9 @@ each colour frame paired with the depth frame of the nearest stamp, objects plac
 Both topics are relative (remap them like ``image_raw``) and subscribed keep-last 1, volatile,
 with the reliability their publishers offer (the rule of the colour input, ``input_qos``).
 Every depth frame is taken; the newest ``DEPTH_BUFFER`` wait to be paired. A worker looks
-for its colour frame's depth when it takes the frame and, if none has come yet, once more
-after inference: a depth frame that arrives up to one inference later than its colour frame
-still pairs. A colour frame with no depth frame within ``depth_slop``
+for its colour frame's depth when it takes the frame and in every depth frame that arrives
+until its inference is done: depth that arrives up to one inference later than its colour
+frame still pairs. A colour frame with no depth frame within ``depth_slop``
 seconds, or with depth that cannot be used, is published without 3D: never held back. Why
 is counted per reason and shown in ``/diagnostics``.
 """
@@ -23,6 +23,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, deque
+from dataclasses import dataclass
 from typing import Any
 
 from rclpy.node import Node
@@ -60,14 +61,37 @@ def _nearest(stamped: list[tuple[int, Any]], t: int) -> tuple[int, Any]:
     return best
 
 
+@dataclass(eq=False)
+class Wanted:
+    """A colour frame waiting for its depth: the nearest depth frame within the slop seen
+    since :meth:`DepthPairing.expect` (or already in the buffer then)."""
+
+    t: int  # colour stamp, ns
+    slop_ns: int
+    depth: Image | None = None
+    dt: int = 0  # |depth stamp - t|
+
+    def offer(self, stamp: int, msg: Image) -> None:
+        d = abs(stamp - self.t)
+        if d <= self.slop_ns and (self.depth is None or d <= self.dt):
+            self.depth, self.dt = msg, d
+
+
 class DepthPairing:
     """The depth frames and camera_info received, the pairing and its counters (thread-safe:
-    the executor thread adds, the workers pair)."""
+    the executor thread adds, the workers pair).
+
+    A worker calls :meth:`expect` when it takes a colour frame and :meth:`geometry` after
+    inference; a depth frame that arrives in between is offered to the waiting frame, so
+    it pairs however many newer depth frames push it out of the buffer meanwhile.
+    """
 
     def __init__(self, buffer: int = DEPTH_BUFFER) -> None:
         self._lock = threading.Lock()
         self._depth: deque[tuple[int, Image]] = deque(maxlen=buffer)
         self._info: deque[tuple[int, CameraInfo]] = deque(maxlen=buffer)
+        # frames between expect and geometry (bounded: a frame that failed never returns)
+        self._waiting: deque[Wanted] = deque(maxlen=64)
         self.received = 0
         self.info_received = 0
         self.paired = 0
@@ -76,56 +100,56 @@ class DepthPairing:
         self._reported = 0  # unpaired frames at the last diagnostics report
 
     def add_depth(self, msg: Image) -> None:
+        stamp = _ns(msg.header)
         with self._lock:
             self.received += 1
-            self._depth.append((_ns(msg.header), msg))
+            self._depth.append((stamp, msg))
+            for wanted in self._waiting:
+                wanted.offer(stamp, msg)
 
     def add_info(self, msg: CameraInfo) -> None:
         with self._lock:
             self.info_received += 1
             self._info.append((_ns(msg.header), msg))
 
-    def _match(self, header: Header, slop_s: float) -> tuple[Image | None, CameraInfo | None]:
-        """The buffered depth frame nearest in stamp (within ``slop_s``) and the camera_info;
-        raises DepthError with the reason when there is none."""
-        t = _ns(header)
+    def expect(self, header: Header, slop_s: float) -> Wanted:
+        """Colour frame ``header`` was taken: its depth (within ``slop_s``) is looked for
+        in the buffer now and in every depth frame that arrives until :meth:`geometry`."""
+        wanted = Wanted(_ns(header), round(slop_s * 1e9))
         with self._lock:
+            for stamp, msg in self._depth:
+                wanted.offer(stamp, msg)
+            self._waiting.append(wanted)
+        return wanted
+
+    def _resolve(self, wanted: Wanted) -> tuple[Image, CameraInfo]:
+        """The depth frame and the camera_info nearest in stamp for ``wanted``; raises
+        DepthError with the reason when there is none."""
+        with self._lock:
+            if wanted in self._waiting:
+                self._waiting.remove(wanted)
             frames, infos = list(self._depth), list(self._info)
-        if not frames:
-            raise DepthError(f"no depth frame received on {DEPTH_TOPIC} yet", "no_depth")
-        dt, msg = _nearest(frames, t)
-        if dt > slop_s * 1e9:
+        if wanted.depth is None:
+            if not frames:
+                raise DepthError(f"no depth frame received on {DEPTH_TOPIC} yet", "no_depth")
+            dt = _nearest(frames, wanted.t)[0]
             raise DepthError(
-                f"no depth frame within depth_slop ({slop_s:g} s) of the colour stamp; the "
-                f"nearest is {dt * 1e-9:.3f} s away",
+                f"no depth frame within depth_slop ({wanted.slop_ns * 1e-9:g} s) of the colour "
+                f"stamp; the nearest is {dt * 1e-9:.3f} s away",
                 "unpaired",
             )
         if not infos:
             raise DepthError(f"no camera_info received on {INFO_TOPIC} yet", "no_camera_info")
-        return msg, _nearest(infos, t)[1]
-
-    def try_match(self, header: Header, slop_s: float) -> tuple[Image, CameraInfo] | None:
-        """The depth frame and camera_info for colour frame ``header`` if both are here now
-        (nothing counted: :meth:`geometry` decides)."""
-        try:
-            return self._match(header, slop_s)
-        except DepthError:
-            return None
+        return wanted.depth, _nearest(infos, wanted.t)[1]
 
     def geometry(
-        self,
-        header: Header,
-        result: SceneGraphResult,
-        slop_s: float,
-        min_coverage: float,
-        matched: tuple[Image, CameraInfo] | None = None,
+        self, wanted: Wanted, result: SceneGraphResult, min_coverage: float
     ) -> tuple[ObjectGeometry | None, float]:
-        """The objects of ``result`` (colour frame ``header``) in 3D, or None with the reason
-        counted; and the milliseconds it took. ``matched``: what :meth:`try_match` found
-        when the frame was taken (else the buffer is searched now)."""
+        """The objects of ``result`` (the colour frame of ``wanted``) in 3D, or None with the
+        reason counted; and the milliseconds it took."""
         t0 = time.monotonic()
         try:
-            msg, info = matched or self._match(header, slop_s)
+            msg, info = self._resolve(wanted)
             try:
                 raw = image_to_numpy(msg)
             except ImageConversionError as e:

@@ -591,17 +591,15 @@ class DSFlashNode(LifecycleNode):
                 pipeline.set_options(**pending)
             options = pipeline.options
         depth, s = self._depth, self._settings
-        # its depth frame, if here already (it may also come during inference)
-        matched = depth.pairing.try_match(msg.header, s["depth_slop"]) if depth else None
+        # its depth frame: here already, or arriving during inference
+        wanted = depth.pairing.expect(msg.header, s["depth_slop"]) if depth else None
         # outside the lock: other workers run their frames meanwhile; cleanup releases the
         # pipeline only after the workers stopped. The options read above go with the frame:
         # another worker may apply new ones before this call.
         result = pipeline(rgb, options)
         geometry = None
         if depth is not None:
-            geometry, ms = depth.pairing.geometry(
-                msg.header, result, s["depth_slop"], s["depth_min_coverage"], matched
-            )
+            geometry, ms = depth.pairing.geometry(wanted, result, s["depth_min_coverage"])
             result.timings_ms["depth_3d"] = ms
         return _Inferred(rgb, result, options, started, geometry)
 

@@ -85,12 +85,12 @@ def test_pairing_by_stamp_within_the_slop(encoding):
     pairing.add_info(_info(W * 2, H * 2))  # calibrated at twice the size: K is scaled
     for sec, nsec in ((9, 0), (10, 5_000_000), (11, 0)):
         pairing.add_depth(numpy_to_image(raw, encoding, _header(sec, nsec)))
-    geometry, ms = pairing.geometry(_header(10), res, slop_s=0.01, min_coverage=0.1)
+    geometry, ms = pairing.geometry(pairing.expect(_header(10), 0.01), res, min_coverage=0.1)
     assert geometry is not None and ms >= 0
     assert geometry.position[:, 2] == pytest.approx([1.0, 2.0])
     assert pairing.info()["depth_frames_paired"] == "1"
     # 0.5 s from the nearest depth frame: published without 3D, the reason counted
-    geometry, _ = pairing.geometry(_header(11, 500_000_000), res, 0.01, 0.1)
+    geometry, _ = pairing.geometry(pairing.expect(_header(11, 500_000_000), 0.01), res, 0.1)
     assert geometry is None
     info = pairing.info()
     assert info["depth_unpaired.unpaired"] == "1" and "0.500 s away" in info["depth_last_problem"]
@@ -118,8 +118,22 @@ def test_unusable_depth_reasons():
     pairing.add_depth(numpy_to_image(_depth(), "32FC1", _header(5)))
     cases.append(("bad_camera_info", pairing))
     for reason, pairing in cases:
-        geometry, _ = pairing.geometry(_header(5), res, 0.02, 0.1)
+        geometry, _ = pairing.geometry(pairing.expect(_header(5), 0.02), res, 0.1)
         assert geometry is None, reason
         info = pairing.info()
         assert info[f"depth_unpaired.{reason}"] == "1", info
         assert info["depth_last_problem"].startswith(f"[{reason}]")
+
+
+def test_depth_arriving_during_inference_still_pairs():
+    """The colour frame is taken before its depth arrives; by the end of its inference more
+    depth frames than the buffer holds came in: the partner still pairs."""
+    res = _result()
+    pairing = DepthPairing(buffer=2)
+    pairing.add_info(_info())
+    wanted = pairing.expect(_header(20), 0.02)
+    for sec in (20, 21, 22, 23, 24):
+        d = _depth() * (1.0 if sec == 20 else 3.0)
+        pairing.add_depth(numpy_to_image(d, "32FC1", _header(sec)))
+    geometry, _ = pairing.geometry(wanted, res, 0.1)
+    assert geometry is not None and geometry.position[:, 2] == pytest.approx([1.0, 2.0])
