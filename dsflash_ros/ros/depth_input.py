@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rclpy.node import Node
-from rclpy.qos import QoSReliabilityPolicy
+from rclpy.qos import QoSProfile, QoSReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
@@ -225,9 +225,12 @@ class DepthInput:
             reliability = Q.adapted_reliability(
                 self._offered(topic), QoSReliabilityPolicy.BEST_EFFORT
             )
-        choice = Q.choice_from_profile(topic, Q.INPUT_QOS_DEFAULTS)
+        d = Q.INPUT_QOS_DEFAULTS  # keep-last 1, volatile, as the colour input
+        qos = QoSProfile(
+            history=d.history, depth=d.depth, reliability=reliability, durability=d.durability
+        )
         msg_type, callback = self._topics[topic]
-        sub = self._node.create_subscription(msg_type, topic, callback, choice.profile(reliability))
+        sub = self._node.create_subscription(msg_type, topic, callback, qos)
         self._subs[topic] = (sub, reliability)
 
     def check_qos(self) -> None:
