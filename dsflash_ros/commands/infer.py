@@ -1,8 +1,10 @@
-"""dsflash infer: scene graphs of image files, folders and videos, written to a folder.
+"""dsflash infer: scene graphs of image files, folders, videos and ROS 2 recordings, written
+to a folder.
 
-Exit codes: 0 all inputs done; 1 done, but some inputs were skipped (one line each on
-stderr, a summary line at the end); 2 nothing done (a usage error, a missing path, no usable
-input, an output folder that cannot be written, a model that cannot be loaded).
+Exit codes: 0 all inputs done; 1 done, but some inputs were skipped or a recording was
+damaged (one line each on stderr, a summary line at the end); 2 nothing done (a usage error,
+a missing path, no usable input, a recording given without --topic (its image topics are
+listed), an output folder that cannot be written, a model that cannot be loaded).
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ from dsflash_ros.commands._common import (
 )
 from dsflash_ros.limits import MAX_PIXELS
 
-HELP = "scene graphs of images, image folders and videos (JSON, overlays, graph pictures)"
+HELP = (
+    "scene graphs of images, image folders, videos and ROS 2 recordings (JSON, overlays, "
+    "graph pictures; an MCAP for a recording)"
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,7 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "inputs",
         nargs="+",
         metavar="INPUT",
-        help="image files, folders of images (not searched recursively) or video files",
+        help="image files, folders of images (not searched recursively), video files, or "
+        "ROS 2 recordings (.mcap, .db3 or a rosbag2 folder)",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     add_model_arguments(p)
@@ -42,27 +48,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "--every", type=positive_int, default=1, metavar="N",
-        help="videos: process every N-th frame (default 1: all)",
+        help="videos and recordings: process every N-th frame (default 1: all)",
     )  # fmt: skip
     p.add_argument(
         "--max-frames", type=positive_int, metavar="N",
-        help="videos: process at most N frames of each video",
+        help="videos and recordings: process at most N frames of each video or topic",
     )  # fmt: skip
     p.add_argument("--no-video", action="store_true", help="videos: skip the overlay video")
     p.add_argument(
         "--no-tracking", action="store_true",
-        help="videos: no track ids, no smoothing, no <name>_events.json (per-frame graphs)",
+        help="videos and recordings: no track ids, no smoothing, no events (per-frame graphs)",
     )  # fmt: skip
     p.add_argument(
         "--relation-smoothing", type=float, default=0.5, metavar="A",
-        help="videos: weight of the past in the moving average of relation scores "
+        help="videos and recordings: weight of the past in the moving average of relation scores "
         "(0 = off; the node's relation_smoothing)",
+    )  # fmt: skip
+    p.add_argument(
+        "--topic", action="append", default=[], metavar="TOPIC",
+        help="recordings: image topic to process (sensor_msgs/Image or CompressedImage); "
+        "repeat for several; without it the image topics are listed",
+    )  # fmt: skip
+    p.add_argument(
+        "--copy-input", action="store_true",
+        help="recordings: also copy the input image topics into the output MCAP",
     )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-input lines")
 
 
 def run(args: argparse.Namespace) -> int:
     from dsflash_ros.offline.infer import run_inference
+    from dsflash_ros.offline.infer_recording import RecordingOptions
     from dsflash_ros.offline.inputs import InputError, collect_inputs
     from dsflash_ros.runtime.pipeline import Pipeline
 
@@ -71,12 +87,21 @@ def run(args: argparse.Namespace) -> int:
     options = pipeline_options(args, relation_alternatives=args.alternatives)
     # everything that can fail fast does so before the model loads
     scan = collect_inputs(args.inputs, args.max_pixels)
+    if listed := _check_recordings(scan, args.topic):
+        print(listed)
+        raise ValueError(
+            "choose the image topic(s) of the recording with --topic (repeatable); "
+            "its image topics are listed above"
+        )
     if not scan.items:
         first, more = scan.skipped[0], len(scan.skipped) - 1
         raise InputError(f"{first}" + (f" (and {more} more unusable input(s))" if more else ""))
     check_out_dir(args.out)
 
     def skip(path: object, reason: str) -> None:
+        if "damaged" in reason or "could not be decoded" in reason:  # a partial recording
+            print(f"dsflash infer: {reason}", file=sys.stderr)
+            return
         print(f"dsflash infer: skipped: {reason}", file=sys.stderr)
 
     for problem in scan.skipped:
@@ -114,10 +139,13 @@ def run(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels,
         on_skip=skip,
         tracking=tracking,
+        recording=RecordingOptions(topics=args.topic, copy_input=args.copy_input),
     )
     rate = summary.frames / summary.seconds if summary.seconds > 0 else 0.0
     print(
-        f"{summary.images} image(s), {summary.videos} video(s), {summary.frames} frame(s) "
+        f"{summary.images} image(s), {summary.videos} video(s), "
+        + (f"{summary.recordings} recording(s), " if summary.recordings else "")
+        + f"{summary.frames} frame(s) "
         f"in {summary.seconds:.1f} s ({rate:.2f} frames/s): {summary.objects} objects, "
         f"{summary.relations} relations; {len(summary.outputs)} files in {args.out}"
     )
@@ -130,3 +158,26 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _check_recordings(scan, topics: list[str]) -> str:
+    """Check the recordings among the inputs before the model loads: one that cannot be read
+    or lacks a ``topics`` entry moves to ``scan.skipped``. Without ``topics``: the image
+    topics of each recording, to list (else "")."""
+    from dsflash_ros.offline.infer_recording import check_topics, describe_topics
+    from dsflash_ros.offline.recording import Recording, RecordingError
+
+    listing = []
+    for item in [i for i in scan.items if i.kind == "recording"]:
+        try:
+            recording = Recording(item.path)
+            if not topics:
+                images = recording.image_topics()
+                if images:
+                    listing.append(f"{item.path}: image topics\n{describe_topics(images)}")
+                    continue
+            check_topics(recording, topics)
+        except RecordingError as e:
+            scan.items.remove(item)
+            scan.skipped.append(e)
+    return "\n".join(listing)
