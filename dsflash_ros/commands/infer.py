@@ -98,14 +98,17 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{first}" + (f" (and {more} more unusable input(s))" if more else ""))
     check_out_dir(args.out)
 
-    def skip(path: object, reason: str) -> None:
-        if "damaged" in reason or "could not be decoded" in reason:  # a partial recording
-            print(f"dsflash infer: {reason}", file=sys.stderr)
-            return
-        print(f"dsflash infer: skipped: {reason}", file=sys.stderr)
+    partial: list[object] = []  # recordings read up to damage: their own line says so
+
+    def skip(path: object, error: Exception) -> None:
+        if hasattr(error, "written"):
+            partial.append(path)
+            print(f"dsflash infer: {error}", file=sys.stderr)
+        else:
+            print(f"dsflash infer: skipped: {error}", file=sys.stderr)
 
     for problem in scan.skipped:
-        skip(None, str(problem))
+        skip(None, problem)
     tracking = None
     if not args.no_tracking:
         from dsflash_ros.tracking import TrackingConfig
@@ -149,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         f"in {summary.seconds:.1f} s ({rate:.2f} frames/s): {summary.objects} objects, "
         f"{summary.relations} relations; {len(summary.outputs)} files in {args.out}"
     )
-    failed = len(scan.skipped) + len(summary.failed)
+    failed = len(scan.skipped) + len(summary.failed) - len(partial)
     if failed:
         total = len(scan.skipped) + len(scan.items)
         print(
@@ -157,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    return 0
+    return 1 if partial else 0
 
 
 def _check_recordings(scan, topics: list[str]) -> str:

@@ -300,13 +300,13 @@ def run_inference(
     write_video: bool = True,
     progress: bool = True,
     max_pixels: int = MAX_PIXELS,
-    on_skip: Callable[[Path, str], None] | None = None,
+    on_skip: Callable[[Path, InputError], None] | None = None,
     tracking: TrackingConfig | None = None,
     recording: RecordingOptions | None = None,
 ) -> InferenceSummary:
     """Process every input (paths are expanded and checked first, see
     :func:`.inputs.expand_inputs`) and write the outputs into ``out_dir``. An input that
-    fails while being read is skipped (``on_skip(path, reason)``, ``summary.failed``).
+    fails while being read is skipped (``on_skip(path, error)``, ``summary.failed``).
     ``tracking``: track objects through each video and recording topic (None = per-frame
     graphs); ``recording``: topics and outputs of ROS 2 recordings (:mod:`.infer_recording`).
     A recording read only up to damage counts as failed, with its partial outputs written."""
@@ -357,7 +357,7 @@ def run_inference(
             summary.failed.append((item.path, str(e)))
             summary.outputs.extend(getattr(e, "written", []))  # a damaged recording's part
             if on_skip is not None:
-                on_skip(item.path, str(e))
+                on_skip(item.path, e)
             continue
         summary.outputs.extend(written)
     summary.seconds = time.perf_counter() - start

@@ -61,6 +61,10 @@ class RawMessage:
 
 
 def _describe(error: BaseException) -> str:
+    from mcap.exceptions import EndOfFile
+
+    if isinstance(error, EndOfFile):
+        return "the file ends in the middle of a record"
     text = str(error).strip() or type(error).__name__
     return text.rstrip(".")
 

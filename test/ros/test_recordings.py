@@ -1,0 +1,248 @@
+"""`dsflash infer` on ROS 2 recordings, end to end: recordings written independently of the
+package (:mod:`recording_files`: messages serialized by rclpy, MCAP by the mcap writer,
+sqlite3 by Python's sqlite3), the output MCAP read back with an independent reader and CDR
+decoder (mcap + mcap-ros2-support, from the schemas embedded in the file)."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy", reason="rclpy (ROS 2 wheels) not installed")
+pytest.importorskip("mcap_ros2", reason="mcap-ros2-support not installed")
+
+import node_harness as H
+import recording_files as R
+from mcap.reader import make_reader
+from mcap_ros2.decoder import DecoderFactory
+from rclpy.serialization import serialize_message
+from std_msgs.msg import String
+
+from dsflash_ros.cli import main
+from dsflash_ros.offline.infer import InferenceSummary
+from dsflash_ros.offline.infer_recording import RecordingOptions, process_recording
+from dsflash_ros.offline.inputs import InputItem
+from dsflash_ros.runtime.pipeline import Pipeline, PipelineOptions
+
+pytestmark = pytest.mark.ros
+LOW = [
+    "--score-threshold", "0", "--overlap-threshold", "0", "--relation-threshold", "0",
+    "--max-objects", "4", "--quiet",
+]  # fmt: skip
+TOPICS = ["--topic", R.RAW_TOPIC, "--topic", R.JPEG_TOPIC]
+NAMESPACES = {R.RAW_TOPIC: "/cam0", R.JPEG_TOPIC: "/cam1"}
+
+
+def stamp_ns(header) -> int:
+    return header.stamp.sec * 10**9 + header.stamp.nanosec
+
+
+def read_output(path: Path) -> dict[str, list]:
+    """topic -> [(schema name, log time, decoded message)], by an independent decoder."""
+    out: dict[str, list] = defaultdict(list)
+    with path.open("rb") as f:
+        reader = make_reader(f, decoder_factories=[DecoderFactory()])
+        assert reader.get_summary() is not None, "no summary: the MCAP was not finished"
+        assert reader.get_header().profile == "ros2"
+        for schema, channel, message, decoded in reader.iter_decoded_messages():
+            assert schema.encoding == "ros2msg" and channel.message_encoding == "cdr"
+            out[channel.topic].append((schema.name, message.log_time, decoded))
+    return dict(out)
+
+
+def panoptic(graph) -> np.ndarray:
+    img = graph.panoptic
+    assert img.encoding == "16UC1" and img.step == img.width * 2
+    return np.frombuffer(bytes(img.data), np.uint16).reshape(img.height, img.width)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("recordings")
+    model = H.make_tiny_checkpoint(root / "tiny.safetensors")
+    stored = R.messages("rgb8")
+    mcap = R.write_mcap(root / "run.mcap", stored)
+    return {"root": root, "model": model, "mcap": mcap, "stored": stored}
+
+
+@pytest.fixture(scope="module")
+def mcap_run(setup: dict) -> dict:
+    """The MCAP recording, both topics, every 10th frame, inputs copied."""
+    out = setup["root"] / "out_mcap"
+    args = ["infer", str(setup["mcap"]), "--out", str(out), "--model", str(setup["model"])]
+    code = main(args + TOPICS + ["--every", "10", "--copy-input", *LOW])
+    assert code == 0
+    return {"out": out, "topics": read_output(out / "run_scene_graph.mcap")}
+
+
+def test_without_topic_lists_image_topics(setup: dict, capsys: pytest.CaptureFixture) -> None:
+    code = main(["infer", str(setup["mcap"]), "--out", str(setup["root"] / "unused")])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert f"{R.RAW_TOPIC}  Image  30 messages" in captured.out
+    assert f"{R.JPEG_TOPIC}  CompressedImage  30 messages" in captured.out
+    errors = captured.err.strip().splitlines()
+    assert len(errors) == 1 and "--topic" in errors[0]
+    assert not (setup["root"] / "unused").exists()
+
+
+def test_output_holds_one_graph_per_processed_frame(setup: dict, mcap_run: dict) -> None:
+    topics = mcap_run["topics"]
+    inputs = defaultdict(dict)  # topic -> stamp -> log time
+    for m in setup["stored"]:
+        inputs[m.topic][m.stamp_ns] = m.log_time
+    for topic, ns in NAMESPACES.items():
+        graphs = topics[f"{ns}/scene_graph"]
+        assert [name for name, _, _ in graphs] == ["dsflash_ros/msg/SceneGraph"] * 3
+        stamps = [stamp_ns(g.header) for _, _, g in graphs]
+        assert stamps == [R.START_NS + k * R.PERIOD_NS for k in (0, 10, 20)]
+        assert [t for _, t, _ in graphs] == [inputs[topic][s] for s in stamps]  # log times
+        for _, _, g in graphs:
+            assert g.header.frame_id == f"{ns[1:]}_optical_frame"
+            assert (g.height, g.width) == (R.H, R.W) and g.model_id.startswith("dsflash-")
+            ids = panoptic(g)
+            assert g.objects, "the test model finds objects"
+            for o in g.objects:  # every field decoded, consistent with the mask
+                assert o.area == int((ids == o.id).sum()) and o.class_name and o.track_id >= 0
+                assert o.bbox.width > 0 and o.bbox.height > 0 and 0 <= o.score <= 1
+                assert 0 <= o.centroid_x < R.W and 0 <= o.centroid_y < R.H
+            for r in g.relations:
+                assert {r.subject_id, r.object_id} <= {o.id for o in g.objects}
+            assert g.total_ms > 0
+        assert any(o.track_id > 0 for _, _, g in graphs for o in g.objects)  # tracked
+        (labels,) = topics[f"{ns}/label_info"]
+        assert labels[2].class_names and stamp_ns(labels[2].header) == stamps[0]
+        overlays = topics[f"{ns}/debug/overlay"]
+        assert [(o.encoding, o.height, o.width) for _, _, o in overlays] == [("rgb8", R.H, R.W)] * 3
+        markers = topics[f"{ns}/debug/markers"]
+        assert len(markers) == 3 and markers[0][2].markers[0].action == 3  # DELETEALL first
+        copied = topics[topic]
+        assert [stamp_ns(m.header) for _, _, m in copied] == stamps
+    events = topics.get("/cam0/scene_graph/events", []) + topics.get("/cam1/scene_graph/events", [])
+    for _, _, e in events:
+        assert e.object_events or e.relation_events
+
+
+def test_schemas_are_the_package_msg_files(mcap_run: dict) -> None:
+    with (mcap_run["out"] / "run_scene_graph.mcap").open("rb") as f:
+        schemas = {s.name: s.data.decode() for s in make_reader(f).get_summary().schemas.values()}
+    text = schemas["dsflash_ros/msg/SceneGraph"]
+    for line in ("uint32 track_id", "float32 centroid_y", "sensor_msgs/Image panoptic"):
+        assert line in text
+    assert "MSG: dsflash_ros/SceneObject" in text
+
+
+def test_json_lines_match_the_graphs(mcap_run: dict) -> None:
+    lines = (mcap_run["out"] / "run_cam0_image_raw.jsonl").read_text().splitlines()
+    docs = [json.loads(line) for line in lines]
+    graphs = [g for _, _, g in mcap_run["topics"]["/cam0/scene_graph"]]
+    assert [d["frame"] for d in docs] == [0, 10, 20]
+    for d, g in zip(docs, graphs):
+        assert d["timestamp_ms"] == pytest.approx(stamp_ns(g.header) / 1e6)
+        assert [o["id"] for o in d["objects"]] == [o.id for o in g.objects]
+        assert [o["track_id"] for o in d["objects"]] == [o.track_id for o in g.objects]
+
+
+def test_panoptic_equals_infer_on_the_frames_as_images(setup: dict, mcap_run: dict) -> None:
+    frames = R.frames()
+    folder = setup["root"] / "frames"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "raw10.png"), frames[10][..., ::-1])  # the rgb8 frame
+    jpeg = cv2.imdecode(np.frombuffer(R.jpeg_bytes(frames[20]), np.uint8), cv2.IMREAD_COLOR)
+    cv2.imwrite(str(folder / "jpeg20.png"), jpeg)  # the JPEG frame, as decoded
+    out = setup["root"] / "out_images"
+    assert (
+        main(["infer", str(folder), "--out", str(out), "--model", str(setup["model"]), *LOW]) == 0
+    )
+    topics = mcap_run["topics"]
+    for name, topic, k in (("raw10", "/cam0/scene_graph", 1), ("jpeg20", "/cam1/scene_graph", 2)):
+        expected = cv2.imread(str(out / f"{name}_panoptic.png"), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(panoptic(topics[topic][k][2]), expected)
+
+
+def test_sqlite_bag_bgr8(setup: dict, mcap_run: dict) -> None:
+    bag = R.write_sqlite_bag(setup["root"] / "bag", R.messages("bgr8"))
+    out = setup["root"] / "out_sqlite"
+    args = ["infer", str(bag), "--out", str(out), "--model", str(setup["model"])]
+    assert main(args + TOPICS + ["--every", "30", *LOW]) == 0
+    topics = read_output(out / "bag_scene_graph.mcap")
+    assert R.RAW_TOPIC not in topics  # no --copy-input
+    for ns in NAMESPACES.values():
+        (graph,) = [g for _, _, g in topics[f"{ns}/scene_graph"]]
+        assert stamp_ns(graph.header) == R.START_NS
+        # the same pixels (bgr8 here, rgb8 in the MCAP) give the same segments
+        first = mcap_run["topics"][f"{ns}/scene_graph"][0][2]
+        np.testing.assert_array_equal(panoptic(graph), panoptic(first))
+
+
+def _one_error_line(err: str) -> str:
+    lines = [ln for ln in err.strip().splitlines() if ln.startswith("dsflash")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_truncated_recording(setup: dict, capsys: pytest.CaptureFixture) -> None:
+    data = setup["mcap"].read_bytes()
+    cut = setup["root"] / "cut.mcap"
+    cut.write_bytes(data[: int(len(data) * 0.6)])  # a recorder killed two thirds through
+    out = setup["root"] / "out_cut"
+    args = ["infer", str(cut), "--out", str(out), "--model", str(setup["model"])]
+    code = main([*args, "--topic", R.RAW_TOPIC, "--every", "15", *LOW])
+    line = _one_error_line(capsys.readouterr().err)
+    assert code == 1 and "damaged or truncated" in line and "cut_scene_graph.mcap" in line
+    graphs = read_output(out / "cut_scene_graph.mcap")["/cam0/scene_graph"]
+    assert [stamp_ns(g.header) for _, _, g in graphs] == [R.START_NS, R.START_NS + 15 * R.PERIOD_NS]
+
+
+def test_recording_without_image_topics(setup: dict, capsys: pytest.CaptureFixture) -> None:
+    from mcap.writer import Writer
+
+    path = setup["root"] / "chatter.mcap"
+    with path.open("wb") as f:
+        writer = Writer(f)
+        writer.start(profile="ros2", library="test")
+        schema = writer.register_schema("std_msgs/msg/String", "ros2msg", b"string data")
+        channel = writer.register_channel("/chatter", "cdr", schema)
+        for i in range(3):
+            data = serialize_message(String(data=f"hello {i}"))
+            writer.add_message(channel, R.START_NS + i, data, R.START_NS + i)
+        writer.finish()
+    for extra in ([], ["--topic", "/chatter"]):
+        args = ["infer", str(path), "--out", str(setup["root"] / "out_chatter"), *extra]
+        code = main([*args, "--model", str(setup["model"])])
+        line = _one_error_line(capsys.readouterr().err)
+        assert code == 2 and "has no image topics" in line
+
+
+class _CtrlC:
+    """The real pipeline, with Ctrl-C arriving while it runs its ``at``-th frame."""
+
+    def __init__(self, pipeline: Pipeline, at: int) -> None:
+        self.pipeline, self.at, self.calls = pipeline, at, 0
+
+    def __call__(self, rgb: np.ndarray):
+        self.calls += 1
+        if self.calls == self.at:
+            raise KeyboardInterrupt
+        return self.pipeline(rgb)
+
+    def __getattr__(self, name: str):
+        return getattr(self.pipeline, name)
+
+
+def test_interrupted_run_leaves_a_finished_mcap(setup: dict, tmp_path: Path) -> None:
+    """Ctrl-C during the second frame: the output holds the first, and is complete."""
+    pipeline = _CtrlC(Pipeline.load(setup["model"], PipelineOptions(max_objects=4)), at=2)
+    item = InputItem(setup["mcap"], "recording", "run")
+    with pytest.raises(KeyboardInterrupt):
+        process_recording(
+            item, tmp_path, pipeline, RecordingOptions(topics=[R.JPEG_TOPIC]), stride=10,
+            progress=False, summary=InferenceSummary(),
+        )  # fmt: skip
+    graphs = read_output(tmp_path / "run_scene_graph.mcap")["/cam1/scene_graph"]
+    assert [stamp_ns(g.header) for _, _, g in graphs] == [R.START_NS]
