@@ -6,6 +6,7 @@ decoder (mcap + mcap-ros2-support, from the schemas embedded in the file)."""
 from __future__ import annotations
 
 import json
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -246,3 +247,27 @@ def test_interrupted_run_leaves_a_finished_mcap(setup: dict, tmp_path: Path) -> 
         )  # fmt: skip
     graphs = read_output(tmp_path / "run_scene_graph.mcap")["/cam1/scene_graph"]
     assert [stamp_ns(g.header) for _, _, g in graphs] == [R.START_NS]
+
+
+def test_sample_camera_plays_the_recording_to_the_node(setup: dict, tmp_path: Path) -> None:
+    """Sample camera and node in their own processes: the node's graphs carry the
+    recording's header stamps and frame id (the camera keeps the recorded headers)."""
+    camera_cmd = [sys.executable, "-m", "dsflash_ros.ros.sample_camera", "--ros-args"]
+    camera_params = {"source": setup["mcap"], "topic": R.JPEG_TOPIC, "recorded_rate": True}
+    camera_params["rate"] = 2.0  # ignored: the recording's own 10 Hz
+    stamps = {R.START_NS + k * R.PERIOD_NS for k in range(R.FRAMES)}
+    (tmp_path / "camera").mkdir()  # its own log file
+    with (
+        H.NodeProcess(tmp_path, "/bag", H.node_params(setup["model"])) as node,
+        H.NodeProcess(tmp_path / "camera", "/bag", camera_params, command=camera_cmd) as camera,
+    ):
+        peer = H.Peer("/bag", name="bag_peer")
+        try:
+            graph = H.wait_until(lambda: peer.graphs and peer.graphs[0][0], 120, "a SceneGraph")
+        finally:
+            peer.close()
+        assert stamp_ns(graph.header) in stamps
+        assert graph.header.frame_id == "cam1_optical_frame"
+        assert (graph.height, graph.width) == (R.H, R.W)
+        assert "publishing" in camera.log() and "10 Hz" in camera.log()
+        assert node.proc.poll() is None
