@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from dsflash_ros.commands._common import (
     add_model_arguments,
@@ -20,6 +21,9 @@ from dsflash_ros.commands._common import (
     positive_int,
 )
 from dsflash_ros.limits import MAX_PIXELS
+
+if TYPE_CHECKING:
+    from dsflash_ros.offline.inputs import InputScan
 
 HELP = (
     "scene graphs of images, image folders, videos and ROS 2 recordings (JSON, overlays, "
@@ -163,12 +167,12 @@ def run(args: argparse.Namespace) -> int:
     return 1 if partial else 0
 
 
-def _check_recordings(scan, topics: list[str]) -> str:
+def _check_recordings(scan: InputScan, topics: list[str]) -> str:
     """Check the recordings among the inputs before the model loads: one that cannot be read
     or lacks a ``topics`` entry moves to ``scan.skipped``. Without ``topics``: the image
     topics of each recording, to list (else "")."""
-    from dsflash_ros.offline.infer_recording import check_topics, describe_topics
-    from dsflash_ros.offline.recording import Recording, RecordingError
+    from dsflash_ros.offline.infer_recording import check_topics
+    from dsflash_ros.offline.recording import Recording, RecordingError, describe_topics
 
     listing = []
     for item in [i for i in scan.items if i.kind == "recording"]:

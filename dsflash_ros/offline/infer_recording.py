@@ -21,16 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from dsflash_ros import __version__
-from dsflash_ros.image_msg import (
-    ImageConversionError,
-    compressed_to_rgb8,
-    image_fields,
-    image_to_rgb8,
-)
+from dsflash_ros.image_msg import ImageConversionError, image_fields
 from dsflash_ros.limits import MAX_PIXELS
 from dsflash_ros.message_fields import (
     events_fields,
@@ -48,6 +42,7 @@ from dsflash_ros.offline.recording import (
     Recording,
     RecordingError,
     TopicInfo,
+    decode_frame,
     iter_frames,
 )
 from dsflash_ros.progress import progress as show_progress
@@ -143,28 +138,6 @@ def output_namespaces(topics: Sequence[TopicInfo]) -> dict[str, str]:
 def topic_slug(topic: str) -> str:
     """A file-name part for a topic: ``/cam0/image_raw`` -> ``cam0_image_raw``."""
     return "_".join(p for p in topic.split("/") if p) or "root"
-
-
-def describe_topics(topics: Sequence[TopicInfo]) -> str:
-    """One line per image topic: name, type and message count."""
-    if not topics:
-        return "  (none)"
-    return "\n".join(
-        f"  {t.name}  {t.msgtype.rsplit('/', 1)[-1]}  "
-        f"{'?' if t.count is None else t.count} messages"
-        for t in topics
-    )
-
-
-def decode_frame(frame: Frame, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """The frame as (H, W, 3) RGB; ``ImageConversionError`` when it cannot be."""
-    try:
-        if frame.raw.msgtype == COMPRESSED:
-            return compressed_to_rgb8(frame.msg, max_pixels)
-        rgb = image_to_rgb8(frame.msg)
-        return rgb if rgb.flags.writeable else rgb.copy()  # a view of the read-only data
-    except cv2.error as e:  # OpenCV on hostile data
-        raise ImageConversionError(f"cannot decode the image: {e}") from e
 
 
 def _expected(topics: Sequence[TopicInfo], stride: int, max_frames: int | None) -> int | None:

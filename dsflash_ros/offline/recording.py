@@ -24,10 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import yaml
 
+from dsflash_ros.image_msg import ImageConversionError, compressed_to_rgb8, image_to_rgb8
+from dsflash_ros.limits import MAX_PIXELS
 from dsflash_ros.offline.bag_messages import deserialize
-from dsflash_ros.offline.inputs import InputError, is_recording  # noqa: F401
+from dsflash_ros.offline.inputs import InputError
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
@@ -276,3 +280,25 @@ def iter_frames(
             yield from release(topic)
     if damage is not None:
         raise damage
+
+
+def decode_frame(frame: Frame, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """The frame as (H, W, 3) RGB; ``ImageConversionError`` when it cannot be."""
+    try:
+        if frame.raw.msgtype == COMPRESSED:
+            return compressed_to_rgb8(frame.msg, max_pixels)
+        rgb = image_to_rgb8(frame.msg)
+        return rgb if rgb.flags.writeable else rgb.copy()  # a view of the read-only data
+    except cv2.error as e:  # OpenCV on hostile data
+        raise ImageConversionError(f"cannot decode the image: {e}") from e
+
+
+def describe_topics(topics: Sequence[TopicInfo]) -> str:
+    """One line per image topic: name, type and message count."""
+    if not topics:
+        return "  (none)"
+    return "\n".join(
+        f"  {t.name}  {t.msgtype.rsplit('/', 1)[-1]}  "
+        f"{'?' if t.count is None else t.count} messages"
+        for t in topics
+    )

@@ -13,9 +13,15 @@ from pathlib import Path
 import numpy as np
 
 from dsflash_ros.image_msg import ImageConversionError
-from dsflash_ros.offline.infer_recording import decode_frame, describe_topics
 from dsflash_ros.offline.inputs import InputError
-from dsflash_ros.offline.recording import Frame, Recording, RecordingError, iter_frames
+from dsflash_ros.offline.recording import (
+    Frame,
+    Recording,
+    RecordingError,
+    decode_frame,
+    describe_topics,
+    iter_frames,
+)
 from dsflash_ros.ros.sample_camera import FrameSource, SourceError
 
 DEFAULT_RATE = 10.0  # frames/s when the stamps do not tell
