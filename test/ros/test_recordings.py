@@ -136,6 +136,15 @@ def test_schemas_are_the_package_msg_files(mcap_run: dict) -> None:
     for line in ("uint32 track_id", "float32 centroid_y", "sensor_msgs/Image panoptic"):
         assert line in text
     assert "MSG: dsflash_ros/SceneObject" in text
+    # rosbag2-style readers take the file too (rosbags: its own MCAP parser and CDR decoder)
+    from rosbags.highlevel import AnyReader
+
+    with AnyReader([mcap_run["out"] / "run_scene_graph.mcap"]) as reader:
+        counts = {c.topic: c.msgcount for c in reader.connections}
+        graph = next(m for c, _, m in reader.messages() if c.topic == "/cam1/scene_graph")
+        decoded = reader.deserialize(graph, "dsflash_ros/msg/SceneGraph")
+    assert counts["/cam0/scene_graph"] == 2 and counts["/cam1/label_info"] == 1
+    assert decoded.panoptic.encoding == "16UC1"
 
 
 def test_json_lines_match_the_graphs(mcap_run: dict) -> None:
@@ -271,3 +280,67 @@ def test_sample_camera_plays_the_recording_to_the_node(setup: dict, tmp_path: Pa
         assert (graph.height, graph.width) == (R.H, R.W)
         assert "publishing" in camera.log() and "10 Hz" in camera.log()
         assert node.proc.poll() is None
+
+
+@pytest.mark.parametrize("layout", ["mcap", "sqlite3", "mcap_folder", "folder_without_metadata"])
+def test_frames_come_in_header_stamp_order(setup: dict, tmp_path: Path, layout: str) -> None:
+    """All 30 frames of each topic, stamps increasing although frames 5 and 6 of /cam0 are
+    stored swapped; every container layout lists the same topics and counts."""
+    from dsflash_ros.offline.recording import Recording, decode_frame, iter_frames
+
+    stored = setup["stored"]
+    if layout == "mcap":
+        path = setup["mcap"]
+    elif layout == "sqlite3":
+        path = R.write_sqlite_bag(tmp_path / "bag", stored)
+    elif layout == "mcap_folder":  # as ros2 bag record writes it, by another writer
+        from rosbags.rosbag2 import StoragePlugin, Writer
+        from rosbags.typesys import Stores, get_typestore
+
+        store = get_typestore(Stores.ROS2_KILTED)
+        path = tmp_path / "run_0"
+        with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+            connections = {}
+            for m in stored:
+                if m.topic not in connections:
+                    connections[m.topic] = writer.add_connection(
+                        m.topic, m.msgtype, typestore=store
+                    )
+                writer.write(connections[m.topic], m.log_time, m.data)
+    else:  # a killed recorder: the .mcap file, no metadata.yaml
+        path = tmp_path / "killed"
+        path.mkdir()
+        (path / "killed_0.mcap").write_bytes(setup["mcap"].read_bytes())
+    recording = Recording(path)
+    topics = {t.name: t.count for t in recording.image_topics()}
+    assert topics == {R.RAW_TOPIC: R.FRAMES, R.JPEG_TOPIC: R.FRAMES}
+    frames = list(iter_frames(recording, [R.RAW_TOPIC, R.JPEG_TOPIC]))
+    for topic in topics:
+        mine = [f for f in frames if f.topic == topic]
+        assert [f.index for f in mine] == list(range(R.FRAMES))
+        assert [f.stamp_ns for f in mine] == [R.START_NS + k * R.PERIOD_NS for k in range(30)]
+    first = decode_frame(frames[0])
+    assert first.shape == (R.H, R.W, 3) and first.flags.writeable
+    np.testing.assert_array_equal(first, R.frames(1)[0])
+
+
+def test_output_namespaces() -> None:
+    from dsflash_ros.offline.infer_recording import output_namespaces, topic_slug
+    from dsflash_ros.offline.recording import TopicInfo
+
+    image, jpeg = "sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"
+    topics = [
+        TopicInfo("/cam0/image_raw", image, 1),
+        TopicInfo("/cam1/image_raw/compressed", jpeg, 1),
+        TopicInfo("/image_raw", image, 1),
+        TopicInfo("/rig/image_rect", image, 1),
+        TopicInfo("/rig/image_mono", image, 1),
+    ]
+    assert output_namespaces(topics) == {
+        "/cam0/image_raw": "/cam0",
+        "/cam1/image_raw/compressed": "/cam1",
+        "/image_raw": "",
+        "/rig/image_rect": "/rig/image_rect",
+        "/rig/image_mono": "/rig/image_mono",
+    }
+    assert topic_slug("/cam1/image_raw/compressed") == "cam1_image_raw_compressed"
