@@ -69,7 +69,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "(0 = off; the node's relation_smoothing)",
     )  # fmt: skip
     p.add_argument(
-        "--topic", action="append", default=[], metavar="TOPIC",
+        "--topic", action="append", metavar="TOPIC",
         help="recordings: image topic to process (sensor_msgs/Image or CompressedImage); "
         "repeat for several; without it the image topics are listed",
     )  # fmt: skip
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     options = pipeline_options(args, relation_alternatives=args.alternatives)
     # everything that can fail fast does so before the model loads
     scan = collect_inputs(args.inputs, args.max_pixels)
-    if listed := _check_recordings(scan, args.topic):
+    if listed := _check_recordings(scan, args.topic or []):
         print(listed)
         raise ValueError(
             "choose the image topic(s) of the recording with --topic (repeatable); "
@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels,
         on_skip=skip,
         tracking=tracking,
-        recording=RecordingOptions(topics=args.topic, copy_input=args.copy_input),
+        recording=RecordingOptions(topics=args.topic or [], copy_input=args.copy_input),
     )
     rate = summary.frames / summary.seconds if summary.seconds > 0 else 0.0
     print(
