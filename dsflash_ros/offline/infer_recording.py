@@ -70,8 +70,6 @@ class RecordingOptions:
 
     topics: list[str] = field(default_factory=list)
     copy_input: bool = False  # also write the input images into the output MCAP
-    marker_scale: float = 0.002  # metres per pixel of debug/markers (the node's marker_scale)
-    max_relations_drawn: int = 10  # relations on the overlay and the markers
 
 
 class McapOutput:
@@ -174,12 +172,11 @@ class _TopicOutputs:
         self.write("scene_graph", SCENE_GRAPH, scene_graph_fields(result, header, tracked), t)
         if tracked is not None and tracked.has_events:
             self.write("scene_graph/events", EVENTS, events_fields(tracked, header), t)
-        overlay = FrameStream.overlay(rgb, result, tracked, self.options.max_relations_drawn)
+        # overlay and markers as the node draws them with its default parameters
+        overlay = FrameStream.overlay(rgb, result, tracked)
         self.write("debug/overlay", IMAGE, _image_fields(overlay, header), t)
         track_ids = tracked.track_ids if tracked is not None else None
-        markers = marker_array_fields(
-            result, header, self.options.marker_scale, self.options.max_relations_drawn, track_ids
-        )
+        markers = marker_array_fields(result, header, track_ids=track_ids)
         self.write("debug/markers", MARKER_ARRAY, markers, t)
 
 
