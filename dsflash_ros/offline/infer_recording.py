@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from dsflash_ros import __version__
 from dsflash_ros.image_msg import ImageConversionError, image_fields
@@ -53,6 +54,29 @@ SCENE_GRAPH = "dsflash_ros/msg/SceneGraph"
 EVENTS = "dsflash_ros/msg/SceneGraphEvents"
 LABEL_INFO = "dsflash_ros/msg/LabelInfo"
 MARKER_ARRAY = "visualization_msgs/msg/MarkerArray"
+
+
+def _latched_qos() -> str:
+    """rosbag2's description of a reliable, transient-local, keep-last-1 publisher."""
+    from rosbags.interfaces import (
+        Qos,
+        QosDurability,
+        QosHistory,
+        QosLiveliness,
+        QosReliability,
+        QosTime,
+    )
+    from rosbags.rosbag2.metadata import dump_qos_v9
+
+    unset = QosTime(0, 0)
+    qos = Qos(
+        QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL,
+        unset, unset, QosLiveliness.AUTOMATIC, unset, False,
+    )  # fmt: skip
+    return yaml.safe_dump(dump_qos_v9([qos]), sort_keys=False)
+
+
+_LATCHED_QOS = _latched_qos()
 
 
 class RecordingDamaged(RecordingError):
@@ -90,13 +114,18 @@ class McapOutput:
         self.channels: dict[str, int] = {}
         self.messages = 0
 
-    def write(self, topic: str, msgtype: str, data: bytes, log_time: int) -> None:
+    def write(
+        self, topic: str, msgtype: str, data: bytes, log_time: int, latched: bool = False
+    ) -> None:
+        """``latched``: the topic is offered transient-local (as the node's label_info), so
+        that ``ros2 bag play`` gives it to late subscribers too."""
         channel = self.channels.get(topic)
         if channel is None:
             if msgtype not in self.schemas:
                 text = schema_text(msgtype).encode()
                 self.schemas[msgtype] = self.writer.register_schema(msgtype, "ros2msg", text)
-            channel = self.writer.register_channel(topic, "cdr", self.schemas[msgtype])
+            meta = {"offered_qos_profiles": _LATCHED_QOS} if latched else {}
+            channel = self.writer.register_channel(topic, "cdr", self.schemas[msgtype], meta)
             self.channels[topic] = channel
         try:
             self.writer.add_message(channel, log_time, data, log_time)
@@ -153,7 +182,8 @@ class _TopicOutputs:
         self.labels_written = False
 
     def write(self, name: str, msgtype: str, fields: dict[str, Any], log_time: int) -> None:
-        self.out.write(f"{self.ns}/{name}", msgtype, serialize(build(msgtype, fields)), log_time)
+        data = serialize(build(msgtype, fields))
+        self.out.write(f"{self.ns}/{name}", msgtype, data, log_time, name == "label_info")
 
     def frame(
         self,

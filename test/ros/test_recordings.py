@@ -143,7 +143,10 @@ def test_schemas_are_the_package_msg_files(mcap_run: dict) -> None:
         counts = {c.topic: c.msgcount for c in reader.connections}
         graph = next(m for c, _, m in reader.messages() if c.topic == "/cam1/scene_graph")
         decoded = reader.deserialize(graph, "dsflash_ros/msg/SceneGraph")
+        (labels,) = [c for c in reader.connections if c.topic == "/cam1/label_info"]
     assert counts["/cam0/scene_graph"] == 2 and counts["/cam1/label_info"] == 1
+    (qos,) = labels.ext.offered_qos_profiles  # latched, as the node publishes it
+    assert qos.durability.name == "TRANSIENT_LOCAL" and qos.reliability.name == "RELIABLE"
     assert decoded.panoptic.encoding == "16UC1"
 
 
