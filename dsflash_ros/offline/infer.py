@@ -216,6 +216,7 @@ class FrameStream:
         )
         try:
             self.lines.write(json.dumps(doc) + "\n")
+            self.lines.flush()  # whole lines on disk as the run goes (a reader may follow it)
         except OSError as e:
             raise OutputError(f"cannot write {self.lines_path}: {e.strerror or e}") from e
         self.last = (result, index)
