@@ -342,3 +342,11 @@ def test_output_namespaces() -> None:
         "/rig/image_mono": "/rig/image_mono",
     }
     assert topic_slug("/cam1/image_raw/compressed") == "cam1_image_raw_compressed"
+
+
+def test_unknown_topic_is_one_line(setup: dict, capsys: pytest.CaptureFixture) -> None:
+    out = setup["root"] / "out_unknown"
+    code = main(["infer", str(setup["mcap"]), "--out", str(out), "--topic", "/cam9/image_raw"])
+    line = _one_error_line(capsys.readouterr().err)
+    assert code == 2 and "no image topic /cam9/image_raw" in line and R.RAW_TOPIC in line
+    assert not out.exists()
