@@ -4,6 +4,8 @@
     ros2 launch dsflash_ros camera.launch.py use_sample_camera:=true use_rviz:=true
     ros2 launch dsflash_ros camera.launch.py namespace:=cam0 image_topic:=/cam0/image_raw
     ros2 launch dsflash_ros camera.launch.py use_sample_camera:=true use_depth:=true
+    ros2 launch dsflash_ros camera.launch.py use_sample_camera:=true sample_source:=run.mcap \
+        sample_topic:=/cam0/image_raw sample_recorded_rate:=true
 
 An RGB-D camera (a RealSense started with ``align_depth.enable:=true``):
 
@@ -16,9 +18,10 @@ The node and all its arguments (namespace, image_topic, depth_topic, camera_info
 input_transport, params_file, model, backend, device, precision, workers, cpu_threads,
 score_threshold, relation_threshold, max_objects, tracking, relation_smoothing, use_depth,
 depth_slop, autostart, use_sim_time, log_level; see ``dsflash.launch.py``), plus a sample
-camera (use_sample_camera, sample_source, sample_rate, sample_frame_id; with use_depth and
-the synthetic source it also publishes depth and camera_info) and rviz2 with
-``rviz/dsflash.rviz`` (use_rviz).
+camera (use_sample_camera, sample_source, sample_topic, sample_rate, sample_recorded_rate,
+sample_frame_id; a recording plays with its own headers; with use_depth and the synthetic
+source it also publishes depth and camera_info) and rviz2 with ``rviz/dsflash.rviz``
+(use_rviz).
 
 Every argument is checked first (``dsflash_ros.ros.launch_args``); only then are the
 processes returned, so a bad value starts nothing. A missing rviz2 is a warning: the node
@@ -74,7 +77,9 @@ def _everything(context: LaunchContext) -> list[Node]:
                 parameters=[
                     {
                         "source": values["sample_source"],
+                        "topic": values["sample_topic"],
                         "rate": plan.sample_rate,
+                        "recorded_rate": plan.sample_recorded_rate,
                         "frame_id": values["sample_frame_id"],
                         "transport": values["input_transport"] or "raw",
                         "depth": depth and values["sample_source"] == "synthetic",

@@ -1,14 +1,17 @@
-"""dsflash infer: scene graphs of image files, folders and videos, written to a folder.
+"""dsflash infer: scene graphs of image files, folders, videos and ROS 2 recordings, written
+to a folder.
 
-Exit codes: 0 all inputs done; 1 done, but some inputs were skipped (one line each on
-stderr, a summary line at the end); 2 nothing done (a usage error, a missing path, no usable
-input, an output folder that cannot be written, a model that cannot be loaded).
+Exit codes: 0 all inputs done; 1 done, but some inputs were skipped or a recording was
+damaged (one line each on stderr, a summary line at the end); 2 nothing done (a usage error,
+a missing path, no usable input, a recording given without --topic (its image topics are
+listed), an output folder that cannot be written, a model that cannot be loaded).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from dsflash_ros.commands._common import (
     add_model_arguments,
@@ -19,7 +22,13 @@ from dsflash_ros.commands._common import (
 )
 from dsflash_ros.limits import MAX_PIXELS
 
-HELP = "scene graphs of images, image folders and videos (JSON, overlays, graph pictures)"
+if TYPE_CHECKING:
+    from dsflash_ros.offline.inputs import InputScan
+
+HELP = (
+    "scene graphs of images, image folders, videos and ROS 2 recordings (JSON, overlays, "
+    "graph pictures; an MCAP for a recording)"
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,7 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "inputs",
         nargs="+",
         metavar="INPUT",
-        help="image files, folders of images (not searched recursively) or video files",
+        help="image files, folders of images (not searched recursively), video files, or "
+        "ROS 2 recordings (.mcap, .db3 or a rosbag2 folder)",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     add_model_arguments(p)
@@ -42,27 +52,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "--every", type=positive_int, default=1, metavar="N",
-        help="videos: process every N-th frame (default 1: all)",
+        help="videos and recordings: process every N-th frame (default 1: all)",
     )  # fmt: skip
     p.add_argument(
         "--max-frames", type=positive_int, metavar="N",
-        help="videos: process at most N frames of each video",
+        help="videos and recordings: process at most N frames of each video or topic",
     )  # fmt: skip
     p.add_argument("--no-video", action="store_true", help="videos: skip the overlay video")
     p.add_argument(
         "--no-tracking", action="store_true",
-        help="videos: no track ids, no smoothing, no <name>_events.json (per-frame graphs)",
+        help="videos and recordings: no track ids, no smoothing, no events (per-frame graphs)",
     )  # fmt: skip
     p.add_argument(
         "--relation-smoothing", type=float, default=0.5, metavar="A",
-        help="videos: weight of the past in the moving average of relation scores "
+        help="videos and recordings: weight of the past in the moving average of relation scores "
         "(0 = off; the node's relation_smoothing)",
+    )  # fmt: skip
+    p.add_argument(
+        "--topic", action="append", metavar="TOPIC",
+        help="recordings: image topic to process (sensor_msgs/Image or CompressedImage); "
+        "repeat for several; without it the image topics are listed",
+    )  # fmt: skip
+    p.add_argument(
+        "--copy-input", action="store_true",
+        help="recordings: also copy the input image topics into the output MCAP",
     )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-input lines")
 
 
 def run(args: argparse.Namespace) -> int:
     from dsflash_ros.offline.infer import run_inference
+    from dsflash_ros.offline.infer_recording import RecordingOptions
     from dsflash_ros.offline.inputs import InputError, collect_inputs
     from dsflash_ros.runtime.pipeline import Pipeline
 
@@ -71,16 +91,28 @@ def run(args: argparse.Namespace) -> int:
     options = pipeline_options(args, relation_alternatives=args.alternatives)
     # everything that can fail fast does so before the model loads
     scan = collect_inputs(args.inputs, args.max_pixels)
+    if listed := _check_recordings(scan, args.topic or []):
+        print(listed)
+        raise ValueError(
+            "choose the image topic(s) of the recording with --topic (repeatable); "
+            "its image topics are listed above"
+        )
     if not scan.items:
         first, more = scan.skipped[0], len(scan.skipped) - 1
         raise InputError(f"{first}" + (f" (and {more} more unusable input(s))" if more else ""))
     check_out_dir(args.out)
 
-    def skip(path: object, reason: str) -> None:
-        print(f"dsflash infer: skipped: {reason}", file=sys.stderr)
+    partial: list[object] = []  # recordings read up to damage: their own line says so
+
+    def skip(path: object, error: Exception) -> None:
+        if hasattr(error, "written"):
+            partial.append(path)
+            print(f"dsflash infer: {error}", file=sys.stderr)
+        else:
+            print(f"dsflash infer: skipped: {error}", file=sys.stderr)
 
     for problem in scan.skipped:
-        skip(None, str(problem))
+        skip(None, problem)
     tracking = None
     if not args.no_tracking:
         from dsflash_ros.tracking import TrackingConfig
@@ -114,14 +146,17 @@ def run(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels,
         on_skip=skip,
         tracking=tracking,
+        recording=RecordingOptions(topics=args.topic or [], copy_input=args.copy_input),
     )
     rate = summary.frames / summary.seconds if summary.seconds > 0 else 0.0
     print(
-        f"{summary.images} image(s), {summary.videos} video(s), {summary.frames} frame(s) "
+        f"{summary.images} image(s), {summary.videos} video(s), "
+        + (f"{summary.recordings} recording(s), " if summary.recordings else "")
+        + f"{summary.frames} frame(s) "
         f"in {summary.seconds:.1f} s ({rate:.2f} frames/s): {summary.objects} objects, "
         f"{summary.relations} relations; {len(summary.outputs)} files in {args.out}"
     )
-    failed = len(scan.skipped) + len(summary.failed)
+    failed = len(scan.skipped) + len(summary.failed) - len(partial)
     if failed:
         total = len(scan.skipped) + len(scan.items)
         print(
@@ -129,4 +164,27 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    return 0
+    return 1 if partial else 0
+
+
+def _check_recordings(scan: InputScan, topics: list[str]) -> str:
+    """Check the recordings among the inputs before the model loads: one that cannot be read
+    or lacks a ``topics`` entry moves to ``scan.skipped``. Without ``topics``: the image
+    topics of each recording, to list (else "")."""
+    from dsflash_ros.offline.infer_recording import check_topics
+    from dsflash_ros.offline.recording import Recording, RecordingError, describe_topics
+
+    listing = []
+    for item in [i for i in scan.items if i.kind == "recording"]:
+        try:
+            recording = Recording(item.path)
+            if not topics:
+                images = recording.image_topics()
+                if images:
+                    listing.append(f"{item.path}: image topics\n{describe_topics(images)}")
+                    continue
+            check_topics(recording, topics)
+        except RecordingError as e:
+            scan.items.remove(item)
+            scan.skipped.append(e)
+    return "\n".join(listing)

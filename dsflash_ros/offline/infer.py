@@ -14,6 +14,11 @@ lines, relation scores are smoothed over time, the overlay tags each tracked obj
 ``T<track id>``, and ``<name>_events.json`` lists the events (object appeared /
 disappeared, relation started / ended) with the video frame and time that decided each.
 
+Per ROS 2 recording ``<name>`` (``.mcap``, ``.db3`` or a rosbag2 folder):
+``<name>_scene_graph.mcap`` with the node's outputs for each chosen image topic, and per
+topic the JSON lines, events and graph files of a video, named ``<name>_<topic>``
+(:mod:`.infer_recording`).
+
 One input that turns out unusable while running (a file whose header was fine but whose
 data is corrupt, an image over the pixel limit) is skipped with its reason in
 ``InferenceSummary.failed``; the others are still processed. Output errors stop the run.
@@ -27,6 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -45,8 +51,11 @@ from dsflash_ros.offline.inputs import (
 from dsflash_ros.offline.scene_graph_json import result_to_document
 from dsflash_ros.progress import progress as show_progress
 from dsflash_ros.runtime.result import SceneGraphResult
-from dsflash_ros.tracking import SceneGraphTracker, TrackingConfig
+from dsflash_ros.tracking import SceneGraphTracker, TrackedFrame, TrackingConfig
 from dsflash_ros.tracking.overlay import track_tags
+
+if TYPE_CHECKING:  # imported when a recording is processed (mcap, rosbags)
+    from dsflash_ros.offline.infer_recording import RecordingOptions
 from dsflash_ros.visualize import draw_overlay
 
 EVENTS_SCHEMA = "dsflash.scene_graph_events"
@@ -66,7 +75,8 @@ class InferenceSummary:
 
     images: int = 0
     videos: int = 0
-    frames: int = 0  # pipeline calls (images + processed video frames)
+    recordings: int = 0
+    frames: int = 0  # pipeline calls (images + processed video and recording frames)
     objects: int = 0
     relations: int = 0
     seconds: float = 0.0
@@ -154,6 +164,99 @@ def process_image(
     return result, written
 
 
+class FrameStream:
+    """One stream of frames (a video, a topic of a recording) through the pipeline and, with
+    ``tracking``, one tracker: the JSON lines as it goes, the events file and the graph
+    picture of the last frame at :meth:`close`."""
+
+    def __init__(
+        self,
+        stem: Path,
+        source: str,
+        pipeline: Callable[[np.ndarray], SceneGraphResult],
+        tracking: TrackingConfig | None,
+        summary: InferenceSummary,
+    ) -> None:
+        self.stem, self.source = stem, source
+        self.pipeline, self.tracking, self.summary = pipeline, tracking, summary
+        self.tracker = SceneGraphTracker(tracking) if tracking is not None else None
+        self.events: list[dict] = []
+        self.last: tuple[SceneGraphResult, int] | None = None
+        self.lines_path = stem.with_name(stem.name + ".jsonl")
+        try:
+            self.lines = self.lines_path.open("w")
+        except OSError as e:
+            raise OutputError(f"cannot write {self.lines_path}: {e.strerror or e}") from e
+
+    def process(
+        self, rgb: np.ndarray, index: int, stamp_ms: float | None
+    ) -> tuple[SceneGraphResult, TrackedFrame | None]:
+        """Scene graph of one frame (tracked, when tracking), written as one JSON line."""
+        result = self.pipeline(rgb)
+        tracked = self.tracker.update(result) if self.tracker is not None else None
+        tracks: dict = {}
+        if tracked is not None:
+            result = tracked.result
+            tracks = {
+                "track_ids": tracked.track_ids,
+                "relation_tracks": (
+                    tracked.relation_subject_tracks,
+                    tracked.relation_object_tracks,
+                ),
+            }
+            when = {"frame": index, "timestamp_ms": stamp_ms}
+            self.events += [
+                {**e.to_dict(), **when, "type": "object"} for e in tracked.object_events
+            ]
+            self.events += [
+                {**e.to_dict(), **when, "type": "relation"} for e in tracked.relation_events
+            ]
+        doc = result_to_document(
+            result, source=self.source, frame=index, timestamp_ms=stamp_ms, **tracks
+        )
+        try:
+            self.lines.write(json.dumps(doc) + "\n")
+            self.lines.flush()  # whole lines on disk as the run goes (a reader may follow it)
+        except OSError as e:
+            raise OutputError(f"cannot write {self.lines_path}: {e.strerror or e}") from e
+        self.last = (result, index)
+        self.summary.frames += 1
+        self.summary.objects += result.num_objects
+        self.summary.relations += result.num_relations
+        return result, tracked
+
+    @staticmethod
+    def overlay(
+        rgb: np.ndarray,
+        result: SceneGraphResult,
+        tracked: TrackedFrame | None,
+        max_relations: int = 10,
+    ) -> np.ndarray:
+        """The overlay picture of a processed frame (track tags when tracked)."""
+        tags = track_tags(result, tracked.track_ids) if tracked is not None else None
+        return draw_overlay(rgb, result, max_relations=max_relations, object_tags=tags)
+
+    def close(self) -> list[Path]:
+        """Close the JSON lines; write the events file and the last frame's graph."""
+        self.lines.close()
+        written = [self.lines_path]
+        if self.tracking is not None:
+            doc = {
+                "schema": EVENTS_SCHEMA,
+                "version": 1,
+                "source": self.source,
+                "tracking": dataclasses.asdict(self.tracking),
+                "events": self.events,
+            }
+            written.append(_write_json(self.stem.with_name(self.stem.name + "_events.json"), doc))
+        if self.last is not None:
+            result, index = self.last
+            title = f"{self.source} (frame {index})"
+            path = self.stem.with_name(self.stem.name + "_graph.png")
+            written.append(save_graph_png(result, path, title=title))
+        return written
+
+
 def process_video(
     item: InputItem,
     out_dir: Path,
@@ -169,76 +272,24 @@ def process_video(
     """Scene graphs of a video's frames: a JSON-lines file, an overlay video, a graph, and
     with ``tracking`` the events file."""
     summary = summary if summary is not None else InferenceSummary()
-    tracker = SceneGraphTracker(tracking) if tracking is not None else None
-    events: list[dict] = []
     info = probe_video(item.path, max_pixels)
     fps = (info.fps or _DEFAULT_FPS) / stride
     sink = _VideoSink(out_dir / item.name, fps) if write_video else None
-    lines_path = out_dir / f"{item.name}.jsonl"
-    last: SceneGraphResult | None = None
-    last_frame = 0
-    written: list[Path] = []
+    stream = FrameStream(out_dir / item.name, item.path.name, pipeline, tracking, summary)
     try:
-        with lines_path.open("w") as lines:
-            frames = iter_video_frames(item.path, stride, max_frames)
-            total = expected_frames(info, stride, max_frames)
-            bar = show_progress(
-                frames, total=total, desc=item.path.name, unit="frame", enabled=progress
-            )
-            for index, stamp, rgb in bar:
-                result = pipeline(rgb)
-                tracks: dict = {}
-                if tracker is not None:
-                    tracked = tracker.update(result)
-                    result = tracked.result
-                    tracks = {
-                        "track_ids": tracked.track_ids,
-                        "relation_tracks": (
-                            tracked.relation_subject_tracks,
-                            tracked.relation_object_tracks,
-                        ),
-                    }
-                    when = {"frame": index, "timestamp_ms": stamp}
-                    events += [
-                        {**e.to_dict(), **when, "type": "object"} for e in tracked.object_events
-                    ]
-                    events += [
-                        {**e.to_dict(), **when, "type": "relation"} for e in tracked.relation_events
-                    ]
-                doc = result_to_document(
-                    result, source=item.path.name, frame=index, timestamp_ms=stamp, **tracks
-                )
-                lines.write(json.dumps(doc) + "\n")
-                if sink is not None:
-                    tags = track_tags(result, tracks["track_ids"]) if tracks else None
-                    overlay = draw_overlay(rgb, result, object_tags=tags)
-                    sink.write(overlay)
-                last, last_frame = result, index
-                summary.frames += 1
-                summary.objects += result.num_objects
-                summary.relations += result.num_relations
-    except OSError as e:
-        if isinstance(e, OutputError):
-            raise
-        raise OutputError(f"cannot write {lines_path}: {e.strerror or e}") from e
+        frames = iter_video_frames(item.path, stride, max_frames)
+        total = expected_frames(info, stride, max_frames)
+        bar = show_progress(
+            frames, total=total, desc=item.path.name, unit="frame", enabled=progress
+        )
+        for index, stamp, rgb in bar:
+            result, tracked = stream.process(rgb, index, stamp)
+            if sink is not None:
+                sink.write(stream.overlay(rgb, result, tracked))
     finally:
         video_path = sink.close() if sink is not None else None
-    written.append(lines_path)
-    if video_path is not None:
-        written.append(video_path)
-    if tracking is not None:
-        doc = {
-            "schema": EVENTS_SCHEMA,
-            "version": 1,
-            "source": item.path.name,
-            "tracking": dataclasses.asdict(tracking),
-            "events": events,
-        }
-        written.append(_write_json(out_dir / f"{item.name}_events.json", doc))
-    if last is not None:
-        title = f"{item.path.name} (frame {last_frame})"
-        written.append(save_graph_png(last, out_dir / f"{item.name}_graph.png", title=title))
-    return written
+        written = stream.close()
+    return written[:1] + ([video_path] if video_path is not None else []) + written[1:]
 
 
 def run_inference(
@@ -250,13 +301,16 @@ def run_inference(
     write_video: bool = True,
     progress: bool = True,
     max_pixels: int = MAX_PIXELS,
-    on_skip: Callable[[Path, str], None] | None = None,
+    on_skip: Callable[[Path, InputError], None] | None = None,
     tracking: TrackingConfig | None = None,
+    recording: RecordingOptions | None = None,
 ) -> InferenceSummary:
     """Process every input (paths are expanded and checked first, see
     :func:`.inputs.expand_inputs`) and write the outputs into ``out_dir``. An input that
-    fails while being read is skipped (``on_skip(path, reason)``, ``summary.failed``).
-    ``tracking``: track objects through each video (None = per-frame graphs)."""
+    fails while being read is skipped (``on_skip(path, error)``, ``summary.failed``).
+    ``tracking``: track objects through each video and recording topic (None = per-frame
+    graphs); ``recording``: topics and outputs of ROS 2 recordings (:mod:`.infer_recording`).
+    A recording read only up to damage counts as failed, with its partial outputs written."""
     if video_stride < 1:
         raise ValueError(f"video stride (--every) must be >= 1, got {video_stride}")
     if max_frames is not None and max_frames < 1:
@@ -283,6 +337,17 @@ def run_inference(
                 summary.frames += 1
                 summary.objects += result.num_objects
                 summary.relations += result.num_relations
+            elif item.kind == "recording":
+                from dsflash_ros.offline.infer_recording import (
+                    RecordingOptions,
+                    process_recording,
+                )
+
+                written = process_recording(
+                    item, out, pipeline, recording or RecordingOptions(), video_stride,
+                    max_frames, progress, summary, max_pixels, tracking,
+                )  # fmt: skip
+                summary.recordings += 1
             else:
                 written = process_video(
                     item, out, pipeline, video_stride, max_frames, write_video, progress,
@@ -291,8 +356,9 @@ def run_inference(
                 summary.videos += 1
         except InputError as e:  # this input only; the batch goes on
             summary.failed.append((item.path, str(e)))
+            summary.outputs.extend(getattr(e, "written", []))  # a damaged recording's part
             if on_skip is not None:
-                on_skip(item.path, str(e))
+                on_skip(item.path, e)
             continue
         summary.outputs.extend(written)
     summary.seconds = time.perf_counter() - start

@@ -1,4 +1,5 @@
-"""Command-line inputs -> a list of images and videos, each with a unique output name.
+"""Command-line inputs -> a list of images, videos and ROS 2 recordings, each with a unique
+output name.
 
 Inputs are checked *before* any model is loaded or frame is processed, so a typo fails in a
 second rather than after an hour of work: a missing path or an empty folder stops the run;
@@ -31,6 +32,7 @@ IMAGE_EXTENSIONS = (
 VIDEO_EXTENSIONS = (
     ".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv",
 )  # fmt: skip
+RECORDING_SUFFIXES = (".mcap", ".db3")  # or a rosbag2 folder
 
 
 class InputError(ValueError):
@@ -42,7 +44,7 @@ class InputItem:
     """One image or video to process; ``name`` is its collision-free output stem."""
 
     path: Path
-    kind: Literal["image", "video"]
+    kind: Literal["image", "video", "recording"]
     name: str
 
 
@@ -203,6 +205,14 @@ def expected_frames(info: VideoInfo, stride: int, max_frames: int | None) -> int
 # --------------------------------------------------------------------------- expansion
 
 
+def is_recording(path: Path) -> bool:
+    """An ``.mcap`` / ``.db3`` file or a rosbag2 folder (``metadata.yaml``, or the ``.mcap``
+    files a killed recorder left)."""
+    if path.is_dir():
+        return (path / "metadata.yaml").is_file() or any(path.glob("*.mcap"))
+    return path.suffix.lower() in RECORDING_SUFFIXES
+
+
 def _classify(path: Path, max_pixels: int = MAX_PIXELS) -> Literal["image", "video"]:
     """By extension; files with other extensions are probed (image first, then video)."""
     ext = path.suffix.lower()
@@ -267,7 +277,8 @@ class InputScan:
 
 
 def collect_inputs(inputs: Sequence[str | Path], max_pixels: int = MAX_PIXELS) -> InputScan:
-    """Files and folders (their images, sorted, not recursive) -> checked ``InputItem``s.
+    """Files and folders (their images, sorted, not recursive) -> checked ``InputItem``s;
+    recordings (:func:`is_recording`) are opened only when processed.
 
     A missing path or a folder without images raises ``InputError`` (a typo: nothing is
     done); a file that cannot be used is set aside in ``skipped``. The same file named
@@ -275,13 +286,18 @@ def collect_inputs(inputs: Sequence[str | Path], max_pixels: int = MAX_PIXELS) -
     """
     if not inputs:
         raise InputError("no inputs given")
-    found: list[tuple[Path, Literal["image", "video"]]] = []
+    found: list[tuple[Path, Literal["image", "video", "recording"]]] = []
     skipped: list[InputError] = []
     seen: set[Path] = set()
     for raw in inputs:
         path = Path(raw)
         if not path.exists():
             raise InputError(f"input not found: {path}")
+        if is_recording(path):
+            if path.resolve() not in seen:
+                seen.add(path.resolve())
+                found.append((path, "recording"))
+            continue
         candidates = _folder_images(path) if path.is_dir() else [path]
         for p in candidates:
             key = p.resolve()
@@ -291,7 +307,7 @@ def collect_inputs(inputs: Sequence[str | Path], max_pixels: int = MAX_PIXELS) -
             try:
                 if path.is_dir():
                     _check_image(p, max_pixels)
-                    kind: Literal["image", "video"] = "image"
+                    kind: Literal["image", "video", "recording"] = "image"
                 else:
                     kind = _classify(p, max_pixels)
             except InputError as e:

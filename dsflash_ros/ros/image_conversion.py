@@ -9,16 +9,20 @@ sliced, not copied), so callers that keep it beyond the message's lifetime must 
 from __future__ import annotations
 
 import array
-import sys
-from dataclasses import dataclass
 
-import cv2
-import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from dsflash_ros.image_header import declared_size, image_format
-from dsflash_ros.limits import MAX_PIXELS, check_pixels
+from dsflash_ros.image_msg import (  # noqa: F401  (re-exported: the node's image API)
+    ENCODINGS,
+    EncodingInfo,
+    ImageConversionError,
+    compressed_to_rgb8,
+    encode_rgb8,
+    image_fields,
+    image_to_numpy,
+    image_to_rgb8,
+)
 
 try:  # pragma: no cover - only on machines with a ROS install
     from cv_bridge import CvBridge
@@ -28,192 +32,33 @@ except ImportError:
     CvBridge = None
     HAVE_CV_BRIDGE = False
 
-# Images beyond MAX_PIXELS (dsflash_ros.limits, shared with dsflash infer) are refused
-# before any allocation.
 
-
-class ImageConversionError(ValueError):
-    """A message cannot be turned into an image (or back); the text says why and ``reason``
-    is a short code for counting (e.g. in the node's diagnostics)."""
-
-    def __init__(self, message: str, reason: str = "invalid_image") -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class EncodingInfo:
-    dtype: np.dtype
-    channels: int
-
-
-ENCODINGS: dict[str, EncodingInfo] = {
-    "rgb8": EncodingInfo(np.dtype(np.uint8), 3),
-    "bgr8": EncodingInfo(np.dtype(np.uint8), 3),
-    "rgba8": EncodingInfo(np.dtype(np.uint8), 4),
-    "bgra8": EncodingInfo(np.dtype(np.uint8), 4),
-    "mono8": EncodingInfo(np.dtype(np.uint8), 1),
-    "8UC1": EncodingInfo(np.dtype(np.uint8), 1),
-    "8UC3": EncodingInfo(np.dtype(np.uint8), 3),
-    "mono16": EncodingInfo(np.dtype(np.uint16), 1),
-    "16UC1": EncodingInfo(np.dtype(np.uint16), 1),
-    "32FC1": EncodingInfo(np.dtype(np.float32), 1),
-}
-
-# How to get RGB from each encoding (None = already RGB).
-_TO_RGB = {
-    "rgb8": None,
-    "8UC3": None,
-    "bgr8": cv2.COLOR_BGR2RGB,
-    "rgba8": cv2.COLOR_RGBA2RGB,
-    "bgra8": cv2.COLOR_BGRA2RGB,
-    "mono8": cv2.COLOR_GRAY2RGB,
-    "8UC1": cv2.COLOR_GRAY2RGB,
-}
-
-
-def _check_size(height: int, width: int, max_pixels: int = MAX_PIXELS) -> None:
-    if height <= 0 or width <= 0:
-        raise ImageConversionError(f"empty image ({width}x{height})", "empty_image")
-    too_large = check_pixels(width, height, max_pixels)
-    if too_large:
-        raise ImageConversionError(f"{too_large}; refusing to process", "too_large")
-
-
-def image_to_numpy(msg: Image) -> np.ndarray:
-    """View a sensor_msgs/Image as an (H, W) or (H, W, C) array in its own encoding."""
-    info = ENCODINGS.get(msg.encoding)
-    if info is None:
-        raise ImageConversionError(
-            f"unsupported encoding {msg.encoding!r}; supported: {', '.join(ENCODINGS)}",
-            "unsupported_encoding",
-        )
-    _check_size(msg.height, msg.width)
-    row_bytes = msg.width * info.channels * info.dtype.itemsize
-    if msg.step < row_bytes:
-        raise ImageConversionError(
-            f"step {msg.step} is smaller than width*channels*bytes = {row_bytes} "
-            f"({msg.width}x{msg.height} {msg.encoding})",
-            "bad_step",
-        )
-    if msg.step % info.dtype.itemsize:
-        raise ImageConversionError(
-            f"step {msg.step} is not a multiple of the pixel size", "bad_step"
-        )
-    expected = msg.step * msg.height
-    if len(msg.data) < expected:
-        raise ImageConversionError(
-            f"data holds {len(msg.data)} bytes, step*height needs {expected} "
-            f"({msg.width}x{msg.height} {msg.encoding}, step {msg.step}): truncated image",
-            "truncated",
-        )
-    buf = np.frombuffer(msg.data, dtype=np.uint8, count=expected)
-    rows = buf.reshape(msg.height, msg.step)[:, :row_bytes]
-    dtype = info.dtype
-    if dtype.itemsize > 1:
-        msg_big = bool(msg.is_bigendian)
-        dtype = dtype.newbyteorder(">" if msg_big else "<")
-    pixels = rows.view(dtype) if rows.flags.c_contiguous else np.ascontiguousarray(rows).view(dtype)
-    if dtype.byteorder not in ("=", "|") and dtype.byteorder != _native_order():
-        pixels = pixels.astype(info.dtype)  # swap to native order (copies)
-    shape = (
-        (msg.height, msg.width) if info.channels == 1 else (msg.height, msg.width, info.channels)
-    )
-    return pixels.reshape(shape)
-
-
-def _native_order() -> str:
-    return "<" if sys.byteorder == "little" else ">"
-
-
-def image_to_rgb8(msg: Image) -> np.ndarray:
-    """Decode any supported colour/mono 8-bit Image into a contiguous (H, W, 3) RGB array."""
-    if msg.encoding in ("mono16", "16UC1", "32FC1"):
-        raise ImageConversionError(
-            f"{msg.encoding} is not a colour image; cannot run on it", "unsupported_encoding"
-        )
-    arr = image_to_numpy(msg)
-    code = _TO_RGB[msg.encoding]
-    return np.ascontiguousarray(arr) if code is None else cv2.cvtColor(arr, code)
-
-
-def numpy_to_image(arr: np.ndarray, encoding: str, header: Header | None = None) -> Image:
+def numpy_to_image(arr, encoding: str, header: Header | None = None) -> Image:
     """Build a sensor_msgs/Image (dense rows, native byte order) from an array."""
-    info = ENCODINGS.get(encoding)
-    if info is None:
-        raise ImageConversionError(f"unsupported encoding {encoding!r}")
-    if arr.dtype != info.dtype:
-        raise ImageConversionError(f"{encoding} needs dtype {info.dtype}, got {arr.dtype}")
-    channels = 1 if arr.ndim == 2 else arr.shape[2]
-    if arr.ndim not in (2, 3) or channels != info.channels:
-        raise ImageConversionError(
-            f"{encoding} needs {info.channels} channel(s), got array of shape {arr.shape}"
-        )
-    _check_size(arr.shape[0], arr.shape[1])
-    arr = np.ascontiguousarray(arr)
+    fields = image_fields(arr, encoding)
     msg = Image()
     if header is not None:
         msg.header = header
-    msg.height, msg.width = int(arr.shape[0]), int(arr.shape[1])
+    msg.height, msg.width = fields["height"], fields["width"]
     msg.encoding = encoding
-    msg.is_bigendian = sys.byteorder == "big"
-    msg.step = int(arr.shape[1] * info.channels * info.dtype.itemsize)
+    msg.is_bigendian = fields["is_bigendian"]
+    msg.step = fields["step"]
     data = array.array("B")
-    data.frombytes(arr.reshape(-1).view(np.uint8))  # one copy, into the message buffer
+    data.frombytes(fields["data"])  # one copy, into the message buffer
     msg.data = data
     return msg
 
 
-def compressed_to_rgb8(msg: CompressedImage, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Decode a CompressedImage (JPEG, PNG, WebP, BMP, TIFF, PNM) into (H, W, 3) RGB.
-
-    The size is read from the header first and an oversized image is refused before any
-    decoding; a format whose header states no size is refused too (a decoder would have to
-    allocate first to find out)."""
-    if len(msg.data) == 0:
-        raise ImageConversionError("empty CompressedImage (0 bytes)", "empty_compressed")
-    buf = np.frombuffer(msg.data, dtype=np.uint8)
-    what = f"CompressedImage (format {msg.format!r}, {len(msg.data)} bytes)"
-    kind = image_format(buf)
-    if kind is None:
-        raise ImageConversionError(
-            f"cannot decode {what}: not a JPEG, PNG, WebP, BMP, TIFF or PNM header",
-            "corrupt_compressed",
-        )
-    declared = declared_size(buf)
-    if declared is None:
-        raise ImageConversionError(
-            f"cannot decode {what}: its {kind} header states no image size (corrupt or truncated)",
-            "corrupt_compressed",
-        )
-    _check_size(*declared, max_pixels)  # before decoding (allocating) it
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    if img is None:
-        raise ImageConversionError(
-            f"cannot decode {what}: corrupt or unsupported data", "corrupt_compressed"
-        )
-    _check_size(img.shape[0], img.shape[1], max_pixels)
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
 def rgb8_to_compressed(
-    rgb: np.ndarray, fmt: str = "jpeg", header: Header | None = None, quality: int = 90
+    rgb, fmt: str = "jpeg", header: Header | None = None, quality: int = 90
 ) -> CompressedImage:
     """Encode an (H, W, 3) RGB array as a CompressedImage (``jpeg`` or ``png``)."""
-    if fmt not in ("jpeg", "png"):
-        raise ImageConversionError(f"unsupported compressed format {fmt!r} (jpeg, png)")
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-        raise ImageConversionError(f"expected (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
-    _check_size(rgb.shape[0], rgb.shape[1])
-    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if fmt == "jpeg" else []
-    ok, enc = cv2.imencode(".jpg" if fmt == "jpeg" else ".png", rgb[..., ::-1], params)
-    if not ok:  # pragma: no cover - OpenCV failure
-        raise ImageConversionError("OpenCV failed to encode the image")
+    encoded = encode_rgb8(rgb, fmt, quality)
     msg = CompressedImage()
     if header is not None:
         msg.header = header
     msg.format = fmt
     data = array.array("B")
-    data.frombytes(enc.data)
+    data.frombytes(encoded)
     msg.data = data
     return msg

@@ -66,9 +66,16 @@ CAMERA_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
     (
         "sample_source",
         "synthetic",
-        "Sample camera source: synthetic | video | folder | /dev/videoN",
+        "Sample camera source: synthetic | video | folder | /dev/videoN | recording "
+        "(.mcap, .db3, rosbag2 folder)",
     ),
+    ("sample_topic", "", "Sample camera: image topic of a recording (empty: its only one)"),
     ("sample_rate", "10.0", "Sample camera frames per second (0.1 .. 1000)"),
+    (
+        "sample_recorded_rate",
+        "false",
+        "Sample camera: play a recording at its recorded rate (instead of sample_rate)",
+    ),
     ("sample_frame_id", "camera_optical_frame", "Sample camera header.frame_id"),
     ("use_rviz", "false", "Start rviz2 with rviz/dsflash.rviz (a warning if not installed)"),
 )
@@ -113,6 +120,7 @@ class LaunchPlan:
     use_sim_time: bool = False
     use_sample_camera: bool = False
     sample_rate: float = 10.0
+    sample_recorded_rate: bool = False
     use_rviz: bool = False
     problems: list[str] = field(default_factory=list)
 
@@ -164,6 +172,8 @@ def check_arguments(values: Mapping[str, str], camera: bool = False) -> LaunchPl
         _parse(plan, "use_sample_camera", values.get("use_sample_camera", "false"), parse_bool)
     )
     plan.use_rviz = bool(_parse(plan, "use_rviz", values.get("use_rviz", "false"), parse_bool))
+    recorded = values.get("sample_recorded_rate", "false")
+    plan.sample_recorded_rate = bool(_parse(plan, "sample_recorded_rate", recorded, parse_bool))
     rate_text = values.get("sample_rate", "10.0").strip()
     rate = _parse(plan, "sample_rate", rate_text, float)
     lo, hi = SAMPLE_RATE_RANGE
@@ -186,8 +196,8 @@ def source_problem(source: str) -> str | None:
         return None if Path(source).exists() else f"sample_source:={source!r}: no such device"
     if not Path(source).expanduser().exists():
         return (
-            f"sample_source:={source!r}: not found (synthetic, /dev/videoN, an image folder "
-            "or a video file)"
+            f"sample_source:={source!r}: not found (synthetic, /dev/videoN, an image folder, "
+            "a video file or a recording)"
         )
     return None
 

@@ -1,27 +1,23 @@
-"""SceneGraphResult <-> dsflash_ros messages (SceneGraph, SceneGraphEvents, LabelInfo)."""
+"""SceneGraphResult -> dsflash_ros messages (SceneGraph, SceneGraphEvents, LabelInfo); the
+contents are defined once, ROS-free, in :mod:`dsflash_ros.message_fields`."""
 
 from __future__ import annotations
 
 import numpy as np
-from geometry_msgs.msg import Point, Vector3
-from sensor_msgs.msg import RegionOfInterest
 from std_msgs.msg import Header
 
-from dsflash_ros.msg import (
-    LabelInfo,
-    ObjectEvent,
-    Relation,
-    RelationEvent,
-    SceneGraph,
-    SceneGraphEvents,
-    SceneObject,
+from dsflash_ros.message_fields import (
+    TIMING_FIELDS,  # noqa: F401  (re-exported)
+    events_fields,
+    label_info_fields,
+    scene_graph_fields,
 )
-from dsflash_ros.ros.image_conversion import image_to_numpy, numpy_to_image
+from dsflash_ros.msg import LabelInfo, SceneGraph, SceneGraphEvents
+from dsflash_ros.ros.fill import fill
+from dsflash_ros.ros.image_conversion import image_to_numpy
 from dsflash_ros.runtime.geometry3d import ObjectGeometry
 from dsflash_ros.runtime.result import SceneGraphResult
 from dsflash_ros.tracking import TrackedFrame
-
-TIMING_FIELDS = ("preprocess", "backbone", "postprocess", "relation", "total")
 
 
 def scene_graph_msg(
@@ -30,108 +26,16 @@ def scene_graph_msg(
     tracked: TrackedFrame | None = None,
     geometry: ObjectGeometry | None = None,
 ) -> SceneGraph:
-    """Build the SceneGraph message; ``header`` is the input image's header, copied.
-
-    With ``tracked`` (the tracker's output for this frame) objects and relations carry track
-    ids and the relations are the tracked (smoothed) ones; without, track ids are 0. With
-    ``geometry`` (this frame's objects in 3D) objects carry position, size and depth
-    coverage; without, ``has_position`` is false.
-    """
-    if tracked is not None:
-        result = tracked.result
-    msg = SceneGraph()
-    msg.header = header
-    msg.height, msg.width = result.height, result.width
-    msg.model_id = result.model_id
-    msg.panoptic = numpy_to_image(result.panoptic, "16UC1", header)
-    track_ids = tracked.track_ids if tracked is not None else None
-    rows = geometry.index() if geometry is not None else {}
-    objects = []
-    for i, o in enumerate(result.objects()):
-        om = SceneObject()
-        om.id = o.id
-        om.track_id = int(track_ids[i]) if track_ids is not None else 0
-        om.class_id = o.class_id
-        om.class_name = o.class_name
-        om.is_thing = o.is_thing
-        om.score = o.score
-        x, y, w, h = o.bbox_xywh
-        om.bbox = RegionOfInterest(x_offset=x, y_offset=y, width=w, height=h)
-        om.area = o.area
-        om.centroid_x, om.centroid_y = o.centroid_xy
-        if geometry is not None:
-            _set_geometry(om, geometry, rows.get(o.id))
-        objects.append(om)
-    msg.objects = objects
-    relations = []
-    for k, r in enumerate(result.relations()):
-        rm = Relation()
-        rm.subject_id = r.subject_id
-        rm.object_id = r.object_id
-        if tracked is not None:
-            rm.subject_track_id = int(tracked.relation_subject_tracks[k])
-            rm.object_track_id = int(tracked.relation_object_tracks[k])
-        rm.predicate_id = r.predicate_id
-        rm.predicate = r.predicate
-        rm.score = r.score
-        if r.alternatives:
-            rm.alternative_predicate_ids = [p for p, _ in r.alternatives]
-            rm.alternative_scores = [s for _, s in r.alternatives]
-        relations.append(rm)
-    msg.relations = relations
-    for name in TIMING_FIELDS:
-        setattr(msg, f"{name}_ms", float(result.timings_ms.get(name, 0.0)))
-    return msg
-
-
-def _set_geometry(om: SceneObject, geometry: ObjectGeometry, row: int | None) -> None:
-    if row is None:
-        return
-    om.depth_coverage = float(geometry.depth_coverage[row])
-    if geometry.has_position[row]:
-        om.has_position = True
-        x, y, z = (float(v) for v in geometry.position[row])
-        om.position = Point(x=x, y=y, z=z)
-        x, y, z = (float(v) for v in geometry.size[row])
-        om.size = Vector3(x=x, y=y, z=z)
-
-
-_OBJECT_TYPES = {"appeared": ObjectEvent.APPEARED, "disappeared": ObjectEvent.DISAPPEARED}
-_RELATION_TYPES = {"started": RelationEvent.STARTED, "ended": RelationEvent.ENDED}
+    """The SceneGraph message; ``header`` is the input image's header, copied. With
+    ``tracked`` objects and relations carry track ids, with ``geometry`` (this frame's
+    objects in 3D) objects carry position, size and depth coverage (see
+    ``scene_graph_fields``)."""
+    return fill(SceneGraph(), scene_graph_fields(result, header, tracked, geometry))
 
 
 def events_msg(tracked: TrackedFrame, header: Header) -> SceneGraphEvents:
     """The SceneGraphEvents of one frame; ``header`` is that frame's input header."""
-    msg = SceneGraphEvents()
-    msg.header = header
-    msg.model_id = tracked.result.model_id
-    for e in tracked.object_events:
-        msg.object_events.append(
-            ObjectEvent(
-                type=_OBJECT_TYPES[e.kind],
-                track_id=e.track_id,
-                object_id=e.object_id,
-                class_id=e.class_id,
-                class_name=e.class_name,
-                score=e.score,
-            )
-        )
-    for e in tracked.relation_events:
-        msg.relation_events.append(
-            RelationEvent(
-                type=_RELATION_TYPES[e.kind],
-                subject_track_id=e.subject_track_id,
-                object_track_id=e.object_track_id,
-                subject_id=e.subject_id,
-                object_id=e.object_id,
-                subject_class=e.subject_class,
-                object_class=e.object_class,
-                predicate_id=e.predicate_id,
-                predicate=e.predicate,
-                score=e.score,
-            )
-        )
-    return msg
+    return fill(SceneGraphEvents(), events_fields(tracked, header))
 
 
 def panoptic_from_msg(msg: SceneGraph) -> np.ndarray:
@@ -148,13 +52,8 @@ def label_info_msg(
     relation_threshold: float,
     header: Header | None = None,
 ) -> LabelInfo:
-    msg = LabelInfo()
-    if header is not None:
-        msg.header = header
-    msg.model_id = model_id
-    msg.class_names = list(class_names)
-    msg.is_thing = [bool(t) for t in is_thing]
-    msg.predicate_names = list(predicate_names)
-    msg.score_threshold = float(score_threshold)
-    msg.relation_threshold = float(relation_threshold)
-    return msg
+    fields = label_info_fields(
+        model_id, class_names, is_thing, predicate_names, score_threshold, relation_threshold,
+        header,
+    )  # fmt: skip
+    return fill(LabelInfo(), fields)

@@ -7,10 +7,13 @@ Publishes ``image_raw`` (sensor_msgs/Image, rgb8 or bgr8) or ``image_raw/compres
   rendered once at start-up, then cycled);
 * a video file (anything OpenCV reads);
 * a folder of images (png, jpg, jpeg, bmp; sorted by name);
-* a V4L2 device: ``/dev/videoN`` or just ``N``.
+* a V4L2 device: ``/dev/videoN`` or just ``N``;
+* a ROS 2 recording (``.mcap``, ``.db3``, rosbag2 folder): the image topic ``topic``, each
+  frame with its recorded header (:mod:`.recording_source`).
 
-Parameters: source, rate, encoding (rgb8|bgr8), transport (raw|compressed), jpeg_quality,
-loop, frame_id, width/height (0 = as the source delivers; synthetic default 320x240), depth.
+Parameters: source, topic, rate, recorded_rate (a recording at its own rate), encoding
+(rgb8|bgr8), transport (raw|compressed), jpeg_quality, loop, frame_id, width/height (0 = as
+the source delivers; synthetic default 320x240), depth.
 
 With ``depth`` (synthetic source only) it is an RGB-D camera: each frame also goes out as
 ``depth/image_raw`` (16UC1, millimetres, aligned to the colour image) and ``camera_info``
@@ -146,8 +149,9 @@ class FolderSource(FrameSource):
         self.i = 0
 
 
-def open_source(source: str, width: int = 0, height: int = 0) -> FrameSource:
-    """``synthetic``, ``/dev/videoN`` or ``N``, a folder, or a video file."""
+def open_source(source: str, width: int = 0, height: int = 0, topic: str = "") -> FrameSource:
+    """``synthetic``, ``/dev/videoN`` or ``N``, a folder, a video file, or a recording
+    (its image topic ``topic``)."""
     if source == "synthetic":
         return SyntheticSource(width or 320, height or 240)
     if source.isdigit():
@@ -155,6 +159,12 @@ def open_source(source: str, width: int = 0, height: int = 0) -> FrameSource:
     if source.startswith("/dev/video") and source[len("/dev/video") :].isdigit():
         return VideoSource(int(source[len("/dev/video") :]))
     path = Path(source).expanduser()
+    from dsflash_ros.offline.inputs import is_recording
+
+    if path.exists() and is_recording(path):
+        from dsflash_ros.ros.recording_source import RecordingSource
+
+        return RecordingSource(path, topic)
     if path.is_dir():
         return FolderSource(path)
     if path.is_file():
@@ -185,8 +195,14 @@ class SampleCamera(Node):
         # at shutdown, and destroy_node must not trip over the missing source
         self.source: FrameSource | None = None
         p = self.declare_parameter
-        source = p("source", "synthetic", _descriptor("synthetic | /dev/videoN | folder | video"))
+        source = p(
+            "source",
+            "synthetic",
+            _descriptor("synthetic | /dev/videoN | folder | video | recording"),
+        )
+        topic = p("topic", "", _descriptor("Recording: image topic to play (empty: its only one)"))
         rate = p("rate", 10.0, _descriptor("Frames per second", 0.1, 1000.0))
+        recorded = p("recorded_rate", False, _descriptor("Recording: play at its recorded rate"))
         encoding = p("encoding", "rgb8", _descriptor("rgb8 | bgr8 (transport raw)"))
         transport = p("transport", "raw", _descriptor("raw | compressed (JPEG)"))
         quality = p("jpeg_quality", 90, _descriptor("JPEG quality", 1, 100, integer=True))
@@ -204,9 +220,10 @@ class SampleCamera(Node):
         self.quality, self.loop = quality.value, loop.value
         self.frame_id = frame_id.value
         self.size = (width.value, height.value)
-        self.source = open_source(source.value, *self.size)
+        self.source = open_source(source.value, *self.size, topic=topic.value)
         if depth.value and not isinstance(self.source, SyntheticSource):
             raise ValueError("depth needs source synthetic (the scenes' depth is known)")
+        hz = getattr(self.source, "rate", rate.value) if recorded.value else rate.value
         self.count = 0
         self.depth_pub = self.info_pub = None
         if depth.value:
@@ -216,10 +233,9 @@ class SampleCamera(Node):
             self.pub = self.create_publisher(Image, "image_raw", CAMERA_QOS)
         else:
             self.pub = self.create_publisher(CompressedImage, "image_raw/compressed", CAMERA_QOS)
-        self.timer = self.create_timer(1.0 / rate.value, self._tick)
+        self.timer = self.create_timer(1.0 / hz, self._tick)
         self.get_logger().info(
-            f"publishing {source.value} at {rate.value:g} Hz on "
-            f"{self.pub.topic_name} ({self.transport})"
+            f"publishing {source.value} at {hz:g} Hz on {self.pub.topic_name} ({self.transport})"
         )
 
     def _next_frame(self) -> np.ndarray | None:
@@ -243,6 +259,8 @@ class SampleCamera(Node):
             self.timer.cancel()
             return
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.frame_id)
+        if recorded := getattr(self.source, "header", None):  # a recording's own header
+            header.stamp.sec, header.stamp.nanosec, header.frame_id = recorded
         if self.transport == "compressed":
             msg = rgb8_to_compressed(frame, "jpeg", header, self.quality)
         elif self.encoding == "bgr8":

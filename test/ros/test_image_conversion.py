@@ -13,6 +13,7 @@ pytest.importorskip("sensor_msgs.msg", reason="ROS 2 message packages not instal
 
 from sensor_msgs.msg import CompressedImage, Image
 
+from dsflash_ros.image_header import declared_size
 from dsflash_ros.ros import image_conversion as ic
 
 RNG = np.random.default_rng(0)
@@ -154,7 +155,7 @@ def test_compressed_round_trip(fmt):
     rgb[:, :32] = (200, 30, 40)
     rgb[:, 32:] = (20, 180, 90)
     msg = ic.rgb8_to_compressed(rgb, fmt)
-    assert ic.declared_size(bytes(msg.data)) == (48, 64)
+    assert declared_size(bytes(msg.data)) == (48, 64)
     back = ic.compressed_to_rgb8(msg)
     assert back.shape == rgb.shape
     err = np.abs(back.astype(int) - rgb)
@@ -236,7 +237,7 @@ def _set_jpeg_size(jpeg: bytes, h: int, w: int) -> bytes:
 def test_jpeg_size_behind_large_metadata_is_read_and_refused_before_decoding():
     jpeg = bytes(ic.rgb8_to_compressed(np.zeros((48, 64, 3), np.uint8), "jpeg").data)
     tagged = _with_metadata(jpeg, 300_000)
-    assert ic.declared_size(tagged) == (48, 64)
+    assert declared_size(tagged) == (48, 64)
     assert ic.compressed_to_rgb8(_compressed(tagged, "jpeg")).shape == (48, 64, 3)
     huge = _set_jpeg_size(tagged, 9000, 9000)
     # cut after the frame header: a decoder fails on it ("corrupt"), only the header is read
@@ -256,7 +257,7 @@ def test_webp_size_is_read_from_the_header(params):
     ok, enc = cv2.imencode(".webp", RNG.integers(0, 255, (40, 56, 3), dtype=np.uint8), params)
     assert ok
     data = bytearray(enc.tobytes())
-    assert ic.declared_size(bytes(data)) == (40, 56)
+    assert declared_size(bytes(data)) == (40, 56)
     assert ic.compressed_to_rgb8(_compressed(bytes(data), "webp")).shape == (40, 56, 3)
     chunk = bytes(data[12:16])
     if chunk == b"VP8 ":
