@@ -199,7 +199,6 @@ def load_preset(name: str, **overrides: Any) -> ModelConfig:
     return ModelConfig.from_dict(data)
 
 
-
 def at_input_size(config: ModelConfig, size: int) -> ModelConfig:
     """``config`` for running the same weights at a ``size``² model input.
 

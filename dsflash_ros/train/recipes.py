@@ -149,7 +149,9 @@ class TrainRecipe:
 
     def __post_init__(self) -> None:
         if self.image_size < 0:
-            raise RecipeError(f"image_size must be >= 0 (0 = the model's own), got {self.image_size}")
+            raise RecipeError(
+                f"image_size must be >= 0 (0 = the model's own), got {self.image_size}"
+            )
         self.segmenter.validate("segmenter")
         self.relations.validate("relations")
 
