@@ -49,6 +49,15 @@ OPTIONS: tuple[Option, ...] = (
         choices=("fp32", "fp16", "bf16", "int8"),
     ),
     Option(
+        "input_size",
+        0,
+        "Square model input side in pixels (a multiple of the model's patch size); frames are "
+        "scaled to fit it. Larger inputs find smaller things and cost more (the backbone's "
+        "tokens grow with its square). 0 = the model's recommended size, else the size it "
+        "was trained at",
+        (0, 4096),
+    ),
+    Option(
         "score_threshold",
         0.8,
         "Minimum segment score to report an object",

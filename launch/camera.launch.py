@@ -15,7 +15,7 @@ An RGB-D camera (a RealSense started with ``align_depth.enable:=true``):
         camera_info_topic:=/camera/camera/color/camera_info
 
 The node and all its arguments (namespace, image_topic, depth_topic, camera_info_topic,
-input_transport, params_file, model, backend, device, precision, workers, cpu_threads,
+input_transport, params_file, model, backend, device, precision, input_size, workers, cpu_threads,
 score_threshold, relation_threshold, max_objects, tracking, relation_smoothing, use_depth,
 depth_slop, autostart, use_sim_time, log_level; see ``dsflash.launch.py``), plus a sample
 camera (use_sample_camera, sample_source, sample_topic, sample_rate, sample_recorded_rate,

@@ -72,6 +72,7 @@ def _flag(name: str) -> tuple[str, object, str, str]:
 THRESHOLDS: dict[str, tuple[str, object, str, str]] = {
     name: _flag(name)
     for name in (
+        "input_size",
         "score_threshold",
         "relation_threshold",
         "overlap_threshold",

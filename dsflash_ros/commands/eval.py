@@ -1,4 +1,5 @@
-"""dsflash eval: SGDet/PredCls recall (SingleMPO), mR@k, mR@inf and PQ on a PSG-format split."""
+"""dsflash eval: SGDet/PredCls recall (SingleMPO), mR@k, mR@inf and PQ on a PSG-format split,
+broken down per class, per predicate and per segment size."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dsflash_ros.data.psg import PSGDataset
-    from dsflash_ros.evaluate.report import format_table
+    from dsflash_ros.evaluate.report import format_breakdown, format_table
     from dsflash_ros.evaluate.run import evaluate_dataset
 
     data = Path(args.data)
@@ -86,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
     if "pq" in summary:
         print("\n== Panoptic quality (SGDet segments) ==")
         print(format_table(summary["pq"], per_class=False))
+    if modes:
+        print("\n== Where it fails (all rows in metrics.json) ==")
+        print(format_breakdown(summary))
     if args.out:
         path = Path(args.out) / "metrics.json"
         path.write_text(json.dumps(_jsonable(summary), indent=1))

@@ -66,7 +66,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     note = sub.add_parser(
         "annotate",
-        help="record a checkpoint's training domain and recommended thresholds",
+        help="record a checkpoint's training domain, recommended thresholds and input size",
         description="rewrite a checkpoint with its training domain and/or recommended "
         "operating thresholds in its metadata (weights and config unchanged)",
     )
@@ -76,6 +76,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     note.add_argument("--score-threshold", type=float, metavar="S", help="recommended")
     note.add_argument("--relation-threshold", type=float, metavar="S", help="recommended")
+    note.add_argument(
+        "--input-size",
+        type=int,
+        metavar="PX",
+        help="recommended square model input (the pipeline's default input_size)",
+    )
     note.add_argument("--out", metavar="PATH", help="write here instead of in place")
     note.set_defaults(_action=_annotate)
 
@@ -111,6 +117,7 @@ def describe_checkpoint(path: str | Path) -> dict[str, Any]:
         "model_id": name_and_file,
         "content_hash": model_id(cfg, state),
         "image_size": b.image_size,
+        "recommended_input_size": facts.input_size,
         "backbone": {
             "flavour": b.flavour,
             "hidden_size": b.hidden_size,
@@ -219,10 +226,13 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _annotate(args: argparse.Namespace) -> int:
-    from dsflash_ros.model.checkpoint import read_metadata, update_metadata
+    from dsflash_ros.model.checkpoint import read_checkpoint, read_metadata, update_metadata
+    from dsflash_ros.model.config import at_input_size
     from dsflash_ros.model.provenance import (
         DOMAIN_KEY,
+        INPUT_SIZE_KEY,
         THRESHOLDS_KEY,
+        check_input_size,
         check_thresholds,
     )
 
@@ -237,8 +247,12 @@ def _annotate(args: argparse.Namespace) -> int:
     if given:
         current = read_metadata(args.path).get(THRESHOLDS_KEY) or {}
         changes[THRESHOLDS_KEY] = check_thresholds({**current, **given}, "thresholds")
+    if args.input_size is not None:
+        size = check_input_size(args.input_size, "--input-size")
+        at_input_size(read_checkpoint(args.path)[1], size)  # the model can run at it
+        changes[INPUT_SIZE_KEY] = size
     if not changes:
-        raise ValueError("nothing to record: give --domain and/or a threshold")
+        raise ValueError("nothing to record: give --domain, a threshold and/or --input-size")
     path = update_metadata(args.path, changes, args.out)
     print(f"wrote {path}: " + ", ".join(f"{k} {json.dumps(v)}" for k, v in changes.items()))
     return 0

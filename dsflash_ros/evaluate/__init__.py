@@ -1,9 +1,12 @@
-"""SingleMPO scene-graph evaluation (R@k, mR@k, mR@inf) and panoptic quality; pure numpy."""
+"""SingleMPO scene-graph evaluation (R@k, mR@k, mR@inf), panoptic quality and their breakdown
+by segment size; pure numpy."""
 
+from dsflash_ros.evaluate.breakdown import DEFAULT_AREA_EDGES, SizeBreakdown, size_bucket
 from dsflash_ros.evaluate.matching import (
     PROTOCOLS,
     Overlap,
     label_aware_iou,
+    match_overlap,
     match_segments,
     overlap_counts,
 )
@@ -28,9 +31,16 @@ from dsflash_ros.evaluate.recall import (
     image_recall,
     rank_triplets,
 )
-from dsflash_ros.evaluate.report import format_table, summary_rows, write_csv, write_json
+from dsflash_ros.evaluate.report import (
+    format_breakdown,
+    format_table,
+    summary_rows,
+    write_csv,
+    write_json,
+)
 
 __all__ = [
+    "DEFAULT_AREA_EDGES",
     "DEFAULT_KS",
     "FORMAT_VERSION",
     "PROTOCOLS",
@@ -42,15 +52,19 @@ __all__ = [
     "PanopticStats",
     "PredictionFormatError",
     "SceneGraphEvaluator",
+    "SizeBreakdown",
+    "format_breakdown",
     "format_table",
     "gt_triplets",
     "image_recall",
     "label_aware_iou",
+    "match_overlap",
     "match_segments",
     "overlap_counts",
     "panoptic_image_stats",
     "rank_triplets",
     "read_predictions",
+    "size_bucket",
     "summary_rows",
     "write_csv",
     "write_json",

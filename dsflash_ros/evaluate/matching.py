@@ -90,10 +90,26 @@ def match_segments(
     pred_labels = np.asarray(pred_labels)
     gt_labels = np.asarray(gt_labels)
     num_pred, num_gt = len(pred_labels), len(gt_labels)
+    if num_pred == 0 or num_gt == 0:
+        return np.full(num_pred, -1, dtype=np.int64)
+    overlap = overlap_counts(pred_map, gt_map, num_pred, num_gt)
+    return match_overlap(overlap, pred_labels, gt_labels, protocol)
+
+
+def match_overlap(
+    overlap: Overlap,
+    pred_labels: np.ndarray,
+    gt_labels: np.ndarray,
+    protocol: str = "fair-psgg",
+) -> np.ndarray:
+    """:func:`match_segments` on precomputed pixel counts (for callers that also need areas)."""
+    check_protocol(protocol)
+    pred_labels = np.asarray(pred_labels)
+    gt_labels = np.asarray(gt_labels)
+    num_pred, num_gt = len(pred_labels), len(gt_labels)
     match = np.full(num_pred, -1, dtype=np.int64)
     if num_pred == 0 or num_gt == 0:
         return match
-    overlap = overlap_counts(pred_map, gt_map, num_pred, num_gt)
     iou = label_aware_iou(overlap, pred_labels, gt_labels)
     rows = np.arange(num_pred)
     best = iou.argmax(axis=1)

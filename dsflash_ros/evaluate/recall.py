@@ -108,44 +108,43 @@ def gt_triplets(relations: np.ndarray, protocol: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ImageRecall:
-    """Per-predicate counts of one image (arrays of length R)."""
+    """Per-predicate counts of one image (arrays of length R).
+
+    ``triplets`` are the GT triplets as the protocol counts them (:func:`gt_triplets`) and
+    ``triplet_hits[k]`` flags which of them were hit within the top k, so callers can break
+    recall down by other properties of a triplet (e.g. the size of its ends).
+    """
 
     image_id: str
     gt: np.ndarray  # GT triplets per predicate
     hits: dict[int, np.ndarray]  # k -> hits per predicate within the top k
     hits_inf: np.ndarray  # GT triplets with both ends matched
     has_prediction: bool
+    triplets: np.ndarray  # (T, 3) GT triplets as counted by the protocol
+    triplet_hits: dict[int, np.ndarray]  # k -> (T,) bool, hit within the top k
 
 
-def _count_hits(
-    triplets_gt: np.ndarray,
-    gt_keys: np.ndarray,
-    gt_multiplicity: np.ndarray,
+def _hit_flags(
+    mapped: np.ndarray,
+    triplet_keys: np.ndarray,
     num_gt: int,
     num_predicates: int,
     first_per_gt_pair: bool,
-    all_copies: bool,
 ) -> np.ndarray:
-    """Hits per predicate for ranked triplets already mapped to GT indices (-1 = unmatched).
+    """Which GT triplets (by key) the ranked triplets, mapped to GT indices (-1 = unmatched), hit.
 
-    ``all_copies`` (fair-psgg): a predicted triplet hits every copy of an identical GT
-    triplet (its evaluator loops over the GT predicates of the pair and counts each equal
-    one); otherwise each copy needs its own predicted triplet.
+    A predicted triplet hits every copy of an identical GT triplet (fair-psgg loops over the
+    GT predicates of the pair and counts each equal one; sgbench keeps GT triplets unique).
     """
-    matched = (triplets_gt[:, 0] >= 0) & (triplets_gt[:, 1] >= 0)
-    t = triplets_gt[matched]
-    if len(t) == 0 or len(gt_keys) == 0:
-        return np.zeros(num_predicates, dtype=np.int64)
+    matched = (mapped[:, 0] >= 0) & (mapped[:, 1] >= 0)
+    t = mapped[matched]
+    if len(t) == 0 or len(triplet_keys) == 0:
+        return np.zeros(len(triplet_keys), dtype=bool)
     if first_per_gt_pair:
         _, first = np.unique(t[:, 0] * num_gt + t[:, 1], return_index=True)
         t = t[first]
     keys = (t[:, 0] * num_gt + t[:, 1]) * num_predicates + t[:, 2]
-    uniq, count = np.unique(keys, return_counts=True)
-    pos = np.minimum(np.searchsorted(gt_keys, uniq), len(gt_keys) - 1)
-    per_key = gt_multiplicity[pos] if all_copies else np.minimum(count, gt_multiplicity[pos])
-    hits = np.where(gt_keys[pos] == uniq, per_key, 0)
-    per_predicate = np.bincount(uniq % num_predicates, weights=hits, minlength=num_predicates)
-    return per_predicate.astype(np.int64)
+    return np.isin(triplet_keys, keys)
 
 
 def image_recall(
@@ -169,7 +168,11 @@ def image_recall(
     zeros = np.zeros(num_predicates, dtype=np.int64)
     has_prediction = pred is not None and len(pred.pairs) > 0
     if pred is None:
-        return ImageRecall(gt.image_id, gt_counts, {k: zeros for k in ks}, zeros, False)
+        none = np.zeros(len(triplets), dtype=bool)
+        return ImageRecall(
+            gt.image_id, gt_counts, {k: zeros for k in ks}, zeros, False, triplets,
+            {k: none for k in ks},
+        )  # fmt: skip
     if pred.image_id != gt.image_id:
         raise ValueError(f"prediction {pred.image_id!r} given for GT image {gt.image_id!r}")
     if len(pred.pairs) and pred.num_predicates != num_predicates:
@@ -185,23 +188,15 @@ def image_recall(
 
     num_gt = max(gt.num_segments, 1)
     keys = (triplets[:, 0] * num_gt + triplets[:, 1]) * num_predicates + triplets[:, 2]
-    gt_keys, gt_multiplicity = np.unique(keys, return_counts=True)
     ranked = rank_triplets(pred, graph_constraint, dedup, limit=max(ks))
     mapped = np.column_stack([match[ranked[:, 0]], match[ranked[:, 1]], ranked[:, 2]])
     first_per_gt_pair = protocol == "sgbench" and graph_constraint
+    flags = {k: _hit_flags(mapped[:k], keys, num_gt, num_predicates, first_per_gt_pair) for k in ks}
     hits = {
-        k: _count_hits(
-            mapped[:k],
-            gt_keys,
-            gt_multiplicity,
-            num_gt,
-            num_predicates,
-            first_per_gt_pair,
-            all_copies=protocol == "fair-psgg",
-        )
-        for k in ks
+        k: np.bincount(triplets[f, 2], minlength=num_predicates).astype(np.int64)
+        for k, f in flags.items()
     }
-    return ImageRecall(gt.image_id, gt_counts, hits, hits_inf, has_prediction)
+    return ImageRecall(gt.image_id, gt_counts, hits, hits_inf, has_prediction, triplets, flags)
 
 
 def _check_ks(ks: Sequence[int]) -> tuple[int, ...]:

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from dsflash_ros.evaluate.breakdown import bucket_names
+
 
 def _pct(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -107,6 +109,106 @@ def format_table(summary: dict[str, Any], per_class: bool = True) -> str:
     if _kind(summary) == "scene_graph":
         return _format_scene_graph(summary, per_class)
     return _format_panoptic(summary, per_class)
+
+
+MODE_TITLES = {"sgdet": "SGDet", "predcls": "PredCls"}
+
+
+def _side_by_side(header: list[str], rows: list[list[str]], min_rows: int = 8) -> list[str]:
+    """A :func:`_grid` table folded into two columns (read down the left, then the right)."""
+    if len(rows) <= min_rows:
+        return _grid(header, rows)
+    half = (len(rows) + 1) // 2
+    left, right = _grid(header, rows[:half]), _grid(header, rows[half:])
+    width = max(len(line) for line in left)
+    right += [""] * (len(left) - len(right))
+    return [f"{a.ljust(width)} | {b}".rstrip() for a, b in zip(left, right)]
+
+
+def _format_sizes(by_size: dict[str, Any], modes: list[str]) -> list[str]:
+    k = by_size["triplets_k"]
+    things = by_size.get("things") or []
+    triplets = {m: by_size["triplets"][m] for m in modes if m in by_size["triplets"]}
+    header = ["area (px)"]
+    if things:
+        header += ["GT", "found", "IoU", "pred", "precision"]
+    if triplets:
+        header += ["triplets", *(f"{MODE_TITLES[m]}@{k}" for m in triplets)]
+    rows = []
+    for i, name in enumerate(bucket_names(by_size["edges_px"])):
+        row = [name]
+        if things:
+            t = things[i]
+            row += [str(t["gt_things"]), _pct(t["found_share"]), _pct(t["matched_iou"])]
+            row += [str(t["pred_things"]), _pct(t["precision"])]
+        if triplets:  # every mode scores the same GT triplets
+            row.append(str(next(iter(triplets.values()))[i]["gt_triplets"]))
+            row += [_pct(table[i][f"hit_share@{k}"]) for table in triplets.values()]
+        rows.append(row)
+    sizes = " / ".join(f"{h}x{w}" for h, w in by_size["image_sizes"]) or "-"
+    title = f"By size, in % (area in pixels of the {sizes} (HxW) GT images"
+    lines = [title + ("; triplets by their smaller end)" if triplets else ")")]
+    lines += _grid(header, rows)
+    if things:
+        lines.append(
+            "found: share of GT things matched (IoU: of those); precision: of predicted things"
+        )
+    return lines
+
+
+def _format_classes(pq: dict[str, Any], max_rows: int) -> list[str]:
+    present = [r for r in pq["per_class"] if r["TP"] + r["FP"] + r["FN"] > 0]
+    present.sort(key=lambda r: (r["PQ"], r["name"]))
+    rows = [
+        [r["name"] + ("" if r["is_thing"] else " (s)"), _pct(r["PQ"])]
+        + [str(r[m]) for m in ("TP", "FP", "FN")]
+        for r in present[:max_rows]
+    ]
+    lines = ["Per-class PQ (SGDet segments), weakest first, in %; (s) = stuff"]
+    lines += _side_by_side(["class", "PQ", "TP", "FP", "FN"], rows)
+    if len(present) > max_rows:
+        lines.append(f"... {len(present) - max_rows} more classes in metrics.json pq.per_class")
+    return lines
+
+
+def _format_predicates(summary: dict[str, Any], modes: list[str], k: int, max_rows: int):
+    prefix = "R" if summary[modes[0]]["graph_constraint"] else "NgR"
+    column = f"{prefix}@{k}"
+    tables = {m: summary[m]["per_predicate"] for m in modes}
+    first = tables[modes[0]]
+    order = sorted(
+        (i for i, r in enumerate(first) if r["gt_triplets"] > 0),
+        key=lambda i: (first[i][column], first[i]["name"]),
+    )
+    rows = [
+        [first[i]["name"], str(first[i]["gt_triplets"])]
+        + [_pct(tables[m][i][column]) for m in modes]
+        for i in order[:max_rows]
+    ]
+    lines = [f"Per-predicate {column}, weakest {MODE_TITLES[modes[0]]} first, in %"]
+    lines += _side_by_side(["predicate", "GT", *(MODE_TITLES[m] for m in modes)], rows)
+    if len(order) > max_rows:
+        lines.append(f"... {len(order) - max_rows} more predicates in metrics.json per_predicate")
+    return lines
+
+
+def format_breakdown(summary: dict[str, Any], max_rows: int = 24) -> str:
+    """Where the model fails, for a terminal: size buckets, per-class PQ, per-predicate recall.
+
+    ``summary`` is what ``evaluate_dataset`` returns; classes and predicates are listed
+    weakest first, at most ``max_rows`` of each (folded into two columns).
+    """
+    modes = [m for m in MODE_TITLES if m in summary]
+    by_size = summary.get("by_size")
+    k = by_size["triplets_k"] if by_size else 50
+    parts = []
+    if by_size and (by_size.get("things") or by_size["triplets"]):
+        parts.append(_format_sizes(by_size, modes))
+    if "pq" in summary:
+        parts.append(_format_classes(summary["pq"], max_rows))
+    if modes:
+        parts.append(_format_predicates(summary, modes, k, max_rows))
+    return "\n\n".join("\n".join(lines) for lines in parts)
 
 
 def _plain(value: Any) -> Any:

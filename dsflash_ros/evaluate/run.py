@@ -2,7 +2,8 @@
 
 SGDet: the model segments the image itself (PQ is measured on these segments).
 PredCls: ground-truth masks and labels are given, only relations are predicted.
-Both use the same SingleMPO scorer (:class:`SceneGraphEvaluator`); predictions are written
+Both use the same SingleMPO scorer (:class:`SceneGraphEvaluator`); ``by_size`` breaks the
+results down by segment area (:mod:`dsflash_ros.evaluate.breakdown`); predictions are written
 in the documented format (docs/predictions-format.md) so they can be re-scored elsewhere.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from dsflash_ros.data.psg import PSGDataset, SceneSample
+from dsflash_ros.evaluate.breakdown import SizeBreakdown
 from dsflash_ros.evaluate.panoptic_quality import PanopticQualityEvaluator
 from dsflash_ros.evaluate.predictions import ImageGT, ImagePrediction, write_predictions
 from dsflash_ros.evaluate.recall import SceneGraphEvaluator
@@ -54,7 +56,11 @@ def evaluate_dataset(
     max_images: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Run the pipeline over ``dataset`` and score it; returns ``{mode: summary, "pq": ...}``."""
+    """Run the pipeline over ``dataset`` and score it.
+
+    Returns ``{mode: recall summary, "pq": PQ summary (SGDet), "by_size": size breakdown,
+    "images": ..., "model_id": ...}``.
+    """
     unknown = set(modes) - set(MODES)
     if unknown:
         raise ValueError(f"unknown evaluation mode(s) {sorted(unknown)}; choose from {MODES}")
@@ -76,6 +82,8 @@ def evaluate_dataset(
     pq = PanopticQualityEvaluator(
         len(dataset.class_names), dataset.is_thing_classes, dataset.class_names
     )
+    k = 50 if 50 in ks else max(ks)  # the breakdown's triplet hits are counted @50
+    by_size = SizeBreakdown(dataset.is_thing_classes, protocol=protocol, k=k)
     predictions: dict[str, list[ImagePrediction]] = {m: [] for m in modes}
     count = len(dataset) if max_images is None else min(max_images, len(dataset))
     for i in show_progress(range(count), desc="evaluate", unit="img", enabled=progress):
@@ -83,21 +91,35 @@ def evaluate_dataset(
         gt = gt_of(sample)
         if "sgdet" in modes:
             pred = prediction_of(sample.image_id, pipeline.predict(sample.image))
-            evaluators["sgdet"].add(gt, pred)
+            _add(evaluators["sgdet"], by_size, "sgdet", gt, pred)
+            by_size.add_segments(gt, pred)
             pq.add(gt, pred)
             predictions["sgdet"].append(pred)
         if "predcls" in modes:
             frame = pipeline.predict(sample.image, masks=sample.masks, labels=sample.labels)
             frame.labels, frame.scores = sample.labels, np.ones(len(sample.labels), np.float32)
             pred = prediction_of(sample.image_id, frame, id_map=gt.id_map)
-            evaluators["predcls"].add(gt, pred)
+            _add(evaluators["predcls"], by_size, "predcls", gt, pred)
             predictions["predcls"].append(pred)
     summary: dict[str, Any] = {m: e.summary() for m, e in evaluators.items()}
     if "sgdet" in modes:
         summary["pq"] = pq.summary()
+    summary["by_size"] = by_size.summary()
     summary["images"] = count
     summary["model_id"] = pipeline.model_id
     if out_dir is not None:
         for m in modes:
             write_predictions(Path(out_dir) / m, predictions[m], overwrite=True)
     return summary
+
+
+def _add(
+    evaluator: SceneGraphEvaluator,
+    by_size: SizeBreakdown,
+    mode: str,
+    gt: ImageGT,
+    pred: ImagePrediction,
+) -> None:
+    recall = evaluator.add(gt, pred)
+    if recall is not None:  # None: the image has no GT relation
+        by_size.add_triplets(mode, gt, recall)

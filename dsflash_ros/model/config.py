@@ -197,3 +197,27 @@ def load_preset(name: str, **overrides: Any) -> ModelConfig:
     data = yaml.safe_load(path.read_text())
     data.update(overrides)
     return ModelConfig.from_dict(data)
+
+
+def at_input_size(config: ModelConfig, size: int) -> ModelConfig:
+    """``config`` for running the same weights at a ``size``² model input.
+
+    A DINOv3-flavour backbone has no size-dependent parameters (its RoPE positions are
+    normalised to [-1, 1]) and the relation head's positional code is a fixed sine table, so
+    one checkpoint runs at several sizes; the head's patch grid grows with the input (its
+    pooling kernel is a trained weight and stays). A DINOv2-flavour backbone has a learned
+    position table of one grid, so it runs only at its own size.
+    """
+    b = config.backbone
+    if size == b.image_size:
+        return config
+    if size <= 0 or size % b.patch_size:
+        raise ConfigError(f"input size must be a positive multiple of {b.patch_size}, got {size}")
+    if b.flavour != "dinov3":
+        raise ConfigError(
+            f"this model ({b.flavour} backbone, learned position table) runs only at its own "
+            f"input size {b.image_size}, not {size}"
+        )
+    data = config.to_dict()
+    data["backbone"]["image_size"] = size
+    return ModelConfig.from_dict(data)

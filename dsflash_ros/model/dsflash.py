@@ -18,7 +18,7 @@ from dsflash_ros.model.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from dsflash_ros.model.config import ModelConfig, load_preset
+from dsflash_ros.model.config import ModelConfig, at_input_size, load_preset
 from dsflash_ros.model.relation_head import RelationHead
 
 
@@ -39,6 +39,17 @@ class DSFlash(nn.Module):
     @property
     def image_size(self) -> int:
         return self.config.backbone.image_size
+
+
+def resize_input(model: DSFlash, size: int) -> DSFlash:
+    """The same weights at a ``size``² input (:func:`~.config.at_input_size`); ``model`` itself
+    when it already runs at that size."""
+    if size == model.image_size:
+        return model
+    resized = DSFlash(at_input_size(model.config, size))
+    resized.load_state_dict(model.state_dict())
+    param = next(model.parameters())
+    return resized.to(device=param.device).train(model.training)
 
 
 def build_model(config: ModelConfig | str, seed: int | None = None) -> DSFlash:

@@ -21,6 +21,7 @@ from typing import Any
 
 DOMAIN_KEY = "domain"
 THRESHOLDS_KEY = "recommended_thresholds"
+INPUT_SIZE_KEY = "recommended_input_size"  # square model input the pipeline runs at by default
 SYNTHETIC = "synthetic"
 REAL = "real"
 SYNTH_GENERATOR = "dsflash_ros.data.synth"  # the `generator` that `dsflash synth` records
@@ -50,6 +51,15 @@ def check_thresholds(values: Any, where: str = "recommended_thresholds") -> dict
             raise ProvenanceError(f"{where}.{name} must be in [0, 1], got {value}")
         out[name] = float(value)
     return out
+
+
+def check_input_size(value: Any, where: str = INPUT_SIZE_KEY) -> int | None:
+    """``value`` as a positive int (None stays None); ``ProvenanceError`` otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ProvenanceError(f"{where} must be a positive whole number of pixels, got {value!r}")
+    return value
 
 
 def _generated(meta: Mapping[str, Any]) -> bool:
@@ -96,10 +106,15 @@ class ModelFacts:
 
     domain: str | None = None
     thresholds: dict[str, float] = field(default_factory=dict)
+    input_size: int | None = None  # recommended square model input (None: the trained size)
 
     @classmethod
     def from_extra(cls, extra: Mapping[str, Any]) -> ModelFacts:
-        return cls(model_domain(extra), check_thresholds(extra.get(THRESHOLDS_KEY)))
+        return cls(
+            model_domain(extra),
+            check_thresholds(extra.get(THRESHOLDS_KEY)),
+            check_input_size(extra.get(INPUT_SIZE_KEY)),
+        )
 
     @property
     def synthetic(self) -> bool:
@@ -116,9 +131,17 @@ class ModelFacts:
         )
 
 
-def provenance_extras(domain: str | None, thresholds: Mapping[str, float] | None) -> dict[str, Any]:
-    """The metadata entries for ``domain`` and ``thresholds`` (empty ones left out)."""
+def provenance_extras(
+    domain: str | None,
+    thresholds: Mapping[str, float] | None,
+    input_size: int | None = None,
+) -> dict[str, Any]:
+    """The metadata entries for ``domain``, ``thresholds`` and ``input_size`` (empty ones
+    left out)."""
     out: dict[str, Any] = {}
+    size = check_input_size(input_size)
+    if size:
+        out[INPUT_SIZE_KEY] = size
     if domain:
         out[DOMAIN_KEY] = domain
     checked = check_thresholds(thresholds)

@@ -106,7 +106,7 @@ SPECS: tuple[ParamSpec, ...] = (
         "Model checkpoint (.safetensors) to load; empty = the embedded default model",
         Kind.CONFIGURE,
     ),
-    *(_pipeline(name, Kind.CONFIGURE) for name in ("backend", "device", "precision")),
+    *(_pipeline(name, Kind.CONFIGURE) for name in ("backend", "device", "precision", "input_size")),
     ParamSpec(
         "workers",
         0,

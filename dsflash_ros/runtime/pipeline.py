@@ -22,7 +22,7 @@ import torch
 from dsflash_ros.limits import OPTION, OPTIONS, RANGES, check_range
 from dsflash_ros.model.checkpoint import CheckpointError
 from dsflash_ros.model.config import ModelConfig, PanopticConfig
-from dsflash_ros.model.dsflash import DSFlash, build_model, load_model
+from dsflash_ros.model.dsflash import DSFlash, build_model, load_model, resize_input
 from dsflash_ros.model.panoptic import (
     PanopticSegments,
     postprocess_panoptic,
@@ -67,6 +67,7 @@ class PipelineOptions:
     backend: str = _default("backend")  # torch | onnxruntime | tensorrt
     device: str = _default("device")  # cpu | cuda | cuda:N
     precision: str = _default("precision")  # fp32 | fp16 | bf16
+    input_size: int = _default("input_size")  # square model input; 0: the model's choice
     score_threshold: float | None = None  # min segment (class) score; None: see resolved()
     overlap_threshold: float = _default("overlap_threshold")  # min visible share of a mask
     mask_threshold: float = _default("mask_threshold")
@@ -82,7 +83,7 @@ class PipelineOptions:
     compile: bool = False  # torch backend: torch.compile the backbone (first frames are slow)
 
     # options that need a new backend when changed
-    BACKEND_FIELDS = ("backend", "device", "precision", "compile")
+    BACKEND_FIELDS = ("backend", "device", "precision", "compile", "input_size")
 
     def resolved(self, recommended: dict[str, float] | None = None) -> PipelineOptions:
         """These options with each unset (None) threshold filled in: the model's recommended
@@ -191,14 +192,18 @@ class Pipeline:
         facts: ModelFacts | None = None,
     ) -> None:
         self.facts = facts or ModelFacts()  # training domain + recommended thresholds
-        self.model = model
-        self.options = (options or PipelineOptions()).resolved(self.facts.thresholds)
+        options = options or PipelineOptions()
+        # the input size in force: the one asked for, else the model's recommended, else its own
+        size = options.input_size or self.facts.input_size or model.image_size
+        self.model = resize_input(model, size)  # ConfigError (a ValueError) if it cannot
+        options = dataclasses.replace(options, input_size=size)
+        self.options = options.resolved(self.facts.thresholds)
         self.options.validate()
         self._check_model_limits(self.options)
         self.model_id = model_id
         self.backend: Backend = create_backend(
             self.options.backend,
-            model,
+            self.model,
             self.options.device,
             self.options.precision,
             **self._backend_kwargs(),

@@ -27,7 +27,7 @@ from dsflash_ros.data import transforms as T
 from dsflash_ros.data.psg import PSGDataset, SceneSample
 from dsflash_ros.model.checkpoint import load_weights, read_checkpoint, read_metadata
 from dsflash_ros.model.config import ModelConfig, load_preset
-from dsflash_ros.model.dsflash import DSFlash, build_model, load_model, save_model
+from dsflash_ros.model.dsflash import DSFlash, build_model, load_model, resize_input, save_model
 from dsflash_ros.model.provenance import (
     combine_domains,
     dataset_domain,
@@ -245,6 +245,7 @@ def train_segmenter(
     model = build_model(config_for_dataset(config, train), seed=recipe.seed)  # same on all ranks
     if init_checkpoint is not None:
         init_from_checkpoint(model, init_checkpoint)
+    model = resize_input(model, recipe.image_size or model.image_size)
     run_dir = Path(out_dir) / "segmenter"
     extra = _provenance(recipe, data_root, train, val)
     run_segmenter(
@@ -282,6 +283,7 @@ def train_relations(
     """
     recipe, info, train, val = _open_stage(recipe, num_threads, device, data_root, "relations")
     model = backbone_with_fresh_head(backbone_ckpt, recipe.seed, head_init)
+    model = resize_input(model, recipe.image_size or model.image_size)
     _check_vocabulary(model.config, train, backbone_ckpt)
     run_dir = Path(out_dir) / "relations"
     extra = _provenance(recipe, data_root, train, val, backbone_ckpt)

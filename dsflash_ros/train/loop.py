@@ -37,7 +37,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    RandomSampler,
+    WeightedRandomSampler,
+)
 
 from dsflash_ros.progress import progress as show_progress
 from dsflash_ros.train import curves
@@ -289,10 +295,21 @@ def make_loader(
     epoch: int,
     num_workers: int = 0,
     shuffle: bool = True,
+    weights: np.ndarray | None = None,
 ) -> DataLoader:
-    """Loader for one epoch; shuffling is seeded by ``(seed, epoch)`` (and split by rank)."""
-    if info.distributed:
-        sampler: Any = DistributedSampler(
+    """Loader for one epoch; shuffling is seeded by ``(seed, epoch)`` (and split by rank).
+
+    ``weights`` (one per sample) draw an epoch of ``len(dataset)`` samples with replacement
+    in proportion to them (repeat-factor sampling; single process only).
+    """
+    if weights is not None:
+        if info.distributed:
+            raise TrainingError("repeat-factor sampling is not supported with DDP")
+        g = torch.Generator().manual_seed(epoch_seed(seed, epoch))
+        w = torch.as_tensor(weights, dtype=torch.double)
+        sampler: Any = WeightedRandomSampler(w, len(w), replacement=True, generator=g)
+    elif info.distributed:
+        sampler = DistributedSampler(
             dataset, info.world_size, info.rank, shuffle=shuffle, seed=seed, drop_last=True
         )
         sampler.set_epoch(epoch)

@@ -63,6 +63,8 @@ class StageRecipe:
     num_workers: int = 0  # DataLoader workers
     augment: bool = True  # apply the recipe's ``augment`` settings
     precision: str = "fp32"  # fp32, or bf16 autocast of the forward (AMX/AVX-512 CPUs, GPUs)
+    # repeat-factor sampling threshold over classes and predicates (train.sampling); 0 = off
+    repeat_factor_threshold: float = 0.0
 
     def validate(self, stage: str) -> None:
         if self.precision not in PRECISIONS:
@@ -77,6 +79,8 @@ class StageRecipe:
             raise RecipeError(f"{stage}: warmup_epochs >= 0 and min_lr_ratio in [0, 1]")
         if min(self.eval_every, self.max_eval_images, self.max_steps_per_epoch) < 0:
             raise RecipeError(f"{stage}: eval_every/max_eval_images/max_steps must be >= 0")
+        if not 0.0 <= self.repeat_factor_threshold <= 1.0:
+            raise RecipeError(f"{stage}: repeat_factor_threshold must be in [0, 1]")
         if self.log_every < 1 or self.num_workers < 0:
             raise RecipeError(f"{stage}: log_every >= 1 and num_workers >= 0 required")
 
@@ -131,6 +135,9 @@ class TrainRecipe:
     name: str = "default"
     seed: int = 0
     preset: str = "tiny"  # model preset used when no config is given
+    # square model input both stages train at (0 = the model's own); a DINOv3 backbone
+    # initialised from a checkpoint of another size keeps its weights (model.config)
+    image_size: int = 0
     segmenter: SegmenterRecipe = field(default_factory=SegmenterRecipe)
     relations: RelationRecipe = field(default_factory=RelationRecipe)
     augment: AugmentRecipe = field(default_factory=AugmentRecipe)
@@ -141,6 +148,10 @@ class TrainRecipe:
     recommended_thresholds: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.image_size < 0:
+            raise RecipeError(
+                f"image_size must be >= 0 (0 = the model's own), got {self.image_size}"
+            )
         self.segmenter.validate("segmenter")
         self.relations.validate("relations")
 

@@ -22,6 +22,7 @@ from dsflash_ros.model.dsflash import DSFlash
 from dsflash_ros.train.batching import Collate
 from dsflash_ros.train.loop import DistInfo, StepFn, Trainer, make_loader, steps_per_epoch
 from dsflash_ros.train.recipes import StageRecipe
+from dsflash_ros.train.sampling import repeat_factors
 
 StageEvalFn = Callable[[DSFlash, Dataset, torch.device, int], dict[str, float]]
 
@@ -78,9 +79,23 @@ def fit_stage(
     if resume:
         trainer.resume()
 
+    weights = None
+    if recipe.repeat_factor_threshold > 0:
+        entries = getattr(train_set, "entries", None)
+        if entries is None:
+            raise ValueError("repeat-factor sampling needs a PSG dataset (its entries)")
+        weights = repeat_factors(entries, recipe.repeat_factor_threshold)
+
     def loader(epoch: int) -> DataLoader:
         return make_loader(
-            train_set, recipe.batch_size, collate, info, seed, epoch, recipe.num_workers
+            train_set,
+            recipe.batch_size,
+            collate,
+            info,
+            seed,
+            epoch,
+            recipe.num_workers,
+            weights=weights,
         )
 
     def evaluate_val(_: nn.Module) -> dict[str, float]:

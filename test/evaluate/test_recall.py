@@ -16,6 +16,7 @@ from dsflash_ros.evaluate import (
     ImagePrediction,
     SceneGraphEvaluator,
     format_table,
+    image_recall,
     rank_triplets,
     write_csv,
     write_json,
@@ -188,6 +189,22 @@ def test_gt_duplicates_follow_protocol() -> None:
     # sgbench: GT made unique -> 1/1
     s = evaluate([gt], [pred], protocol="sgbench")
     assert s["R@20"] == 1.0 and s["counts"]["gt_triplets"] == 1
+
+
+def test_per_triplet_hit_flags_follow_protocol_and_cut() -> None:
+    gt = gt_image("a", [0, 1, 2], [[0, 1, 0], [0, 1, 0], [1, 2, 1]])
+    # (1,2) p1 ranked first, (0,1) p0 second
+    pred = prediction("a", [0, 1, 2], [(0, 1), (1, 2)], [0, 1], [0.5, 0.9])
+    fair = image_recall(gt, pred, R, ks=(1, 2))
+    assert fair.triplets.tolist() == [[0, 1, 0], [0, 1, 0], [1, 2, 1]]
+    assert fair.triplet_hits[1].tolist() == [False, False, True]
+    assert fair.triplet_hits[2].tolist() == [True, True, True]  # both GT copies
+    assert fair.hits[2].tolist() == [2, 1, 0]
+    sgbench = image_recall(gt, pred, R, ks=(2,), protocol="sgbench")
+    assert sgbench.triplets.tolist() == [[0, 1, 0], [1, 2, 1]]  # made unique
+    assert sgbench.triplet_hits[2].tolist() == [True, True]
+    missing = image_recall(gt, None, R, ks=(2,))
+    assert missing.triplet_hits[2].tolist() == [False, False, False]
 
 
 def test_sgbench_counts_only_first_triplet_per_gt_pair() -> None:

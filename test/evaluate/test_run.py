@@ -63,6 +63,27 @@ def test_eval_command_writes_metrics_and_rescorable_predictions(data, model_path
     assert metrics["predcls"]["R@inf"] == pytest.approx(1.0)
     assert 0.0 <= metrics["pq"]["PQ"] <= 1.0
 
+    # where it fails: per-class TP/FP/FN, per-predicate R@50, size buckets, all printed too
+    assert (
+        "Where it fails" in printed
+        and "Per-class PQ" in printed
+        and "Per-predicate R@50" in printed
+    )
+    per_class = metrics["pq"]["per_class"]
+    assert {"name", "PQ", "TP", "FP", "FN"} <= set(per_class[0])
+    assert {"name", "gt_triplets", "R@50"} <= set(metrics["sgdet"]["per_predicate"][0])
+    by_size = metrics["by_size"]
+    assert by_size["image_sizes"] == [[48, 64]] and by_size["edges_px"] == [256, 1024, 4096]
+    things = by_size["things"]
+    assert [r["bucket"] for r in things] == ["<256", "256-1024", "1024-4096", ">=4096"]
+    # every GT thing is in one bucket: as many as PQ's thing TP + FN
+    pq_things = sum(r["TP"] + r["FN"] for r in per_class if r["is_thing"])
+    assert sum(r["gt_things"] for r in things) == pq_things > 0
+    for mode in ("sgdet", "predcls"):
+        rows = by_size["triplets"][mode]
+        assert sum(r["gt_triplets"] for r in rows) == metrics[mode]["counts"]["gt_triplets"]
+        assert all(0 <= r["hits@50"] <= r["gt_triplets"] for r in rows)
+
     # re-score the written PredCls predictions independently: same numbers
     ds = PSGDataset.from_dir(data, split="test")
     gts = {s.image_id: gt_of(s) for s in (ds[i] for i in range(len(ds)))}

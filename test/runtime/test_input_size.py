@@ -1,0 +1,89 @@
+"""One checkpoint at several input sizes: the option, the model's recommendation, errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from dsflash_ros.model.checkpoint import read_metadata
+from dsflash_ros.model.config import ConfigError, at_input_size
+from dsflash_ros.model.dsflash import resize_input, save_model
+from dsflash_ros.model.provenance import INPUT_SIZE_KEY, ModelFacts
+from dsflash_ros.runtime.pipeline import Pipeline, PipelineOptions
+
+from .test_pipeline import LOW, micro_model
+
+
+@pytest.fixture(scope="module")
+def rgb() -> np.ndarray:
+    rng = np.random.default_rng(1)
+    img = np.zeros((480, 640, 3), np.uint8)
+    img[:, :300] = (200, 40, 40)
+    img[240:, 300:] = (40, 200, 90)
+    return np.clip(img + rng.integers(0, 30, img.shape), 0, 255).astype(np.uint8)
+
+
+def test_same_weights_run_at_another_size():
+    model = micro_model()
+    big = resize_input(model, 192)
+    assert (big.image_size, big.config.backbone.grid_size) == (192, 12)
+    assert big.head.grid == 12 // model.config.head.pool
+    for (name, a), (_, b) in zip(model.state_dict().items(), big.state_dict().items(), strict=True):
+        assert a.shape == b.shape and bool((a == b).all()), name
+    assert resize_input(model, model.image_size) is model
+
+
+@pytest.mark.parametrize(
+    ("size", "message"), [(100, "multiple of 16"), (0, "multiple of 16"), (-16, "multiple")]
+)
+def test_sizes_the_model_cannot_take_are_refused(size, message):
+    with pytest.raises(ConfigError, match=message):
+        at_input_size(micro_model().config, size)
+
+
+def test_a_learned_position_table_runs_only_at_its_own_size():
+    cfg = micro_model().config
+    cfg = dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone, flavour="dinov2"))
+    with pytest.raises(ConfigError, match="only at its own input size 96"):
+        at_input_size(cfg, 192)
+
+
+def test_pipeline_runs_at_the_size_asked_for_and_reports_it(rgb):
+    model = micro_model()
+    p = Pipeline(model, "m", PipelineOptions(input_size=192, **LOW))
+    assert (p.model.image_size, p.options.input_size) == (192, 192)
+    result = p(rgb)
+    assert result.panoptic.shape == rgb.shape[:2]
+    assert result.num_objects > 0
+    assert model.image_size == 96  # the caller's model is not changed
+
+
+def test_the_models_recommendation_is_the_default_and_an_explicit_size_wins():
+    facts = ModelFacts(input_size=128)
+    assert Pipeline(micro_model(), "m", None, facts).model.image_size == 128
+    chosen = Pipeline(micro_model(), "m", PipelineOptions(input_size=160), facts)
+    assert chosen.model.image_size == 160
+    assert Pipeline(micro_model(), "m").options.input_size == 96  # no recommendation
+
+
+def test_input_size_cannot_change_on_a_loaded_pipeline():
+    p = Pipeline(micro_model(), "m")
+    with pytest.raises(ValueError, match="cannot change"):
+        p.check_options(input_size=192)
+
+
+def test_annotate_records_the_size_and_the_pipeline_loads_with_it(tmp_path):
+    path = save_model(tmp_path / "m.safetensors", micro_model())
+    cmd = [sys.executable, "-m", "dsflash_ros.cli", "model", "annotate", str(path)]
+    done = subprocess.run([*cmd, "--input-size", "160"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert read_metadata(path)[INPUT_SIZE_KEY] == 160
+    assert Pipeline.load(path).model.image_size == 160
+    bad = subprocess.run([*cmd, "--input-size", "100"], capture_output=True, text=True)
+    assert bad.returncode != 0
+    assert "multiple of 16" in bad.stderr and "Traceback" not in bad.stderr
+    assert read_metadata(path)[INPUT_SIZE_KEY] == 160  # unchanged
