@@ -96,10 +96,20 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
             f"--{name}",
             default=o.default,
             choices=o.choices,
-            help=f"{o.description} (default {o.default})",
+            help=o.description,
         )
     for flag, kind, metavar, text in THRESHOLDS.values():
         g.add_argument(flag, type=kind, metavar=metavar, help=text)
+
+
+def set_defaults_in_help(p: argparse.ArgumentParser, values: dict[str, object], why: str) -> None:
+    """Give the pipeline options ``values`` (name -> value) other defaults for this command,
+    and say so in their help instead of the shared default."""
+    p.set_defaults(**values)
+    for action in p._actions:
+        if action.dest in values and action.help:
+            shared = action.help.rsplit(" (default: ", 1)[0]
+            action.help = f"{shared} (default: {values[action.dest]:g}, {why})"
 
 
 def pipeline_options(args: argparse.Namespace, **overrides: object):
@@ -119,3 +129,14 @@ def pipeline_from_args(args: argparse.Namespace, **overrides: object):
     from dsflash_ros.runtime.pipeline import Pipeline
 
     return Pipeline.load(args.model or None, pipeline_options(args, **overrides))
+
+
+def thresholds_in_force(pipeline) -> dict[str, float | int]:
+    """The thresholds and limits a loaded pipeline applies (unset ones resolved to the
+    model's recommendation or the built-in default), for printing and output files."""
+    return {name: getattr(pipeline.options, name) for name in THRESHOLDS}
+
+
+def thresholds_text(thresholds: dict[str, float | int]) -> str:
+    """``score_threshold 0.3, relation_threshold 0.05, ...`` (one line)."""
+    return ", ".join(f"{name} {value:g}" for name, value in thresholds.items())

@@ -16,6 +16,8 @@ from dsflash_ros.commands._common import (
     limited,
     pipeline_options,
     positive_int,
+    thresholds_in_force,
+    thresholds_text,
 )
 from dsflash_ros.limits import MAX_PIXELS
 
@@ -33,16 +35,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
     p.add_argument(
         "--alternatives", type=limited("relation_alternatives"), default=0, metavar="K",
-        help="also report the next K predicates of each relation (default 0)",
+        help="also report the next K predicates of each relation",
     )  # fmt: skip
     p.add_argument(
         "--max-pixels", type=int, default=MAX_PIXELS, metavar="N",
-        help=f"skip images (and videos) larger than N pixels (default {MAX_PIXELS}, the "
-        "node's limit; 0 = no limit)",
+        help="skip images (and videos) larger than N pixels (the node's limit; 0 = no limit)",
     )  # fmt: skip
     p.add_argument(
         "--every", type=positive_int, default=1, metavar="N",
-        help="videos: process every N-th frame (default 1: all)",
+        help="videos: process every N-th frame (1: all)",
     )  # fmt: skip
     p.add_argument(
         "--max-frames", type=positive_int, metavar="N",
@@ -97,12 +98,14 @@ def run(args: argparse.Namespace) -> int:
     if hint is not None and (hint.warn or not args.quiet):
         kind = "warning" if hint.warn else "hint"
         print(f"{kind}: {hint.text} (--precision {hint.precision})", file=sys.stderr)
+    thresholds = thresholds_in_force(pipeline)
     if not args.quiet:
         print(
             f"model {pipeline.model_id} on {pipeline.backend.describe()}: "
-            f"{len(scan.items)} input(s) -> {args.out}",
+            f"{len(scan.items)} input(s) -> {args.out}\nthresholds: {thresholds_text(thresholds)}",
             file=sys.stderr,
         )
+    write_run_file(args.out, pipeline, thresholds)
     summary = run_inference(
         scan.items,
         args.out,
@@ -130,3 +133,19 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def write_run_file(out: str, pipeline, thresholds: dict[str, float | int]) -> None:
+    """``<out>/run.json``: the model, backend and thresholds this run's outputs came from."""
+    import json
+    from pathlib import Path
+
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    run = {
+        "schema": "dsflash.infer_run",
+        "model": pipeline.model_id,
+        "backend": pipeline.backend.describe(),
+        "thresholds": thresholds,
+    }
+    (folder / "run.json").write_text(json.dumps(run, indent=1) + "\n")

@@ -23,6 +23,7 @@ from dsflash_ros.limits import OPTION, OPTIONS, RANGES, check_range
 from dsflash_ros.model.checkpoint import CheckpointError
 from dsflash_ros.model.config import ModelConfig, PanopticConfig
 from dsflash_ros.model.dsflash import DSFlash, build_model, load_model
+from dsflash_ros.model.files import default_model_path
 from dsflash_ros.model.panoptic import (
     PanopticSegments,
     postprocess_panoptic,
@@ -36,7 +37,6 @@ from dsflash_ros.runtime.backends.torch_backend import cpu_has_native_bf16
 from dsflash_ros.runtime.relations import MASK_EMBEDDINGS, RelationLogits, relation_logits
 from dsflash_ros.runtime.result import SceneGraphResult
 
-DEFAULT_MODEL_NAME = "dsflash_tiny_synth.safetensors"
 # Options left unset (None) take the checkpoint's recommended_thresholds, else these.
 BUILTIN_THRESHOLDS = {o.name: o.default for o in OPTIONS if o.model_recommends}
 
@@ -135,22 +135,6 @@ class FramePrediction:
     pairs: np.ndarray  # (N(N-1), 2) int64 subject, object (segment indices)
     rel_probs: np.ndarray  # (N(N-1), 1 + R) float32
     timings_ms: dict[str, float]
-
-
-def default_model_path() -> Path:
-    """The embedded default model: ``$DSFLASH_MODEL``, the repo's ``models/``, or the
-    ``share/dsflash_ros/models`` of a ROS install."""
-    if os.environ.get("DSFLASH_MODEL"):
-        return Path(os.environ["DSFLASH_MODEL"])
-    here = Path(__file__).resolve().parents[2] / "models" / DEFAULT_MODEL_NAME
-    if here.is_file():
-        return here
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        return Path(get_package_share_directory("dsflash_ros")) / "models" / DEFAULT_MODEL_NAME
-    except Exception:  # not a ROS install, or package not registered there
-        return here
 
 
 def _model_origin(model_path: str | Path | None) -> str:

@@ -79,7 +79,8 @@ def _error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     assert code == 2, err
     assert "Traceback" not in err
     line = err.strip().splitlines()[-1]
-    assert line.startswith(f"dsflash {argv[0]}: error: ")
+    command = " ".join(argv[:2]) if argv[0] == "model" else argv[0]  # nested: "model info"
+    assert line.startswith(f"dsflash {command}: error: ")
     return line
 
 
