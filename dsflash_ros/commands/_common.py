@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from dsflash_ros.limits import OPTION, RANGES, check_range, range_text
@@ -140,3 +142,33 @@ def thresholds_in_force(pipeline) -> dict[str, float | int]:
 def thresholds_text(thresholds: dict[str, float | int]) -> str:
     """``score_threshold 0.3, relation_threshold 0.05, ...`` (one line)."""
     return ", ".join(f"{name} {value:g}" for name, value in thresholds.items())
+
+
+@contextlib.contextmanager
+def native_stderr_dropped() -> Iterator[None]:
+    """Drop what native libraries write to file descriptor 2 (libpng's "libpng error: ...",
+    FFmpeg's "moov atom not found", OpenCV's demuxer notes) while Python's own ``sys.stderr``
+    (skip lines, progress, warnings) keeps going to the terminal or log. Only when
+    ``sys.stderr`` is the process's real stderr (not under a test's capture)."""
+    try:
+        real = sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        real = False
+    if not real:
+        yield
+        return
+    sys.stderr.flush()
+    python_side = os.fdopen(os.dup(2), "w", buffering=1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    saved, original = os.dup(2), sys.stderr
+    os.dup2(devnull, 2)
+    sys.stderr = python_side
+    try:
+        yield
+    finally:
+        python_side.flush()
+        sys.stderr = original
+        os.dup2(saved, 2)
+        for fd in (saved, devnull):
+            os.close(fd)
+        python_side.close()

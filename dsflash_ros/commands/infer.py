@@ -14,6 +14,7 @@ from dsflash_ros.commands._common import (
     add_model_arguments,
     check_out_dir,
     limited,
+    native_stderr_dropped,
     pipeline_options,
     positive_int,
     thresholds_in_force,
@@ -63,6 +64,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.debug:  # keep the libraries' own messages
+        return _run(args)
+    with native_stderr_dropped():  # our one-line reasons say what the libraries mutter
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from dsflash_ros.offline.infer import run_inference
     from dsflash_ros.offline.inputs import InputError, collect_inputs
     from dsflash_ros.runtime.pipeline import Pipeline
@@ -82,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
 
     for problem in scan.skipped:
         skip(None, str(problem))
+    total = len(scan.skipped) + len(scan.items)
     tracking = None
     if not args.no_tracking:
         from dsflash_ros.tracking import TrackingConfig
@@ -102,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(
             f"model {pipeline.model_id} on {pipeline.backend.describe()}: "
-            f"{len(scan.items)} input(s) -> {args.out}\nthresholds: {thresholds_text(thresholds)}",
+            f"{len(scan.items)} of {total} input(s) -> {args.out}\n"
+            f"thresholds: {thresholds_text(thresholds)}",
             file=sys.stderr,
         )
     write_run_file(args.out, pipeline, thresholds)
@@ -126,7 +136,6 @@ def run(args: argparse.Namespace) -> int:
     )
     failed = len(scan.skipped) + len(summary.failed)
     if failed:
-        total = len(scan.skipped) + len(scan.items)
         print(
             f"dsflash infer: {failed} of {total} input(s) skipped (see the lines above)",
             file=sys.stderr,

@@ -137,6 +137,19 @@ class FramePrediction:
     timings_ms: dict[str, float]
 
 
+def _folder_as_model(path: Path) -> str:
+    """Why a folder is not a model, and what to pass instead."""
+    from dsflash_ros.runtime.export import META_FILE
+
+    if (path / META_FILE).is_file():
+        return (
+            f"{path} is an ONNX export (dsflash export onnx), not a checkpoint: pass the "
+            ".safetensors it was exported from with the onnxruntime backend (--model CKPT "
+            "--backend onnxruntime); its graphs are exported and cached on first use"
+        )
+    return f"{path} is a folder; give a checkpoint file (.safetensors)"
+
+
 def _model_origin(model_path: str | Path | None) -> str:
     """Where an unset model path led: ``$DSFLASH_MODEL`` or the embedded default model."""
     if model_path:
@@ -204,6 +217,8 @@ class Pipeline:
     ) -> Pipeline:
         """Load a checkpoint (``None`` or ``""``: the embedded default model)."""
         path = Path(model_path) if model_path else default_model_path()
+        if path.is_dir():
+            raise ModelLoadError(_folder_as_model(path))
         if not path.is_file():
             raise ModelLoadError(f"model file not found: {path}{_model_origin(model_path)}")
         try:

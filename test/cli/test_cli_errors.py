@@ -255,6 +255,7 @@ def test_infer_applies_the_pixel_limit(tmp_path: Path, small_model: Path, capsys
     huge.write_bytes(bytes(data))
     line = _error(["infer", str(huge), "--out", str(tmp_path / "o")], capsys)
     assert "image too large (8000x8000 = 64.0 MP > 40 MP" in line
+    assert "needs about 3.1 GB of memory" in line  # the peak RSS measured at that size
     assert main([*argv, "--max-pixels", "0", "--quiet"]) == 0  # lifted
     assert (tmp_path / "o" / "big.json").is_file()
 

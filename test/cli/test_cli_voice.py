@@ -155,3 +155,39 @@ def test_infer_prints_and_stores_the_thresholds_in_force(tmp_path, tiny_model, c
     assert run["thresholds"]["relation_threshold"] == pytest.approx(rel)
     assert run["thresholds"]["max_objects"] == 7
     assert run["model"].startswith("dsflash-tiny-")
+
+
+def test_infer_output_is_ours_alone_and_counts_agree(tmp_path, tiny_model):
+    """Corrupt files give our one-line reasons; libpng's and FFmpeg's own messages stay out
+    of the output, and every line counts the inputs the same way."""
+    rng = np.random.default_rng(1)
+    good = tmp_path / "good.png"
+    cv2.imwrite(str(good), (rng.random((480, 640, 3)) * 255).astype(np.uint8))
+    data = good.read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 3])  # header fine, data cut
+    (tmp_path / "noise.mp4").write_bytes(rng.integers(0, 256, 5000, np.uint8).tobytes())
+    inputs = [str(tmp_path / n) for n in ("good.png", "cut.png", "noise.mp4")]
+    proc = subprocess.run(
+        [sys.executable, "-m", "dsflash_ros.cli", "infer", *inputs, "--out", str(tmp_path / "o"),
+         "--model", str(tiny_model)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    err = proc.stderr
+    assert "libpng" not in err and "moov atom" not in err, err
+    assert err.count("dsflash infer: skipped: ") == 2
+    assert ": 2 of 3 input(s) -> " in err  # the header of cut.png passes the first scan
+    assert "dsflash infer: 2 of 3 input(s) skipped" in err
+
+
+def test_an_onnx_export_folder_as_model_says_what_to_pass(tmp_path, capsys):
+    out = tmp_path / "export"
+    assert (
+        main(["export", "onnx", "--preset", "tiny", "--image-size", "64", "--out", str(out)]) == 0
+    )
+    image = tmp_path / "a.png"
+    cv2.imwrite(str(image), np.zeros((480, 640, 3), np.uint8))
+    capsys.readouterr()
+    assert main(["infer", str(image), "--out", str(tmp_path / "o"), "--model", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "is an ONNX export" in err and "--backend onnxruntime" in err
