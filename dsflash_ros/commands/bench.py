@@ -97,7 +97,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--training",
         action="store_true",
-        help="instead of inference: stage-1 training steps/s, the original trainer against "
+        help="instead of inference: stage-1 training speed, the plain trainer against "
         "each speed-up and the shipped recipe, side by side",
     )
     train.add_argument(
