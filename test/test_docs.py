@@ -90,3 +90,36 @@ def test_demo_excerpt_and_prose_name_the_demo_s_folder():
     assert "`out/demo/`" in text
     demo = pytest.importorskip("dsflash_ros.ros.demo", reason="rclpy or the messages missing")
     assert str(demo.parse_args([]).out) == "out/demo"
+
+
+def _defaults(command: str) -> dict:
+    from dsflash_ros.cli import build_parser
+
+    parser = build_parser([command])
+    (sub,) = [a for a in parser._actions if a.dest == "command"]
+    required = ["x", "--out", "o"] if command == "infer" else []
+    return vars(sub.choices[command].parse_args(required))
+
+
+def test_other_stated_defaults_are_the_code_s():
+    """Defaults the prose states besides the generated table."""
+    from dsflash_ros.limits import MAX_PIXELS
+    from dsflash_ros.progress import DEFAULT_INTERVAL
+    from dsflash_ros.ros.params import BY_NAME
+
+    performance = " ".join((REPO / "docs" / "performance.md").read_text().split())
+    bench = _defaults("bench")
+    assert f"`--ros-rounds` ({bench['ros_rounds']})" in performance
+    assert f"(`--ros-warmup`, {bench['ros_warmup']:g} s)" in performance
+    assert f"`--ros-seconds / --ros-rounds` ({bench['ros_seconds']:g} / " in performance
+    w, h = bench["ros_size"]
+    assert f"{w}×{h} rgb8, {bench['ros_rate']:g} Hz" in performance
+    assert "(`--tput-seconds`)" in performance and f"for {bench['tput_seconds']:g} s" in performance
+    offline = " ".join((REPO / "docs" / "offline.md").read_text().split())
+    assert f"default: the node's {MAX_PIXELS / 1e6:g} MP limit" in offline
+    assert _defaults("infer")["max_pixels"] == MAX_PIXELS
+    assert f"every {DEFAULT_INTERVAL:g} s" in offline
+    node = (REPO / "docs" / "node.md").read_text()
+    tracking = (REPO / "docs" / "tracking.md").read_text()
+    assert "`autostart:=true` (the default)" in node and BY_NAME["autostart"].default is True
+    assert "`tracking:=true` (the default)" in tracking and BY_NAME["tracking"].default is True
