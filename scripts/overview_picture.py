@@ -1,9 +1,9 @@
 """The README's overview picture: for each image, input | `dsflash infer` overlay | scene
 graph picture, one row per image, drawn with the pipeline `dsflash infer` runs.
 
-    dsflash synth --out data/heldout --num 40 --seed 20261202   # the held-out seed
-    python scripts/overview_picture.py data/heldout/images/test/000030.png \
-        data/heldout/images/test/000013.png --out docs/images/overview.png
+    dsflash synth --out data/overview --num 40 --seed 20261202   # the held-out seed
+    python scripts/overview_picture.py data/overview/images/test/000030.png \
+        data/overview/images/test/000013.png --out docs/images/overview.png
 
 Images are scaled to ``--width`` before inference (the model letterboxes every frame to its
 own input size; a larger frame gets a more readable overlay). The model's recommended
@@ -51,11 +51,16 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True, help="the PNG to write")
     ap.add_argument("--model", help="checkpoint (default: the embedded model)")
     ap.add_argument("--width", type=int, default=640, help="frame width for inference")
+    ap.add_argument("--picture-width", type=int, default=1400, help="width of the PNG")
     args = ap.parse_args()
     pipeline = Pipeline.load(args.model)
     picture = overview(args.images, pipeline, args.width)
+    if picture.shape[1] > args.picture_width:
+        height = round(picture.shape[0] * args.picture_width / picture.shape[1])
+        picture = cv2.resize(picture, (args.picture_width, height), interpolation=cv2.INTER_AREA)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(args.out), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+    bgr = cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)
+    cv2.imwrite(str(args.out), bgr, [cv2.IMWRITE_PNG_COMPRESSION, 9])
     print(f"wrote {args.out} ({picture.shape[1]}x{picture.shape[0]}, model {pipeline.model_id})")
 
 
