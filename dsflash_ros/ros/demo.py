@@ -105,6 +105,7 @@ class OverlayRecorder:
 
 
 OVERLAY_WAIT_S = 5.0  # how long the last frame's overlay may take after its graph
+DISCOVERY_WAIT_S = 10.0  # how long the node may take to find the listener
 
 
 def _stamp(msg: SceneGraph | Image) -> tuple[int, int]:
@@ -155,6 +156,17 @@ class Listener(Node):
         self._overlays.add(stamp)
         if stamp == self._last_graph:
             self.done.set()
+
+
+def _wait_for_listener(node: Node, timeout: float) -> None:
+    """Until the node's outputs have found the listener (DDS discovery runs in its own
+    threads), so that the first frame's graph and overlay reach it too; the camera publishes
+    only once the executor spins."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and not all(
+        node.count_subscribers(topic) for topic in ("scene_graph", "debug/overlay")
+    ):
+        time.sleep(0.02)
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
@@ -216,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
         if not dsflash.start():
             print("demo: the DSFlash node did not start (see the error above)", file=sys.stderr)
             return 1
+        _wait_for_listener(dsflash, DISCOVERY_WAIT_S)
         executor = MultiThreadedExecutor(num_threads=3)
         for n in nodes:
             executor.add_node(n)
@@ -225,7 +238,8 @@ def run(args: argparse.Namespace) -> int:
         finished = listener.graphs_done.wait(args.timeout)
         elapsed = time.monotonic() - t0
         if finished:
-            listener.done.wait(OVERLAY_WAIT_S)  # the last frame's overlay, drawn after its graph
+            camera.timer.cancel()  # no more frames: only the last one's overlay is awaited
+            listener.done.wait(OVERLAY_WAIT_S)  # drawn after its graph
         # stop spinning first (callbacks in flight finish), then stop the worker and free the
         # model without a lifecycle transition, as the node's own main() does at exit
         executor.shutdown(timeout_sec=5.0)
