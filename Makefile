@@ -1,12 +1,14 @@
 # The two commands of the README:
 #   make demo   set everything up (idempotent) and run the main job on the embedded model
-#   make test   run the test suite
+#   make test   run the test suite (what CI runs)
+# For the edit loop: make test-fast (the suite without the tests marked slow: ROS processes,
+# training, ONNX export, benchmarks).
 VENV := .venv
 PY := $(VENV)/bin/python
 FRAMES ?= 30
 DEMO_ARGS ?=
 
-.PHONY: setup demo test lint bench model clean
+.PHONY: setup demo test test-fast lint bench model clean
 
 setup:
 	@bash scripts/setup.sh
@@ -16,6 +18,9 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -32,25 +32,26 @@ def _command_module(name: str):
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    """The parser for ``argv``. Only the chosen command's module builds its options (which
+    may import torch or rclpy); without one, ``--help`` and ``--version`` answer from the
+    command summaries alone, so they never load a model library."""
     parser = argparse.ArgumentParser(
         prog="dsflash",
         description="Real-time panoptic scene graphs (DSFlash): demo, inference, training, "
         "evaluation, export and benchmarks.",
+        epilog="Run 'dsflash COMMAND --help' for the options of a command.",
     )
     parser.add_argument("--version", action=VersionAction)
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    # Only the chosen command's module is imported (help for all shows their summaries).
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     chosen = next((a for a in argv if a in COMMANDS), None)
     for name in COMMANDS:
-        if chosen is None or name == chosen:
-            mod = _command_module(name)
-            p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        mod = _command_module(name)
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        if name == chosen:
             mod.add_arguments(p)
             show_defaults(p)  # every option's help shows its default
             p.set_defaults(_run=mod.run)
-        else:
-            sub.add_parser(name, help=f"(see: dsflash {name} --help)")
     return parser
 
 
@@ -58,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(argv)
     args = parser.parse_args(argv)
+    if args.command is None:  # bare `dsflash`: what it can do, not an error line
+        parser.print_help()
+        return 2
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
@@ -66,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, RuntimeError) as e:
         if args.debug or not is_user_error(e):
             raise
-        print(f"dsflash {args.command}: error: {e}", file=sys.stderr)
+        print(f"{args._prog}: error: {e}", file=sys.stderr)
         return 2
 
 

@@ -2,8 +2,8 @@
 
 The node's parameters (``ros/params.py``), ``runtime.PipelineOptions`` (its defaults and
 ``validate``), the ``dsflash`` command-line flags, the launch files' arguments and the
-README's parameter table are all built from :data:`OPTIONS`, so a value one of them accepts
-is accepted by all (``--max-objects 0`` is refused everywhere, not just by the node).
+table in docs/parameters.md are all built from :data:`OPTIONS`, so a value one of them
+accepts is accepted by all (``--max-objects 0`` is refused everywhere, not just by the node).
 ROS-free: the CLI imports it without rclpy.
 """
 

@@ -90,8 +90,10 @@ class LineProgress:
         self.show_final = final_line
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self.timer: threading.Thread | None = None  # the heartbeat's thread
         if heartbeat and interval > 0:
-            threading.Thread(target=self._beat, name="progress-lines", daemon=True).start()
+            self.timer = threading.Thread(target=self._beat, name="progress-lines", daemon=True)
+            self.timer.start()
 
     def _beat(self) -> None:
         """A line every ``interval`` also while no step finishes (a long step, a slow

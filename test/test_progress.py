@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 
 import pytest
 from tqdm import tqdm
@@ -94,18 +95,34 @@ def test_a_loop_left_early_prints_no_done_line():
     assert "done" not in out.getvalue()
 
 
-def test_a_long_step_still_gets_lines_from_the_timer():
-    import time
+class _Lines(io.StringIO):
+    """A stream that lets a test wait for its next line."""
 
-    out = io.StringIO()
-    p = LineProgress(None, 10, "bench", "section", 0.05, out, heartbeat=True)
-    time.sleep(0.3)  # one long section: no update
+    def __init__(self) -> None:
+        super().__init__()
+        self.wrote = threading.Event()
+
+    def write(self, text: str) -> int:
+        n = super().write(text)
+        if "\n" in text:
+            self.wrote.set()
+        return n
+
+
+def test_a_long_step_still_gets_lines_from_the_timer():
+    out, clock = _Lines(), _Clock()
+    p = LineProgress(None, 10, "bench", "section", 0.05, out, clock=clock, heartbeat=True)
+    assert p.timer is not None
+    clock.t += 1.0  # one long section: no update, yet the timer writes a line
+    assert out.wrote.wait(30.0), "the timer wrote no line"
+    assert out.getvalue().splitlines()[0] == "[bench] 0/10 section (0%) | elapsed 00:01"
     p.close()
-    lines = out.getvalue().splitlines()
-    assert len(lines) >= 2 and lines[0].startswith("[bench] 0/10 section (0%) | elapsed 00:00")
-    count = len(lines)
-    time.sleep(0.15)
-    assert len(out.getvalue().splitlines()) == count  # the timer stopped with close()
+    p.timer.join(30.0)
+    assert not p.timer.is_alive()  # the timer stopped with close()
+    count = len(out.getvalue().splitlines())
+    clock.t += 10.0
+    p._maybe_line()
+    assert len(out.getvalue().splitlines()) == count  # and nothing writes after close
 
 
 def test_work_of_unknown_size_reads_running():

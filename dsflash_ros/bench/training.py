@@ -3,10 +3,10 @@
 Each variant trains the same model from the same init on the same images for the same
 number of steps through the real :func:`~dsflash_ros.train.segmenter.run_segmenter` (data
 loader, augmentation, collate, loss, optimizer, checkpoint), and reports optimizer steps per
-second. The variants walk from the trainer as it was (fp32, PNG decoded every step) to the
+second. The variants walk from the plain trainer (fp32, PNG decoded every step) to the
 shipped recipe, so each row shows what one change buys:
 
-* ``fp32, PNG decode every step``: the original trainer;
+* ``fp32, PNG decode every step``: the plain trainer;
 * ``+ decoded-image cache``: images and panoptic ids decoded once, kept in memory;
 * ``+ bf16 autocast``: bfloat16 matmuls (AMX / AVX-512 on CPU, tensor cores on GPU);
 * ``+ masked attention + deep supervision``: EoMT's training recipe (costs time, buys

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from dsflash_ros.limits import OPTION, RANGES, check_range, range_text
@@ -97,10 +99,20 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
             f"--{name}",
             default=o.default,
             choices=o.choices,
-            help=f"{o.description} (default {o.default})",
+            help=o.description,
         )
     for flag, kind, metavar, text in THRESHOLDS.values():
         g.add_argument(flag, type=kind, metavar=metavar, help=text)
+
+
+def set_defaults_in_help(p: argparse.ArgumentParser, values: dict[str, object], why: str) -> None:
+    """Give the pipeline options ``values`` (name -> value) other defaults for this command,
+    and say so in their help instead of the shared default."""
+    p.set_defaults(**values)
+    for action in p._actions:
+        if action.dest in values and action.help:
+            shared = action.help.rsplit(" (default: ", 1)[0]
+            action.help = f"{shared} (default: {values[action.dest]:g}, {why})"
 
 
 def pipeline_options(args: argparse.Namespace, **overrides: object):
@@ -120,3 +132,44 @@ def pipeline_from_args(args: argparse.Namespace, **overrides: object):
     from dsflash_ros.runtime.pipeline import Pipeline
 
     return Pipeline.load(args.model or None, pipeline_options(args, **overrides))
+
+
+def thresholds_in_force(pipeline) -> dict[str, float | int]:
+    """The thresholds and limits a loaded pipeline applies (unset ones resolved to the
+    model's recommendation or the built-in default), for printing and output files."""
+    return {name: getattr(pipeline.options, name) for name in THRESHOLDS}
+
+
+def thresholds_text(thresholds: dict[str, float | int]) -> str:
+    """``score_threshold 0.3, relation_threshold 0.05, ...`` (one line)."""
+    return ", ".join(f"{name} {value:g}" for name, value in thresholds.items())
+
+
+@contextlib.contextmanager
+def native_stderr_dropped() -> Iterator[None]:
+    """Drop what native libraries write to file descriptor 2 (libpng's "libpng error: ...",
+    FFmpeg's "moov atom not found", OpenCV's demuxer notes) while Python's own ``sys.stderr``
+    (skip lines, progress, warnings) keeps going to the terminal or log. Only when
+    ``sys.stderr`` is the process's real stderr (not under a test's capture)."""
+    try:
+        real = sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        real = False
+    if not real:
+        yield
+        return
+    sys.stderr.flush()
+    python_side = os.fdopen(os.dup(2), "w", buffering=1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    saved, original = os.dup(2), sys.stderr
+    os.dup2(devnull, 2)
+    sys.stderr = python_side
+    try:
+        yield
+    finally:
+        python_side.flush()
+        sys.stderr = original
+        os.dup2(saved, 2)
+        for fd in (saved, devnull):
+            os.close(fd)
+        python_side.close()

@@ -38,8 +38,10 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
 
 
 def show_defaults(parser: argparse.ArgumentParser) -> None:
-    """Give ``parser`` and its nested sub-command parsers the :class:`DefaultsHelpFormatter`."""
+    """Give ``parser`` and its nested sub-command parsers the :class:`DefaultsHelpFormatter`
+    and their own name for error lines (``args._prog``, e.g. ``dsflash model annotate``)."""
     parser.formatter_class = DefaultsHelpFormatter
+    parser.set_defaults(_prog=parser.prog)  # errors name the (nested) sub-command
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for child in action.choices.values():
@@ -49,22 +51,23 @@ def show_defaults(parser: argparse.ArgumentParser) -> None:
 def embedded_model_id() -> str:
     """``<config name>-<12 hex of the file hash>`` of the model used when none is given
     (the id ``dsflash infer`` and the node report), or why there is none."""
-    from safetensors import safe_open
-
-    from dsflash_ros.model.checkpoint import METADATA_KEY, file_id
-    from dsflash_ros.runtime.pipeline import default_model_path
+    from dsflash_ros.model.files import (
+        METADATA_KEY,
+        default_model_path,
+        file_sha12,
+        safetensors_metadata,
+    )
 
     path = default_model_path()
     origin = " (from $DSFLASH_MODEL)" if os.environ.get("DSFLASH_MODEL") else ""
     if not path.is_file():
         return f"none: no model file at {path}{origin}"
     try:
-        with safe_open(str(path), framework="numpy") as f:
-            meta = dict(f.metadata() or {})
+        meta = safetensors_metadata(path)
         name = json.loads(meta.get(METADATA_KEY, "{}")).get("config", {}).get("name")
     except Exception as e:  # a corrupt file must not break --version
         return f"unreadable: {path}{origin} ({e})"
-    return f"{name or path.stem}-{file_id(path)}{origin}"
+    return f"{name or path.stem}-{file_sha12(path)}{origin}"
 
 
 def version_text() -> str:

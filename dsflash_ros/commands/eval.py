@@ -7,16 +7,26 @@ import argparse
 import json
 from pathlib import Path
 
-from dsflash_ros.commands._common import add_model_arguments, check_out_dir, pipeline_from_args
+from dsflash_ros.commands._common import (
+    add_model_arguments,
+    check_out_dir,
+    pipeline_from_args,
+    set_defaults_in_help,
+    thresholds_in_force,
+    thresholds_text,
+)
 from dsflash_ros.limits import EVAL_OPTIONS
 
+SPLITS = ("train", "val", "test", "all")  # as dsflash_ros.data.psg.SPLITS (no torch here)
 HELP = "evaluate a model on a PSG-format dataset split (R@k, mR@k, mR@inf, PQ)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", help="dataset directory (psg.json inside) or a psg.json file")
     p.add_argument("--image-root", help="image root for a psg.json (default: its directory)")
-    p.add_argument("--split", default="test", help="train | val | test (default test)")
+    p.add_argument(
+        "--split", default="test", choices=SPLITS, help="dataset split to score (all: every image)"
+    )
     p.add_argument(
         "--modes", default="sgdet,predcls",
         help="comma list of sgdet, predcls, tracking (tracking: IDF1, ID switches, MOTA on "
@@ -25,25 +35,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--tracking-segments", default="gt,predicted",
         help="tracking: feed the tracker ground-truth segments (gt: the tracker alone), the "
-        "model's (predicted), or both (default)",
+        "model's (predicted), or both",
     )  # fmt: skip
     p.add_argument("--max-sequences", type=int, help="tracking: only the first N sequences")
-    p.add_argument("--protocol", default="fair-psgg", choices=("fair-psgg", "sgbench"))
+    p.add_argument(
+        "--protocol",
+        default="fair-psgg",
+        choices=("fair-psgg", "sgbench"),
+        help="matching of predicted to ground-truth segments: fair-psgg (mask IoU > 0.5, "
+        "one-to-one) or sgbench (IoU >= 0.5, unique ground truth)",
+    )
     p.add_argument("--max-images", type=int, help="evaluate only the first N images")
     p.add_argument("--prune", action="store_true", help="mask-based pruning at evaluation")
     p.add_argument(
         "--mask-embedding",
         default="shared",
         choices=("shared", "per_pair"),
-        help="shared = supplement Alg. 2 (default); per_pair = Alg. 1 (reference, slower)",
+        help="shared = supplement Alg. 2; per_pair = Alg. 1 (reference, slower)",
     )
     p.add_argument("--out", help="write predictions and metrics.json here")
     add_model_arguments(p)
     # scoring needs every pair ranked, so eval's own defaults differ from inference's
-    p.set_defaults(**EVAL_OPTIONS)
-    p.epilog = "eval defaults: " + " ".join(
-        f"--{k.replace('_', '-')} {v:g}" for k, v in EVAL_OPTIONS.items()
-    )
+    set_defaults_in_help(p, EVAL_OPTIONS, "the evaluation protocol's")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
         root = Path(args.image_root) if args.image_root else data.parent
         dataset = PSGDataset(data, root, split=args.split)
     pipeline = pipeline_from_args(args, prune=args.prune, mask_embedding=args.mask_embedding)
+    thresholds = thresholds_in_force(pipeline)
+    print(f"model {pipeline.model_id}, protocol {args.protocol}")
+    print(f"thresholds: {thresholds_text(thresholds)}")
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     tracking = "tracking" in modes
     modes = [m for m in modes if m != "tracking"]
@@ -90,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
     if modes:
         print("\n== Where it fails (all rows in metrics.json) ==")
         print(format_breakdown(summary))
+    summary["protocol"] = args.protocol
+    summary["thresholds"] = thresholds
     if args.out:
         path = Path(args.out) / "metrics.json"
         path.write_text(json.dumps(_jsonable(summary), indent=1))

@@ -20,14 +20,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--precision",
         default=None,
         choices=("fp32", "fp16", "bf16"),
-        help="onnx: graph compute type (default fp32); tensorrt: engine precision (default fp16)",
+        help="onnx: graph compute type; tensorrt: engine precision "
+        "(default: fp32 for onnx, fp16 for tensorrt)",
     )
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (17..23)")
     p.add_argument(
         "--exporter",
         default=DEFAULT_EXPORTER,
         choices=EXPORTERS,
-        help="torch.onnx exporter (default %(default)s)",
+        help="torch.onnx exporter",
     )
     p.add_argument("--image-size", type=int, default=0, help="override the preset's input size")
     p.add_argument("--seed", type=int, default=0, help="seed of a --preset model")

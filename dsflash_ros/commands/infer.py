@@ -17,8 +17,11 @@ from dsflash_ros.commands._common import (
     add_model_arguments,
     check_out_dir,
     limited,
+    native_stderr_dropped,
     pipeline_options,
     positive_int,
+    thresholds_in_force,
+    thresholds_text,
 )
 from dsflash_ros.limits import MAX_PIXELS
 
@@ -43,16 +46,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
     p.add_argument(
         "--alternatives", type=limited("relation_alternatives"), default=0, metavar="K",
-        help="also report the next K predicates of each relation (default 0)",
+        help="also report the next K predicates of each relation",
     )  # fmt: skip
     p.add_argument(
         "--max-pixels", type=int, default=MAX_PIXELS, metavar="N",
-        help=f"skip images (and videos) larger than N pixels (default {MAX_PIXELS}, the "
-        "node's limit; 0 = no limit)",
+        help="skip images (and videos) larger than N pixels (the node's limit; 0 = no limit)",
     )  # fmt: skip
     p.add_argument(
         "--every", type=positive_int, default=1, metavar="N",
-        help="videos and recordings: process every N-th frame (default 1: all)",
+        help="videos and recordings: process every N-th frame (1: all)",
     )  # fmt: skip
     p.add_argument(
         "--max-frames", type=positive_int, metavar="N",
@@ -81,6 +83,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.debug:  # keep the libraries' own messages
+        return _run(args)
+    with native_stderr_dropped():  # our one-line reasons say what the libraries mutter
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from dsflash_ros.offline.infer import run_inference
     from dsflash_ros.offline.infer_recording import RecordingOptions
     from dsflash_ros.offline.inputs import InputError, collect_inputs
@@ -113,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
 
     for problem in scan.skipped:
         skip(None, problem)
+    total = len(scan.skipped) + len(scan.items)
     tracking = None
     if not args.no_tracking:
         from dsflash_ros.tracking import TrackingConfig
@@ -129,12 +139,15 @@ def run(args: argparse.Namespace) -> int:
     if hint is not None and (hint.warn or not args.quiet):
         kind = "warning" if hint.warn else "hint"
         print(f"{kind}: {hint.text} (--precision {hint.precision})", file=sys.stderr)
+    thresholds = thresholds_in_force(pipeline)
     if not args.quiet:
         print(
             f"model {pipeline.model_id} on {pipeline.backend.describe()}: "
-            f"{len(scan.items)} input(s) -> {args.out}",
+            f"{len(scan.items)} of {total} input(s) -> {args.out}\n"
+            f"thresholds: {thresholds_text(thresholds)}",
             file=sys.stderr,
         )
+    write_run_file(args.out, pipeline, thresholds)
     summary = run_inference(
         scan.items,
         args.out,
@@ -158,7 +171,6 @@ def run(args: argparse.Namespace) -> int:
     )
     failed = len(scan.skipped) + len(summary.failed) - len(partial)
     if failed:
-        total = len(scan.skipped) + len(scan.items)
         print(
             f"dsflash infer: {failed} of {total} input(s) skipped (see the lines above)",
             file=sys.stderr,
@@ -188,3 +200,19 @@ def _check_recordings(scan: InputScan, topics: list[str]) -> str:
             scan.items.remove(item)
             scan.skipped.append(e)
     return "\n".join(listing)
+
+
+def write_run_file(out: str, pipeline, thresholds: dict[str, float | int]) -> None:
+    """``<out>/run.json``: the model, backend and thresholds this run's outputs came from."""
+    import json
+    from pathlib import Path
+
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    run = {
+        "schema": "dsflash.infer_run",
+        "model": pipeline.model_id,
+        "backend": pipeline.backend.describe(),
+        "thresholds": thresholds,
+    }
+    (folder / "run.json").write_text(json.dumps(run, indent=1) + "\n")

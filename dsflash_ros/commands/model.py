@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dsflash_ros.model.provenance import REAL, SYNTHETIC
+
 HELP = "inspect or annotate a model checkpoint, or convert a pretrained EoMT model to one"
 _SHOWN_NAMES = 8  # names listed before "..." unless --all
 
@@ -60,7 +62,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--image-size",
         type=int,
         metavar="PX",
-        help="tue-mps DINOv3 checkpoints: the input size trained for (default 640)",
+        help="tue-mps DINOv3 checkpoints: the input size trained for",
     )
     conv.set_defaults(_action=_convert)
 
@@ -72,7 +74,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     note.add_argument("path", metavar="PATH", help="checkpoint (.safetensors)")
     note.add_argument(
-        "--domain", help="training domain, e.g. synthetic (warns at run time) or real"
+        "--domain",
+        choices=(SYNTHETIC, REAL),
+        help="training domain: synthetic (warns at run time) or real",
     )
     note.add_argument("--score-threshold", type=float, metavar="S", help="recommended")
     note.add_argument("--relation-threshold", type=float, metavar="S", help="recommended")

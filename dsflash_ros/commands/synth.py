@@ -9,7 +9,7 @@ HELP = "generate a synthetic scene-graph dataset in PSG format (train/val/test s
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--num", type=int, default=1000, help="number of images (default 1000)")
+    p.add_argument("--num", type=int, default=1000, help="number of images")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same data)")
     p.add_argument("--height", type=int, default=240, help="image height in pixels")
     p.add_argument("--width", type=int, default=320, help="image width in pixels")

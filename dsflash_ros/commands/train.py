@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dsflash_ros.commands._common import positive_int
+
 HELP = "train the segmenter (stage 1), the relation head (stage 2) or both on PSG-format data"
 
 
@@ -34,6 +36,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--generate", action="store_true", help="generate synthetic data if missing")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, help="CPU threads per process (torch intra-op)")
+    p.add_argument(
+        "--max-steps",
+        type=positive_int,
+        metavar="N",
+        help="a quick run: each stage trains about N steps (every epoch of the recipe cut to "
+        "N / epochs steps, so the schedule keeps its shape and validations)",
+    )
 
 
 def _generate_if_asked(args: argparse.Namespace) -> None:
@@ -60,7 +69,12 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(
             f"no psg.json in {args.data} or {data / 'psg'} (use --generate for synthetic data)"
         )
-    common = {"recipe": args.recipe, "resume": args.resume, "device": args.device}
+    recipe = args.recipe
+    if args.max_steps:
+        from dsflash_ros.train.recipes import load_recipe, with_max_steps
+
+        recipe = with_max_steps(load_recipe(args.recipe), args.max_steps)
+    common = {"recipe": recipe, "resume": args.resume, "device": args.device}
     if args.stage == "segmenter":
         path = train.train_segmenter(
             args.data,

@@ -24,8 +24,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from dsflash_ros.model.config import ModelConfig
+from dsflash_ros.model.files import METADATA_KEY, file_sha12
 
-METADATA_KEY = "dsflash"
 FORMAT_VERSION = 1
 _SHOWN = 5  # how many offending keys an error message names
 
@@ -222,8 +222,4 @@ def file_id(path: str | Path) -> str:
     path = Path(path)
     if not path.is_file():
         raise CheckpointNotFoundError(f"file not found: {path}")
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:12]
+    return file_sha12(path)

@@ -59,13 +59,26 @@ class VideoInfo:
 # --------------------------------------------------------------------------- images
 
 
+# Peak memory of `dsflash infer` on one image grows linearly with its pixels: about 40 bytes
+# a pixel (decoded and converted copies, full-size masks, the id image, the overlay) on top of
+# ~0.55 GB for the process and the model. Fitted to the peak RSS of 640x480, 4000x3000 and
+# 6000x4000 images (tiny model, CPU); it gives 3.1 GB at 8000x8000, as measured there.
+PEAK_BYTES_BASE = 0.55e9
+PEAK_BYTES_PER_PIXEL = 40
+
+
+def peak_memory_gb(width: int, height: int) -> float:
+    """About how much memory ``dsflash infer`` needs for one ``width`` x ``height`` image."""
+    return (PEAK_BYTES_BASE + PEAK_BYTES_PER_PIXEL * width * height) / 1e9
+
+
 def _too_large(path: Path, width: int, height: int, max_pixels: int) -> InputError | None:
     reason = check_pixels(width, height, max_pixels)
     if reason is None:
         return None
     return InputError(
         f"{path}: {reason}, the node's limit; pass --max-pixels 0 to lift it (needs about "
-        f"{width * height * 3 * 8 / 1e9:.1f} GB of memory)"
+        f"{peak_memory_gb(width, height):.1f} GB of memory)"
     )
 
 

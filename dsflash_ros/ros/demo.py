@@ -32,6 +32,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
+from dsflash_ros.limits import OPTION
 from dsflash_ros.msg import ObjectEvent, RelationEvent, SceneGraph, SceneGraphEvents
 from dsflash_ros.ros.image_conversion import image_to_rgb8
 from dsflash_ros.ros.markers import object_label
@@ -117,14 +118,29 @@ class OverlayRecorder:
         return png
 
 
+OVERLAY_WAIT_S = 5.0  # how long the last frame's overlay may take after its graph
+DISCOVERY_WAIT_S = 10.0  # how long the node may take to find the listener
+
+
+def _stamp(msg: SceneGraph | Image) -> tuple[int, int]:
+    return (msg.header.stamp.sec, msg.header.stamp.nanosec)
+
+
 class Listener(Node):
-    """Prints each scene graph; records debug/overlay (subscribing makes the node draw it)."""
+    """Prints each scene graph; records debug/overlay (subscribing makes the node draw it).
+
+    ``graphs_done`` is set by the ``frames``-th scene graph, ``done`` once the overlay of
+    that frame has arrived too (the two topics arrive in either order), so the video and
+    the last overlay end with the last frame printed; later frames are ignored."""
 
     def __init__(self, recorder: OverlayRecorder, frames: int) -> None:
         super().__init__("demo_listener")
         self.recorder, self.limit = recorder, frames
         self.count = 0
+        self.graphs_done = threading.Event()
         self.done = threading.Event()
+        self._last_graph: tuple[int, int] | None = None
+        self._overlays: set[tuple[int, int]] = set()
         self.create_subscription(SceneGraph, "scene_graph", self._on_graph, OUTPUT_QOS)
         self.create_subscription(Image, "debug/overlay", self._on_overlay, OUTPUT_QOS)
         self.create_subscription(
@@ -132,19 +148,42 @@ class Listener(Node):
         )
 
     def _on_graph(self, msg: SceneGraph) -> None:
+        if self.count >= self.limit:
+            return
         self.count += 1
         print(f"frame {self.count}: {describe(msg)}  [{msg.total_ms:.0f} ms]", flush=True)
         placed = describe_3d(msg)
         if placed:
             print(f"  3D: {placed}", flush=True)
         if self.count >= self.limit:
-            self.done.set()
+            self._last_graph = _stamp(msg)
+            self.graphs_done.set()
+            if self._last_graph in self._overlays:
+                self.done.set()
 
     def _on_events(self, msg: SceneGraphEvents) -> None:
-        print(f"  events: {describe_events(msg)}", flush=True)
+        if not self.graphs_done.is_set():
+            print(f"  events: {describe_events(msg)}", flush=True)
 
     def _on_overlay(self, msg: Image) -> None:
+        stamp = _stamp(msg)
+        if self.done.is_set() or (self._last_graph is not None and stamp > self._last_graph):
+            return  # a frame after the last one printed
         self.recorder.add(image_to_rgb8(msg).copy())
+        self._overlays.add(stamp)
+        if stamp == self._last_graph:
+            self.done.set()
+
+
+def _wait_for_listener(node: Node, timeout: float) -> None:
+    """Until the node's outputs have found the listener (DDS discovery runs in its own
+    threads), so that the first frame's graph and overlay reach it too; the camera publishes
+    only once the executor spins."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and not all(
+        node.count_subscribers(topic) for topic in ("scene_graph", "debug/overlay")
+    ):
+        time.sleep(0.02)
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
@@ -156,10 +195,16 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--width", type=int, default=320, help="camera image width (0 = native)")
     ap.add_argument("--height", type=int, default=240, help="camera image height (0 = native)")
     ap.add_argument("--model", default="", help="checkpoint; empty = embedded default model")
-    ap.add_argument("--backend", default="torch", help="torch | onnxruntime | tensorrt")
-    ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
-    ap.add_argument("--precision", default="fp32", help="fp32 | fp16 | bf16 | int8")
-    ap.add_argument("--score-threshold", type=float, default=None, help="override the default")
+    for name in ("backend", "device", "precision"):  # as `dsflash infer` takes them
+        o = OPTION[name]
+        ap.add_argument(f"--{name}", default=o.default, choices=o.choices, help=o.description)
+    ap.add_argument(
+        "--score-threshold",
+        type=float,
+        default=None,
+        help="Minimum segment score to report an object "
+        f"(default: {OPTION['score_threshold'].default_text})",
+    )
     ap.add_argument(
         "--depth",
         action="store_true",
@@ -208,14 +253,18 @@ def run(args: argparse.Namespace) -> int:
         if not dsflash.start():
             print("demo: the DSFlash node did not start (see the error above)", file=sys.stderr)
             return 1
+        _wait_for_listener(dsflash, DISCOVERY_WAIT_S)
         executor = MultiThreadedExecutor(num_threads=3)
         for n in nodes:
             executor.add_node(n)
         spinner = threading.Thread(target=executor.spin, daemon=True)
         spinner.start()
         t0 = time.monotonic()
-        finished = listener.done.wait(args.timeout)
+        finished = listener.graphs_done.wait(args.timeout)
         elapsed = time.monotonic() - t0
+        if finished:
+            camera.timer.cancel()  # no more frames: only the last one's overlay is awaited
+            listener.done.wait(OVERLAY_WAIT_S)  # drawn after its graph
         # stop spinning first (callbacks in flight finish), then stop the worker and free the
         # model without a lifecycle transition, as the node's own main() does at exit
         executor.shutdown(timeout_sec=5.0)

@@ -3,8 +3,8 @@
 The pipeline's parameters come from the shared option table (:data:`dsflash_ros.limits.OPTIONS`,
 also behind ``PipelineOptions``, the CLI flags and the launch arguments); the node adds its
 own. The node declares from :data:`SPECS`, validates against it, ``config/dsflash.yaml``
-mirrors its defaults and the README's parameter table is :func:`markdown_table` (tests check
-both). Three kinds of parameter:
+mirrors its defaults and the table in docs/parameters.md is :func:`markdown_table` (tests
+check both). Three kinds of parameter:
 
 * ``LIVE``: applied to the running pipeline at once (thresholds, caps, pruning, ToMe), or to
   the node's own behaviour (overlay, markers, transport, diagnostics period).
@@ -327,7 +327,7 @@ def check_change(name: str, value: Any, model_loaded: bool) -> str | None:
 
 
 def markdown_table() -> str:
-    """The README parameter table."""
+    """The parameter table of docs/parameters.md."""
     rows = [
         "| parameter | default | range / choices | when | description |",
         "|---|---|---|---|---|",

@@ -23,6 +23,7 @@ from dsflash_ros.limits import OPTION, OPTIONS, RANGES, check_range
 from dsflash_ros.model.checkpoint import CheckpointError
 from dsflash_ros.model.config import ModelConfig, PanopticConfig
 from dsflash_ros.model.dsflash import DSFlash, build_model, load_model, resize_input
+from dsflash_ros.model.files import default_model_path
 from dsflash_ros.model.panoptic import (
     PanopticSegments,
     postprocess_panoptic,
@@ -36,7 +37,6 @@ from dsflash_ros.runtime.backends.torch_backend import cpu_has_native_bf16
 from dsflash_ros.runtime.relations import MASK_EMBEDDINGS, RelationLogits, relation_logits
 from dsflash_ros.runtime.result import SceneGraphResult
 
-DEFAULT_MODEL_NAME = "dsflash_tiny_synth.safetensors"
 # Options left unset (None) take the checkpoint's recommended_thresholds, else these.
 BUILTIN_THRESHOLDS = {o.name: o.default for o in OPTIONS if o.model_recommends}
 
@@ -138,20 +138,17 @@ class FramePrediction:
     timings_ms: dict[str, float]
 
 
-def default_model_path() -> Path:
-    """The embedded default model: ``$DSFLASH_MODEL``, the repo's ``models/``, or the
-    ``share/dsflash_ros/models`` of a ROS install."""
-    if os.environ.get("DSFLASH_MODEL"):
-        return Path(os.environ["DSFLASH_MODEL"])
-    here = Path(__file__).resolve().parents[2] / "models" / DEFAULT_MODEL_NAME
-    if here.is_file():
-        return here
-    try:
-        from ament_index_python.packages import get_package_share_directory
+def _folder_as_model(path: Path) -> str:
+    """Why a folder is not a model, and what to pass instead."""
+    from dsflash_ros.runtime.export import META_FILE
 
-        return Path(get_package_share_directory("dsflash_ros")) / "models" / DEFAULT_MODEL_NAME
-    except Exception:  # not a ROS install, or package not registered there
-        return here
+    if (path / META_FILE).is_file():
+        return (
+            f"{path} is an ONNX export (dsflash export onnx), not a checkpoint: pass the "
+            ".safetensors it was exported from with the onnxruntime backend (--model CKPT "
+            "--backend onnxruntime); its graphs are exported and cached on first use"
+        )
+    return f"{path} is a folder; give a checkpoint file (.safetensors)"
 
 
 def _model_origin(model_path: str | Path | None) -> str:
@@ -225,6 +222,8 @@ class Pipeline:
     ) -> Pipeline:
         """Load a checkpoint (``None`` or ``""``: the embedded default model)."""
         path = Path(model_path) if model_path else default_model_path()
+        if path.is_dir():
+            raise ModelLoadError(_folder_as_model(path))
         if not path.is_file():
             raise ModelLoadError(f"model file not found: {path}{_model_origin(model_path)}")
         try:

@@ -9,6 +9,7 @@ display needed).
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -64,10 +65,35 @@ def val_text(values: Mapping[str, float]) -> str:
     return "val " + " ".join(items)
 
 
+LINE_WIDTH = 120  # training's summary lines wrap here (continuation lines indented)
+
+
 def _speed(steps_per_s: float) -> str:
-    if 0 < steps_per_s < 0.5:
-        return f"{1 / steps_per_s:.1f} s/step"
-    return f"{steps_per_s:.2f} steps/s"
+    """Always seconds per step, the unit of training's progress lines too."""
+    return f"{1 / steps_per_s:.2f} s/step" if steps_per_s > 0 else "- s/step"
+
+
+def wrap_fields(desc: str, parts: Sequence[str]) -> str:
+    """``parts`` joined by `` | ``, a new line (indented under ``[desc]``) where the next part
+    would pass :data:`LINE_WIDTH`; a part longer than a line is wrapped at its spaces."""
+    indent = " " * (len(desc) + 3)
+    lines: list[str] = []
+    for part in (p for p in parts if p):
+        if lines and len(lines[-1]) + 3 + len(part) <= LINE_WIDTH:
+            lines[-1] += " | " + part
+            continue
+        if lines:
+            lines[-1] += " |"
+        first = indent if lines else ""
+        lines += textwrap.wrap(
+            part,
+            LINE_WIDTH,
+            initial_indent=first,
+            subsequent_indent=indent,
+            break_on_hyphens=False,
+            break_long_words=False,
+        )
+    return "\n".join(lines)
 
 
 def epoch_line(
@@ -80,8 +106,10 @@ def epoch_line(
     seconds: float,
     val: Mapping[str, float] | None = None,
     eval_seconds: float = 0.0,
+    eta_seconds: float | None = None,
 ) -> str:
-    """One line for a finished epoch (``epoch`` counts from 1)."""
+    """The summary of a finished epoch (``epoch`` counts from 1), wrapped at
+    :data:`LINE_WIDTH`; ``eta_seconds``: time left for the rest of the stage."""
     rate = steps / seconds if seconds > 0 else 0.0
     parts = [
         f"[{desc}] epoch {epoch}/{epochs}",
@@ -93,7 +121,9 @@ def epoch_line(
         parts.append(
             val_text(val) + (f" ({format_duration(eval_seconds)})" if eval_seconds else "")
         )
-    return " | ".join(p for p in parts if p)
+    if eta_seconds is not None and epoch < epochs:
+        parts.append(f"stage ETA {format_duration(eta_seconds)}")
+    return wrap_fields(desc, parts)
 
 
 def final_line(
@@ -119,7 +149,7 @@ def final_line(
         parts.append("final " + val_text(val))
     if curves is not None:
         parts.append(f"curves {curves}")
-    return " | ".join(parts)
+    return wrap_fields(desc, parts)
 
 
 # --------------------------------------------------------------------------- picture

@@ -45,6 +45,7 @@ from torch.utils.data import (
     WeightedRandomSampler,
 )
 
+from dsflash_ros.progress import format_duration
 from dsflash_ros.progress import progress as show_progress
 from dsflash_ros.train import curves
 from dsflash_ros.train.recipes import StageRecipe
@@ -481,15 +482,24 @@ class Trainer:
         last_losses: dict[str, float] = {}
         end = recipe.epochs if stop_after_epoch is None else min(stop_after_epoch, recipe.epochs)
         fit_start, first_step = time.perf_counter(), self.step
+        call_steps = max(end - self.epoch, 0) * self.steps_per_epoch  # this call's steps
+
+        def eta_seconds() -> float | None:
+            """Time left for the rest of this call, validations included."""
+            done = self.step - first_step
+            if done <= 0:
+                return None
+            return (time.perf_counter() - fit_start) / done * max(call_steps - done, 0)
+
         if info.is_main and self.epoch < end:
             again = f", resumed after epoch {self.epoch}" if self.epoch else ""
-            print(
+            start = (
                 f"[{desc}] training epochs {self.epoch + 1}..{end} of {recipe.epochs}, "
                 f"{self.steps_per_epoch} steps each (batch {recipe.batch_size}"
                 f"{f' x {info.world_size} processes' if info.distributed else ''}, "
-                f"lr {recipe.lr:g}){again} -> {self.run_dir}",
-                flush=True,
+                f"lr {recipe.lr:g}){again} -> {self.run_dir}"
             )
+            print(curves.wrap_fields(desc, [start]), flush=True)
         for epoch in range(self.epoch, end):
             seed_everything(epoch_seed(self.seed, epoch, info.rank))
             if on_epoch_start is not None:
@@ -517,7 +527,11 @@ class Trainer:
                 count += 1
                 window_count += 1
                 bar.update(1)
-                bar.set_postfix(loss=f"{logs['loss']:.4f}")
+                eta = eta_seconds()
+                bar.set_postfix(
+                    {"loss": f"{logs['loss']:.4f}"}
+                    | ({"stage ETA": format_duration(eta)} if eta is not None else {})
+                )
                 if self.step % recipe.log_every == 0:
                     avg = all_reduce_mean({k: v / window_count for k, v in window.items()}, info)
                     self.metrics.add(self._row("train", epoch, avg))
@@ -552,7 +566,7 @@ class Trainer:
                 print(
                     curves.epoch_line(
                         desc, self.epoch, recipe.epochs, last_losses, lr, count,
-                        train_seconds, epoch_eval, eval_seconds,
+                        train_seconds, epoch_eval, eval_seconds, eta_seconds(),
                     ),
                     flush=True,
                 )  # fmt: skip

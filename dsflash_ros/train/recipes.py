@@ -9,6 +9,7 @@ recipe of the embedded default model.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -207,3 +208,21 @@ def load_recipe(recipe: TrainRecipe | str | Path | None) -> TrainRecipe:
         return TrainRecipe.from_yaml(named)
     known = sorted(p.stem for p in RECIPE_DIR.glob("*.yaml")) if RECIPE_DIR.is_dir() else []
     raise RecipeError(f"unknown recipe {recipe!r}; give a YAML path or one of {known}")
+
+
+def with_max_steps(recipe: TrainRecipe, max_steps: int) -> TrainRecipe:
+    """``recipe`` cut to about ``max_steps`` steps per stage: every epoch capped at
+    ``ceil(max_steps / epochs)`` steps (a smaller existing cap is kept), so warmup, schedule
+    and validations keep their place in the run (``dsflash train --max-steps``)."""
+    if max_steps < 1:
+        raise RecipeError(f"max_steps must be >= 1, got {max_steps}")
+
+    def cut(stage: StageRecipe) -> StageRecipe:
+        cap = math.ceil(max_steps / stage.epochs)
+        if stage.max_steps_per_epoch:
+            cap = min(cap, stage.max_steps_per_epoch)
+        return dataclasses.replace(stage, max_steps_per_epoch=cap)
+
+    return dataclasses.replace(
+        recipe, segmenter=cut(recipe.segmenter), relations=cut(recipe.relations)
+    )

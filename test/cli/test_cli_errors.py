@@ -3,17 +3,14 @@ says what is wrong (no traceback)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from dsflash_ros.cli import main
-from dsflash_ros.model.backbone import EoMTBackbone
 from dsflash_ros.model.config import BackboneConfig, HeadConfig, ModelConfig
 from dsflash_ros.model.dsflash import build_model, save_model
 
@@ -48,29 +45,11 @@ def _small_config(hidden: int = 64, labels: int = len(LABELS)) -> ModelConfig:
     )
 
 
-def _hf_dir(path: Path) -> Path:
-    """An HF-format EoMT-DINOv3 directory (config.json + model.safetensors); our backbone's
-    parameter names are the HF ones, so its state dict is a valid HF checkpoint."""
-    cfg = _backbone_cfg()
-    path.mkdir()
-    config = {
-        "model_type": "eomt_dinov3",
-        "hidden_size": cfg.hidden_size,
-        "num_hidden_layers": cfg.num_layers,
-        "num_attention_heads": cfg.num_heads,
-        "intermediate_size": cfg.intermediate_size,
-        "image_size": cfg.image_size,
-        "patch_size": cfg.patch_size,
-        "num_queries": cfg.num_queries,
-        "num_blocks": cfg.num_blocks,
-        "num_register_tokens": cfg.num_register_tokens,
-        "layer_norm_eps": 1e-5,
-        "id2label": {str(i): n for i, n in enumerate(LABELS)},
-    }
-    (path / "config.json").write_text(json.dumps(config))
-    state = {k: v.contiguous() for k, v in EoMTBackbone(cfg).state_dict().items()}
-    save_file(state, str(path / "model.safetensors"))
-    return path
+@pytest.fixture
+def hf(tmp_path: Path, write_hf_eomt) -> Path:
+    """An HF-format EoMT-DINOv3 folder of the small backbone (LABELS as its classes)."""
+    write_hf_eomt(tmp_path / "hf", _backbone_cfg(), LABELS)
+    return tmp_path / "hf"
 
 
 def _error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -79,7 +58,8 @@ def _error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     assert code == 2, err
     assert "Traceback" not in err
     line = err.strip().splitlines()[-1]
-    assert line.startswith(f"dsflash {argv[0]}: error: ")
+    command = " ".join(argv[:2]) if argv[0] == "model" else argv[0]  # nested: "model info"
+    assert line.startswith(f"dsflash {command}: error: ")
     return line
 
 
@@ -254,6 +234,7 @@ def test_infer_applies_the_pixel_limit(tmp_path: Path, small_model: Path, capsys
     huge.write_bytes(bytes(data))
     line = _error(["infer", str(huge), "--out", str(tmp_path / "o")], capsys)
     assert "image too large (8000x8000 = 64.0 MP > 40 MP" in line
+    assert "needs about 3.1 GB of memory" in line  # the peak RSS measured at that size
     assert main([*argv, "--max-pixels", "0", "--quiet"]) == 0  # lifted
     assert (tmp_path / "o" / "big.json").is_file()
 
@@ -265,45 +246,46 @@ def _convert(hf: Path, head: Path, out: Path) -> list[str]:
     return ["model", "convert", "--hf-eomt", str(hf), "--head", str(head), "--out", str(out)]
 
 
-def test_convert_model_preset_mismatch(tmp_path: Path, capsys) -> None:
+def test_convert_model_preset_mismatch(tmp_path: Path, hf: Path, capsys) -> None:
     from dsflash_ros.model.dsflash import DSFlash
 
     head = save_model(tmp_path / "wide.safetensors", DSFlash(_small_config(hidden=96)))
-    line = _error(_convert(_hf_dir(tmp_path / "hf"), head, tmp_path / "out.safetensors"), capsys)
+    line = _error(_convert(hf, head, tmp_path / "out.safetensors"), capsys)
     assert "model/preset mismatch" in line and "wide.safetensors" in line
     assert "hidden_size 96 vs 64" in line
     assert not (tmp_path / "out.safetensors").exists()
 
 
-def test_convert_tiny_preset_head_on_small_backbone(tmp_path: Path, capsys) -> None:
+def test_convert_tiny_preset_head_on_small_backbone(tmp_path: Path, hf: Path, capsys) -> None:
     head = save_model(tmp_path / "tiny.safetensors", build_model("tiny", seed=0))
-    line = _error(_convert(_hf_dir(tmp_path / "hf"), head, tmp_path / "o.safetensors"), capsys)
+    line = _error(_convert(hf, head, tmp_path / "o.safetensors"), capsys)
     assert "model/preset mismatch" in line and "'dsflash-tiny'" in line
     assert "image_size 320 vs 64" in line
 
 
-def test_convert_class_count_mismatch(tmp_path: Path, capsys) -> None:
+def test_convert_class_count_mismatch(tmp_path: Path, hf: Path, capsys) -> None:
     from dsflash_ros.model.dsflash import DSFlash
 
     head = save_model(tmp_path / "seven.safetensors", DSFlash(_small_config(labels=7)))
-    line = _error(_convert(_hf_dir(tmp_path / "hf"), head, tmp_path / "o.safetensors"), capsys)
+    line = _error(_convert(hf, head, tmp_path / "o.safetensors"), capsys)
     assert "class-count mismatch" in line
     assert "7 classes" in line and "predicts 5" in line
 
 
-def test_convert_class_count_mismatch_in_training_metadata(tmp_path: Path, capsys) -> None:
+def test_convert_class_count_mismatch_in_training_metadata(
+    tmp_path: Path, hf: Path, capsys
+) -> None:
     from dsflash_ros.model.dsflash import DSFlash
 
     head = save_model(tmp_path / "h.safetensors", DSFlash(_small_config()), {"num_classes": 9})
-    line = _error(_convert(_hf_dir(tmp_path / "hf"), head, tmp_path / "o.safetensors"), capsys)
+    line = _error(_convert(hf, head, tmp_path / "o.safetensors"), capsys)
     assert "class-count mismatch" in line and "training metadata" in line
 
 
-def test_convert_missing_files(tmp_path: Path, small_model: Path, capsys) -> None:
+def test_convert_missing_files(tmp_path: Path, small_model: Path, hf: Path, capsys) -> None:
     out = str(tmp_path / "o.safetensors")
     line = _error(["model", "convert", "--hf-eomt", str(tmp_path / "nohf"), "--out", out], capsys)
     assert "directory not found" in line and "nohf" in line
-    hf = _hf_dir(tmp_path / "hf")
     line = _error(_convert(hf, tmp_path / "nohead.safetensors", Path(out)), capsys)
     assert "head checkpoint not found" in line
     (hf / "model.safetensors").unlink()

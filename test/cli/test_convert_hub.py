@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from dsflash_ros.model.backbone import EoMTBackbone
 from dsflash_ros.model.checkpoint import read_checkpoint
@@ -52,7 +51,7 @@ def hub_repo(
     return snapshot
 
 
-def hf_layout_files(tmp: Path) -> tuple[dict[str, bytes], EoMTBackbone]:
+def hf_layout_files(tmp: Path, write_hf_eomt) -> tuple[dict[str, bytes], EoMTBackbone]:
     """config.json + model.safetensors of an EomtDinov3ForUniversalSegmentation save."""
     cfg = BackboneConfig(
         image_size=64,
@@ -64,27 +63,10 @@ def hf_layout_files(tmp: Path) -> tuple[dict[str, bytes], EoMTBackbone]:
         num_blocks=2,
         num_labels=3,
     )
-    torch.manual_seed(1)
-    model = EoMTBackbone(cfg).eval()  # parameter names = HF's (test_hf_parity.py)
-    weights = tmp / "model.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, weights)
-    config = {
-        "model_type": "eomt_dinov3",
-        "hidden_size": 32,
-        "num_hidden_layers": 4,
-        "num_attention_heads": 2,
-        "intermediate_size": 64,
-        "image_size": 64,
-        "patch_size": 16,
-        "num_register_tokens": 4,
-        "num_queries": 5,
-        "num_blocks": 2,
-        "layer_norm_eps": 1e-5,
-        "id2label": {"0": "person", "1": "cup", "2": "wall-other-merged"},
-    }
+    folder = tmp / "hf_save"
+    model = write_hf_eomt(folder, cfg, ["person", "cup", "wall-other-merged"], seed=1)
     return {
-        "config.json": json.dumps(config).encode(),
-        "model.safetensors": weights.read_bytes(),
+        name: (folder / name).read_bytes() for name in ("config.json", "model.safetensors")
     }, model
 
 
@@ -140,9 +122,9 @@ def run_offline(cache: Path, home: Path, calls: list[list[str]]) -> dict[str, tu
     return {" ".join(c): (o, e) for c, o, e in zip(calls, out, err, strict=True)}
 
 
-def test_hub_ids_convert_from_the_cache_offline(tmp_path: Path) -> None:
+def test_hub_ids_convert_from_the_cache_offline(tmp_path: Path, write_hf_eomt) -> None:
     cache = tmp_path / "hub"
-    hf_files, hf_model = hf_layout_files(tmp_path)
+    hf_files, hf_model = hf_layout_files(tmp_path, write_hf_eomt)
     hub_repo(cache, "acme/eomt-micro-coco", hf_files)
     hub_repo(cache, "acme/eomt-micro-coco", {}, OTHER, main=False)  # an unrelated older snapshot
     orig_files, orig_model = original_layout_files(tmp_path)
@@ -200,11 +182,11 @@ def test_local_paths_and_non_ids(tmp_path: Path) -> None:
         resolve_source(tmp_path / "dir", revision="main")
 
 
-def test_hf_directory_with_a_legacy_pytorch_model_bin(tmp_path: Path) -> None:
+def test_hf_directory_with_a_legacy_pytorch_model_bin(tmp_path: Path, write_hf_eomt) -> None:
     """An older HF save (config.json + pytorch_model.bin in HF names) is not a tue-mps file."""
     from dsflash_ros.offline.convert import convert_eomt
 
-    files, model = hf_layout_files(tmp_path)
+    files, model = hf_layout_files(tmp_path, write_hf_eomt)
     directory = tmp_path / "legacy"
     directory.mkdir()
     (directory / "config.json").write_bytes(files["config.json"])

@@ -217,7 +217,6 @@ def test_worker_survives_an_exception_in_one_frame():
         for item in (1, 2):
             slot.put(item)
             H.wait_until(lambda n=item: errors or n in done, 5, "worker")
-            time.sleep(0.05)
         H.wait_until(lambda: 2 in done, 5, "frame after the failure")
         assert errors == [("boom", 1)] and worker.running
     finally:

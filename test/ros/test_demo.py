@@ -22,8 +22,10 @@ def test_demo_prints_scene_graphs_and_writes_the_overlay(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("frame ")]
-    assert len(lines) >= 2 and "objects" in lines[0]
-    assert "scene graphs in" in proc.stdout
+    assert len(lines) == 2 and "objects" in lines[0]
+    assert "2 scene graphs in" in proc.stdout
+    # the video and the last overlay end with the last frame printed, not the one before
+    assert "(2 frames)" in proc.stdout, proc.stdout[-1000:]
     assert (out / "last_overlay.png").stat().st_size > 0
     assert "never retrieved" not in proc.stderr  # clean teardown
     # the embedded model is synthetic-only: the node says so once, at configure

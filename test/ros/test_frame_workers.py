@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
@@ -11,83 +10,105 @@ from dsflash_ros.ros.frame_queue import FrameWorkers, LatestSlot
 from dsflash_ros.runtime.concurrency import resolve_threads, resolve_workers
 
 
-def _wait(predicate, timeout: float = 10.0) -> None:
-    end = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < end, "timed out"
-        time.sleep(0.01)
+class _Log:
+    """Shared state of a test's workers; ``wait`` blocks until a condition on it holds."""
+
+    def __init__(self) -> None:
+        self.changed = threading.Condition()
+        self.started: list[int] = []
+        self.computed: list[int] = []
+        self.finished: list[tuple[int, object]] = []
+        self.errors: list[tuple[int, str]] = []
+        self.release = {i: threading.Event() for i in range(16)}
+
+    def poke(self) -> None:
+        """Wake ``wait`` to look again (a slot's ``on_wait``: a worker wants a frame)."""
+        with self.changed:
+            self.changed.notify_all()
+
+    def note(self, what: list, value: object) -> None:
+        with self.changed:
+            what.append(value)
+            self.changed.notify_all()
+
+    def wait(self, predicate, timeout: float = 10.0) -> None:
+        with self.changed:
+            assert self.changed.wait_for(predicate, timeout), "timed out"
 
 
 def test_two_workers_overlap_and_finish_in_arrival_order():
-    """Slow even frames and fast odd ones: computation overlaps and completes out of order,
-    yet every frame is finished, in the order it was taken, one at a time."""
-    slot: LatestSlot[int] = LatestSlot()
-    lock = threading.Lock()
-    running, most_running = [0], [0]
-    computed, finished, errors = [], [], []
+    """Each pair of frames runs side by side and the second finishes computing first, yet
+    every frame is finished in the order it was taken, one at a time."""
+    log = _Log()
+    slot: LatestSlot[int] = LatestSlot(on_wait=log.poke)
     finishing = [0]
 
     def compute(item: int) -> int:
-        with lock:
-            running[0] += 1
-            most_running[0] = max(most_running[0], running[0])
-        time.sleep(0.3 if item % 2 == 0 else 0.02)
-        with lock:
-            running[0] -= 1
-            computed.append(item)
+        log.note(log.started, item)
+        assert log.release[item].wait(10.0), f"frame {item} never released"
+        log.note(log.computed, item)
         return item * 10
 
     def finish(item: int, result: int) -> None:
         finishing[0] += 1
         assert finishing[0] == 1, "two finish steps at once"
-        time.sleep(0.01)
-        finished.append((item, result))
+        log.note(log.finished, (item, result))
         finishing[0] -= 1
 
-    workers = FrameWorkers(slot, compute, finish, lambda e, i: errors.append(e), workers=2)
+    workers = FrameWorkers(slot, compute, finish, lambda e, i: log.errors.append(e), workers=2)
     workers.start()
     try:
-        for item in range(8):
-            # hand over each frame once a worker is free, so none is dropped
-            _wait(lambda n=item: len(computed) + running[0] >= n)
-            slot.put(item)
-            _wait(lambda n=item: running[0] > 0 or n in computed)
-        _wait(lambda: len(finished) == 8)
+        for first in range(0, 8, 2):
+            for item in (first, first + 1):  # both workers take one: side by side
+                log.wait(lambda: slot.wanted)
+                slot.put(item)
+                log.wait(lambda n=item: n in log.started)
+            log.release[first + 1].set()  # the later frame finishes computing first ...
+            log.wait(lambda n=first + 1: n in log.computed)
+            with log.changed:
+                assert (first, first * 10) not in log.finished  # ... but waits for the earlier
+                assert (first + 1, first * 10 + 10) not in log.finished
+            log.release[first].set()
+            log.wait(lambda n=first: len(log.finished) == n + 2)
     finally:
         assert workers.stop()
-    assert errors == []
-    assert most_running[0] == 2
-    assert computed != sorted(computed), "the fast frames should overtake the slow ones"
-    assert finished == [(i, i * 10) for i in range(8)]
+    assert log.errors == []
+    assert log.computed == [1, 0, 3, 2, 5, 4, 7, 6]
+    assert log.finished == [(i, i * 10) for i in range(8)]
 
 
 def test_a_failing_frame_does_not_block_the_next_ones():
-    slot: LatestSlot[int] = LatestSlot()
-    finished, errors = [], []
+    log = _Log()
+    slot: LatestSlot[int] = LatestSlot(on_wait=log.poke)
 
     def compute(item: int) -> int | None:
+        log.note(log.started, item)
         if item == 0:
-            time.sleep(0.2)
+            assert log.release[0].wait(10.0)
             raise RuntimeError("bad frame")
         return None if item == 1 else item  # None: nothing to publish
 
     workers = FrameWorkers(
         slot,
         compute,
-        lambda i, r: finished.append(i),
-        lambda e, i: errors.append((i, str(e))),
+        lambda i, r: log.note(log.finished, i),
+        lambda e, i: log.note(log.errors, (i, str(e))),
         workers=2,
     )
     workers.start()
     try:
         for item in range(4):
+            log.wait(lambda: slot.wanted)
             slot.put(item)
-            time.sleep(0.05)
-        _wait(lambda: errors and 3 in finished)
+            log.wait(lambda n=item: n in log.started)
+        with log.changed:
+            assert log.finished == []  # frames 2 and 3 wait for frame 0, still computing
+        log.release[0].set()
+        log.wait(lambda: log.errors and 3 in log.finished)
     finally:
         assert workers.stop()
-    assert errors == [(0, "bad frame")]
-    assert 1 not in finished and finished == sorted(finished)
+    assert log.errors == [(0, "bad frame")]
+    assert log.finished == [2, 3]
 
 
 def test_worker_counts():

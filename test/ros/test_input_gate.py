@@ -11,6 +11,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy not installed")
 
+import node_harness as H  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import QoSProfile, QoSReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
@@ -42,17 +43,21 @@ def test_sequences_count_gaps_per_publisher():
 
 def test_slot_tells_when_a_taker_waits():
     calls = []
-    slot: LatestSlot[int] = LatestSlot(on_wait=lambda: calls.append(slot.wanted))
+    waiting = threading.Event()
+
+    def on_wait() -> None:
+        calls.append(slot.wanted)
+        waiting.set()
+
+    slot: LatestSlot[int] = LatestSlot(on_wait=on_wait)
     assert not slot.wanted
     got = []
-    taker = threading.Thread(target=lambda: got.append(slot.take(5.0)))
+    taker = threading.Thread(target=lambda: got.append(slot.take(30.0)))
     taker.start()
-    end = time.monotonic() + 5.0
-    while not slot.wanted and time.monotonic() < end:
-        time.sleep(0.005)
+    assert waiting.wait(30.0), "the taker never waited"
     assert slot.wanted and calls == [True]  # the hook sees the taker already counted
     slot.put(7)
-    taker.join(5.0)
+    taker.join(30.0)
     assert got == [7] and not slot.wanted
     slot.put(8)
     assert slot.take(0.0) == 8 and calls == [True]  # a full slot: no waiting, no call
@@ -69,15 +74,39 @@ class _CountingGate(InputGate):
         return ok
 
 
+ROUNDS = 8  # frames the worker processes after the first
+PER_ROUND = 5  # frames the camera publishes while the worker is busy with one
+
+
 @pytest.mark.parametrize("reliability", ["reliable", "best_effort"])
 def test_gate_takes_newest_frame_only_when_a_worker_is_free(reliability):
-    """A 30 Hz VGA camera and a worker needing ~0.25 s a frame, in one process: the
-    subscription takes about one frame per processed frame, the newest, and the sequence
-    numbers account for the rest; the executor is not woken for frames nobody takes."""
+    """A 30 Hz VGA camera and a worker that holds each frame until the test releases it
+    (after the camera published ``PER_ROUND`` more), in one process: the subscription takes
+    one frame per processed frame, the newest, and the sequence numbers account for the
+    rest; the executor is not woken for frames nobody takes."""
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=random.randint(100, 200))
     policy = QoSReliabilityPolicy[reliability.upper()]
     executor = SingleThreadedExecutor(context=context)
+    changed = threading.Condition()
+    taken: list[tuple[int, int]] = []  # (sequence number, frames published by then)
+    processed: list[tuple[int, int]] = []
+    release: list[threading.Event] = [threading.Event() for _ in range(ROUNDS + 2)]
+
+    def wait_for(predicate, what: str, publish=None) -> None:
+        """Until ``predicate`` holds; ``publish`` sends one more frame at each wait (a best
+        effort camera's frames may all be lost)."""
+        end = time.monotonic() + 30.0
+        with changed:
+            while not changed.wait_for(predicate, 1 / 30 if publish else 30.0):
+                assert time.monotonic() < end, f"timed out waiting for {what}"
+                if publish:
+                    changed.release()
+                    try:
+                        publish(1)
+                    finally:
+                        changed.acquire()
+
     try:
         sub_node = rclpy.create_node("gated", context=context)
         pub_node = rclpy.create_node("camera", context=context)
@@ -86,22 +115,28 @@ def test_gate_takes_newest_frame_only_when_a_worker_is_free(reliability):
         slot.on_wait = gate.wake
         sequences = PublisherSequences()
         published = [0]
-        taken: list[tuple[int, int]] = []  # (sequence number, frames published by then)
         missed = [0]
 
         def on_image(msg: Image, info) -> None:
             missed[0] += sequences.skipped(info)
-            seq = info["publication_sequence_number"]
-            taken.append((seq, published[0]))
-            slot.put((seq, published[0]))
+            item = (info["publication_sequence_number"], published[0])
+            with changed:
+                taken.append(item)
+                changed.notify_all()
+            slot.put(item)
 
-        processed = []
-        workers = FrameWorkers(
-            slot,
-            lambda item: time.sleep(0.25) or item,
-            lambda item, result: processed.append(item),
-            lambda e, item: None,
-        )
+        def compute(item: tuple[int, int]) -> tuple[int, int]:
+            with changed:
+                k = taken.index(item)
+            assert release[k].wait(30.0), f"frame {k} never released"
+            return item
+
+        def finish(item: tuple[int, int], result: tuple[int, int]) -> None:
+            with changed:
+                processed.append(item)
+                changed.notify_all()
+
+        workers = FrameWorkers(slot, compute, finish, lambda e, item: None)
         qos = QoSProfile(depth=1, reliability=policy)
         sub_node.create_subscription(Image, "image_raw", on_image, qos, callback_group=gate)
         pub = pub_node.create_publisher(Image, "image_raw", QoSProfile(depth=1, reliability=policy))
@@ -109,30 +144,42 @@ def test_gate_takes_newest_frame_only_when_a_worker_is_free(reliability):
         spinner = threading.Thread(target=executor.spin, daemon=True)
         spinner.start()
         workers.start()
-        end = time.monotonic() + 10.0
-        while sub_node.count_publishers("image_raw") == 0 or pub.get_subscription_count() == 0:
-            assert time.monotonic() < end, "no discovery"
-            time.sleep(0.05)
+        H.wait_until(
+            lambda: sub_node.count_publishers("image_raw") and pub.get_subscription_count(),
+            30,
+            "discovery",
+        )
         frame = Image(height=480, width=640, encoding="rgb8", step=1920, data=bytes(921600))
-        for _ in range(90):  # 3 s at 30 Hz
-            published[0] += 1
-            pub.publish(frame)
-            time.sleep(1 / 30)
-        end = time.monotonic() + 5.0
-        while (not taken or len(processed) < len(taken)) and time.monotonic() < end:
-            time.sleep(0.05)
+
+        def publish(n: int) -> None:
+            for _ in range(n):  # at a camera's 30 Hz
+                published[0] += 1
+                pub.publish(frame)
+                time.sleep(1 / 30)
+
+        wait_for(lambda: taken, "the first frame", publish)  # the gate is open
+        for k in range(ROUNDS):
+            publish(PER_ROUND)  # the worker holds frame k: the gate is shut
+            release[k].set()  # the worker takes the newest frame, the gate opens once
+            wait_for(
+                lambda n=k: len(processed) == n + 1 and len(taken) >= n + 2, "a frame", publish
+            )
+        release[ROUNDS].set()
+        wait_for(lambda: len(processed) == ROUNDS + 1, "the last frame")
         assert workers.stop()
     finally:
+        for event in release:
+            event.set()
         executor.shutdown(timeout_sec=5.0)
         rclpy.try_shutdown(context=context)
 
-    assert 4 <= len(taken) <= 45, f"took {len(taken)} of 90 frames"  # ~12 at 4 fps
-    assert len(processed) == len(taken)
+    assert len(taken) == ROUNDS + 1, f"took {len(taken)} frames for {ROUNDS + 1} free workers"
+    assert processed == taken
     first, last = taken[0][0], taken[-1][0]
     # every frame between the first and last taken is either taken or counted as missed
     assert len(taken) + missed[0] == last - first + 1
-    # each frame taken while the camera ran was (one of) the newest published then
-    lags = [published_by_then - seq for seq, published_by_then in taken]
-    assert max(lags) <= 3, lags
+    # each frame taken after a round was (one of) the newest published then
+    lags = [published_by_then - seq for seq, published_by_then in taken[1:]]
+    assert max(lags) <= 2, lags
     # the shut gate does not make the executor spin: a few refusals per frame, not thousands
     assert gate.refused < 40 * len(taken), (gate.refused, len(taken))

@@ -1,6 +1,6 @@
-"""Real-size camera frames from another OS process reach the node (issue: 1 of 36 640x480
-frames arrived with stock Fast DDS), the input QoS adapts to the publisher, the standard
-``qos_overrides`` parameters work, and an incompatible publisher is reported.
+"""Real-size camera frames from another OS process reach the node (with stock Fast DDS
+settings most best-effort 640x480 frames are lost), the input QoS adapts to the publisher,
+the standard ``qos_overrides`` parameters work, and an incompatible publisher is reported.
 
 The node is started with the command the README gives for running it without ``ros2
 launch``; the camera is ``camera_publisher.py`` in its own process, publishing rgb8 frames

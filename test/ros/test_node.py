@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -64,8 +63,7 @@ def test_scene_graph_matches_input_and_mask(running):
 
 def test_label_info_reaches_a_late_subscriber(running):
     _node, peer = running
-    peer.request_good()  # the node is surely configured by now
-    time.sleep(0.5)
+    peer.request_good()  # configured (label_info published) before this subscription
     info = peer.late_label_info()
     assert info.model_id.startswith("dsflash-tiny")
     assert len(info.class_names) == 133 and len(info.is_thing) == 133

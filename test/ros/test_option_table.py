@@ -1,5 +1,6 @@
 """One table of options (``dsflash_ros.limits.OPTIONS``): the node's parameters, the
-pipeline's validation, the CLI flags, the launch arguments and the README agree with it.
+pipeline's validation, the CLI flags, the launch arguments and docs/parameters.md agree
+with it.
 No node is started (fast)."""
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ from dsflash_ros.ros.launch_args import (
 from dsflash_ros.runtime.pipeline import BUILTIN_THRESHOLDS, PipelineOptions
 
 REPO = Path(__file__).resolve().parents[2]
-README = (REPO / "README.md").read_text()
+PARAMETERS_DOC = (REPO / "docs" / "parameters.md").read_text()
 
 
-def test_readme_parameter_table_is_the_generated_one():
-    """The README table is ``params.markdown_table()`` verbatim (regenerate it with
+def test_documented_parameter_table_is_the_generated_one():
+    """docs/parameters.md holds ``params.markdown_table()`` verbatim (regenerate it with
     ``python -c "from dsflash_ros.ros.params import markdown_table; print(markdown_table())"``)."""
-    assert P.markdown_table() in README
+    assert P.markdown_table() in PARAMETERS_DOC
 
 
 def test_node_parameters_are_built_from_the_option_table():
@@ -44,7 +45,7 @@ def test_node_parameters_are_built_from_the_option_table():
 
 def test_launch_arguments_follow_the_option_table():
     """Every launch argument that sets a node parameter says that parameter's description
-    and range, parses to its type, and the README lists every launch argument."""
+    and range, parses to its type, and docs/parameters.md lists every launch argument."""
     described = {name: text for name, _, text in NODE_ARGUMENTS}
     for arg, (param, parse) in NODE_OVERRIDES.items():
         spec = P.BY_NAME[param]
@@ -53,8 +54,10 @@ def test_launch_arguments_follow_the_option_table():
             assert f"[{spec.range[0]}, {spec.range[1]}]" in described[arg], arg
         if not isinstance(spec.default, bool):
             assert parse is type(spec.default), arg
-    listed = re.search(r"Launch arguments of `camera.launch.py`: (.*?)\. Empty", README, re.S)
-    assert listed, "README: the sentence listing the launch arguments"
+    listed = re.search(
+        r"Launch arguments of `camera.launch.py`: (.*?)\. Empty", PARAMETERS_DOC, re.S
+    )
+    assert listed, "docs/parameters.md: the sentence listing the launch arguments"
     readme_args = set(re.findall(r"`(\w+)`", listed.group(1)))
     assert readme_args == {n for n, _, _ in (*NODE_ARGUMENTS, *CAMERA_ARGUMENTS)}
 

@@ -8,10 +8,11 @@ import math
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from dsflash_ros.bench.pipeline import STAGES, BenchConfig, format_report, run_bench
+from dsflash_ros.bench.pipeline import STAGES, BenchConfig, PeakMemory, format_report, run_bench
 from dsflash_ros.cli import main
 from dsflash_ros.runtime.engine_cache import CACHE_ENV
 
@@ -62,7 +63,7 @@ def test_bench_rows_are_well_formed() -> None:
         assert skipped == {("torch", "fp16"), ("onnxruntime", "fp16")}
         assert all("cuda" in r["reason"].lower() for r in out["skipped"])
     assert len(out["pipeline"]) == 2
-    assert all(r["peak_mem_mb"] >= 0 and positive(r["fps"]) for r in out["pipeline"])
+    assert all(math.isfinite(r["peak_mem_mb"]) and positive(r["fps"]) for r in out["pipeline"])
     assert [r["pairs_per_forward"] for r in out["rps"]] == [3, 3]
     assert all(r["rps"] == pytest.approx(2 * 3 / (r["ms"] / 1e3)) for r in out["rps"])
     (base,) = out["baseline"]
@@ -73,8 +74,16 @@ def test_bench_rows_are_well_formed() -> None:
     assert "== stages ==" in report and "== summary" in report
 
 
+def test_peak_memory_sees_an_allocation() -> None:
+    """The CPU figure is the growth of the peak RSS: 64 MB touched inside the block show."""
+    with PeakMemory(torch.device("cpu")) as mem:
+        block = np.ones(64 * 2**20, np.uint8)
+    assert block[-1] == 1
+    assert mem.mb >= 60
+
+
 def test_bench_cli_quick_with_head_comparisons(tmp_path: Path, capsys) -> None:
-    path = tmp_path / "bench.json"
+    path = tmp_path / "new folder" / "bench.json"  # created before the benchmark runs
     argv = [
         "bench",
         "--backends",

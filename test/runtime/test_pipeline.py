@@ -131,7 +131,7 @@ def test_bidirectional_and_unidirectional_cover_the_same_pairs(pipeline, rgb):
 
 def test_two_pipelines_sharing_one_model_keep_their_own_head_options(pipeline, rgb):
     """Head switches are arguments: a pruning pipeline on the same model changes nothing for
-    the other one (they used to be attributes of the shared nn.Module)."""
+    the other one (they are not attributes of the shared nn.Module)."""
     before = pipeline.predict(rgb)
     switched = PipelineOptions(max_objects=8, prune=True, tome_ratio=0.5, **LOW)
     pruned = Pipeline(pipeline.model, "same-model", switched)

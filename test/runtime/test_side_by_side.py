@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
@@ -11,27 +10,22 @@ from dsflash_ros.bench.side_by_side import run_side_by_side
 
 
 def test_counts_every_timed_call_and_runs_the_threads_at_once():
-    warmed, running, most = set(), [0], [0]
-    lock = threading.Lock()
+    warmed = set()
+    together = threading.Barrier(2)  # passed only when both threads are inside a step
 
     def step(worker: int, k: int) -> None:
-        with lock:
-            running[0] += 1
-            most[0] = max(most[0], running[0])
-        time.sleep(0.02)
-        with lock:
-            running[0] -= 1
+        if k == 0:
+            together.wait(timeout=30.0)
 
     done, elapsed = run_side_by_side(warmed.add, step, workers=2, count=5)
     assert done == 10 and warmed == {0, 1} and elapsed > 0
-    assert most[0] == 2  # both threads were inside a step at once
+    assert not together.broken
 
 
 def test_a_failing_thread_stops_the_run_with_its_error():
     def step(worker: int, k: int) -> None:
         if worker == 1 and k == 2:
             raise RuntimeError("frame failed")
-        time.sleep(0.01)
 
     with pytest.raises(RuntimeError, match="frame failed"):
         run_side_by_side(lambda w: None, step, workers=2, seconds=5.0)

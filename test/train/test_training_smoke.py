@@ -151,7 +151,7 @@ def test_ema_ramps_up_and_is_applied_temporarily() -> None:
     assert module.weight.item() == 1.0
 
 
-def test_second_phase_from_the_command_line(synth_root, tmp_path) -> None:
+def test_second_phase_from_the_command_line(synth_root, tmp_path, capsys) -> None:
     """The embedded model's second phase: `train segmenter --init` continues a segmenter,
     `train relations --init --output` warm-starts the head and writes a final checkpoint."""
     import yaml
@@ -165,7 +165,20 @@ def test_second_phase_from_the_command_line(synth_root, tmp_path) -> None:
     seg = tmp_path / "run" / "segmenter" / "model.safetensors"
     common = ["--data", str(synth_root), "--recipe", str(recipe_file), "--threads", "1"]
     out = tmp_path / "phase2"
-    assert main(["train", "segmenter", *common, "--init", str(seg), "--out", str(out)]) == 0
+    capsys.readouterr()
+    argv = [
+        "train",
+        "segmenter",
+        *common,
+        "--init",
+        str(seg),
+        "--out",
+        str(out),
+        "--max-steps",
+        "1",
+    ]
+    assert main(argv) == 0
+    assert "training epochs 1..1 of 1, 1 steps each" in capsys.readouterr().out  # --max-steps
     seg2 = out / "segmenter" / "model.safetensors"
     final = tmp_path / "final.safetensors"
     args = ["--backbone", str(seg2), "--init", str(first), "--output", str(final)]
