@@ -45,15 +45,9 @@ def test_no_history(path: Path):
     assert not [h for h in HISTORY if h in text]
 
 
-# written on their own branches (recordings, depth): linked from the README before they land
-PENDING = {"docs/recordings.md", "docs/depth.md"}
-
-
 @pytest.mark.parametrize("path", DOCS, ids=lambda p: p.name)
 def test_relative_links_resolve(path: Path):
     for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", path.read_text()):
-        if target in PENDING and path == README:
-            continue
         assert (path.parent / target).exists(), f"{path.name}: {target}"
 
 
