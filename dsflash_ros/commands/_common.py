@@ -137,7 +137,7 @@ def pipeline_from_args(args: argparse.Namespace, **overrides: object):
 def thresholds_in_force(pipeline) -> dict[str, float | int]:
     """The thresholds and limits a loaded pipeline applies (unset ones resolved to the
     model's recommendation or the built-in default), for printing and output files."""
-    return {name: getattr(pipeline.options, name) for name in THRESHOLDS}
+    return {name: getattr(pipeline.options, name) for name in THRESHOLDS if name != "input_size"}
 
 
 def thresholds_text(thresholds: dict[str, float | int]) -> str:

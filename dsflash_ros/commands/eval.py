@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
         dataset = PSGDataset(data, root, split=args.split)
     pipeline = pipeline_from_args(args, prune=args.prune, mask_embedding=args.mask_embedding)
     thresholds = thresholds_in_force(pipeline)
-    print(f"model {pipeline.model_id}, protocol {args.protocol}")
+    size = pipeline.options.input_size
+    print(f"model {pipeline.model_id} at {size} px, protocol {args.protocol}")
     print(f"thresholds: {thresholds_text(thresholds)}")
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     tracking = "tracking" in modes
@@ -107,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         print("\n== Where it fails (all rows in metrics.json) ==")
         print(format_breakdown(summary))
     summary["protocol"] = args.protocol
+    summary["input_size"] = size
     summary["thresholds"] = thresholds
     if args.out:
         path = Path(args.out) / "metrics.json"

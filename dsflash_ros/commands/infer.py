@@ -142,7 +142,8 @@ def _run(args: argparse.Namespace) -> int:
     thresholds = thresholds_in_force(pipeline)
     if not args.quiet:
         print(
-            f"model {pipeline.model_id} on {pipeline.backend.describe()}: "
+            f"model {pipeline.model_id} at {pipeline.options.input_size} px on "
+            f"{pipeline.backend.describe()}: "
             f"{len(scan.items)} of {total} input(s) -> {args.out}\n"
             f"thresholds: {thresholds_text(thresholds)}",
             file=sys.stderr,
@@ -203,7 +204,8 @@ def _check_recordings(scan: InputScan, topics: list[str]) -> str:
 
 
 def write_run_file(out: str, pipeline, thresholds: dict[str, float | int]) -> None:
-    """``<out>/run.json``: the model, backend and thresholds this run's outputs came from."""
+    """``<out>/run.json``: the model, backend, input size and thresholds this run's outputs
+    came from."""
     import json
     from pathlib import Path
 
@@ -213,6 +215,7 @@ def write_run_file(out: str, pipeline, thresholds: dict[str, float | int]) -> No
         "schema": "dsflash.infer_run",
         "model": pipeline.model_id,
         "backend": pipeline.backend.describe(),
+        "input_size": pipeline.options.input_size,
         "thresholds": thresholds,
     }
     (folder / "run.json").write_text(json.dumps(run, indent=1) + "\n")

@@ -139,6 +139,7 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 def test_infer_prints_and_stores_the_thresholds_in_force(tmp_path, tiny_model, capsys):
+    from dsflash_ros.model.config import load_preset
     from dsflash_ros.runtime.pipeline import BUILTIN_THRESHOLDS
 
     image = tmp_path / "scene.png"
@@ -154,6 +155,9 @@ def test_infer_prints_and_stores_the_thresholds_in_force(tmp_path, tiny_model, c
     assert run["thresholds"]["score_threshold"] == pytest.approx(0.42)
     assert run["thresholds"]["relation_threshold"] == pytest.approx(rel)
     assert run["thresholds"]["max_objects"] == 7
+    assert "input_size" not in run["thresholds"]  # not a threshold: its own entry
+    size = load_preset("tiny").backbone.image_size  # no recommendation: the model's own
+    assert run["input_size"] == size and f" at {size} px on " in err
     assert run["model"].startswith("dsflash-tiny-")
 
 
