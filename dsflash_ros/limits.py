@@ -43,10 +43,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("device", "cpu", "Inference device: cpu, cuda or cuda:N"),
     Option(
         "precision",
-        "fp32",
-        "Numeric precision of the model (bf16: CPUs with AVX512-BF16/AMX, or CUDA; int8: "
-        "onnxruntime's dynamic int8 quantisation of the relation head, CPU)",
-        choices=("fp32", "fp16", "bf16", "int8"),
+        "auto",
+        "Numeric precision of the model (auto: bf16 on CPUs with AVX512-BF16/AMX, fp16 on "
+        "CUDA, else fp32; bf16: CPUs with AVX512-BF16/AMX, or CUDA; int8: onnxruntime's "
+        "dynamic int8 quantisation of the relation head, CPU)",
+        choices=("auto", "fp32", "fp16", "bf16", "int8"),
     ),
     Option(
         "score_threshold",

@@ -69,7 +69,7 @@ OPEN_THRESHOLDS = {"score_threshold": 0.0, "overlap_threshold": 0.0, "relation_t
 class BenchConfig:
     presets: Sequence[str] = ("tiny",)
     backends: Sequence[str] = ("torch", "onnxruntime")
-    precisions: Sequence[str] = ("fp32",)
+    precisions: Sequence[str] = ("auto",)
     device: str = "cpu"
     image_size: int | None = None  # None: the preset's own (640 for S/B/L)
     ns: Sequence[int] = (5, 10, 20, 40)
@@ -361,6 +361,8 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> 
                 except (BackendError, ValueError) as e:
                     out["skipped"].append({**base, "reason": str(e)})
                     continue
+                if precision == "auto":  # say what auto chose on this machine
+                    base["precision"] = f"auto ({pipe.precision.precision})"
                 with torch.inference_mode(), PeakMemory(pipe.device) as mem:
                     for n in cfg.ns:
                         frame = StagedFrame(pipe, rgb, n, cfg.seed)

@@ -47,9 +47,10 @@ class SpeedOption:
 
 
 SPEED_OPTIONS: tuple[SpeedOption, ...] = (
-    SpeedOption("torch fp32 (reference)"),
+    SpeedOption("torch fp32 (reference)", {"precision": "fp32"}),
+    SpeedOption("defaults (precision auto)"),
     SpeedOption("torch bf16", {"precision": "bf16"}),
-    SpeedOption("onnxruntime fp32", {"backend": "onnxruntime"}),
+    SpeedOption("onnxruntime fp32", {"backend": "onnxruntime", "precision": "fp32"}),
     SpeedOption("onnxruntime int8", {"backend": "onnxruntime", "precision": "int8"}),
     SpeedOption("prune", {"prune": True}),
     SpeedOption("prune + bf16", {"prune": True, "precision": "bf16"}),

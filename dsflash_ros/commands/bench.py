@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+from dsflash_ros.limits import OPTION
+
 HELP = "benchmark the pipeline: per-stage times, FPS, relations/s, backends and precisions"
 
 
@@ -53,7 +55,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--presets", type=_names, default=["tiny"], help="random-weight presets, e.g. tiny,S,B,L"
     )
     p.add_argument("--backends", type=_names, default=["torch", "onnxruntime"])
-    p.add_argument("--precisions", type=_names, default=["fp32"], help="e.g. fp32,fp16,bf16")
+    p.add_argument(
+        "--precisions",
+        type=_names,
+        default=[OPTION["precision"].default],
+        help="e.g. auto,fp32,fp16,bf16 (auto: what the pipeline picks on this machine)",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument(
         "--ns", type=_ints, default=[5, 10, 20], help="segments per frame (40 takes minutes on CPU)"

@@ -99,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{kind}: {hint.text} (--precision {hint.precision})", file=sys.stderr)
     if not args.quiet:
         print(
-            f"model {pipeline.model_id} on {pipeline.backend.describe()}: "
+            f"model {pipeline.model_id} on {pipeline.backend.describe()} "
+            f"[{pipeline.precision.reason}]: "
             f"{len(scan.items)} input(s) -> {args.out}",
             file=sys.stderr,
         )

@@ -29,6 +29,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
+from dsflash_ros.limits import OPTION
 from dsflash_ros.msg import ObjectEvent, RelationEvent, SceneGraph, SceneGraphEvents
 from dsflash_ros.ros.image_conversion import image_to_rgb8
 from dsflash_ros.ros.markers import object_label
@@ -141,7 +142,12 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--model", default="", help="checkpoint; empty = embedded default model")
     ap.add_argument("--backend", default="torch", help="torch | onnxruntime | tensorrt")
     ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
-    ap.add_argument("--precision", default="fp32", help="fp32 | fp16 | bf16 | int8")
+    ap.add_argument(
+        "--precision",
+        default=OPTION["precision"].default,
+        choices=OPTION["precision"].choices,
+        help=OPTION["precision"].description,
+    )
     ap.add_argument("--score-threshold", type=float, default=None, help="override the default")
     ap.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
     ap.add_argument("--no-video", action="store_true", help="write only last_overlay.png")

@@ -31,8 +31,9 @@ from dsflash_ros.model.panoptic import (
 from dsflash_ros.model.preprocess import LetterboxInfo, letterbox, letterbox_masks
 from dsflash_ros.model.provenance import ModelFacts, ProvenanceError
 from dsflash_ros.model.relation_head import HeadOptions
-from dsflash_ros.runtime.backends import BACKENDS, PRECISIONS, Backend, create_backend
+from dsflash_ros.runtime.backends import BACKENDS, Backend, create_backend
 from dsflash_ros.runtime.backends.torch_backend import cpu_has_native_bf16
+from dsflash_ros.runtime.precision import PrecisionChoice, resolve_precision
 from dsflash_ros.runtime.relations import MASK_EMBEDDINGS, RelationLogits, relation_logits
 from dsflash_ros.runtime.result import SceneGraphResult
 
@@ -66,7 +67,7 @@ class PipelineOptions:
 
     backend: str = _default("backend")  # torch | onnxruntime | tensorrt
     device: str = _default("device")  # cpu | cuda | cuda:N
-    precision: str = _default("precision")  # fp32 | fp16 | bf16
+    precision: str = _default("precision")  # auto | fp32 | fp16 | bf16 | int8
     score_threshold: float | None = None  # min segment (class) score; None: see resolved()
     overlap_threshold: float = _default("overlap_threshold")  # min visible share of a mask
     mask_threshold: float = _default("mask_threshold")
@@ -97,8 +98,10 @@ class PipelineOptions:
     def validate(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.precision not in OPTION["precision"].choices:
+            raise ValueError(
+                f"precision must be one of {OPTION['precision'].choices}, got {self.precision!r}"
+            )
         for name in RANGES:  # the limits shared with the node, the CLI and the launch files
             value = getattr(self, name)
             reason = None if value is None else check_range(name, value)  # None: resolved()
@@ -196,12 +199,13 @@ class Pipeline:
         self.options.validate()
         self._check_model_limits(self.options)
         self.model_id = model_id
+        o = self.options
+        # the native-bf16 probe is looked up here at call time (tests replace it)
+        self.precision: PrecisionChoice = resolve_precision(
+            o.precision, o.backend, o.device, cpu_has_native_bf16
+        )
         self.backend: Backend = create_backend(
-            self.options.backend,
-            model,
-            self.options.device,
-            self.options.precision,
-            **self._backend_kwargs(),
+            o.backend, model, o.device, self.precision.precision, **self._backend_kwargs()
         )
         self.device = self.backend.device
 
@@ -259,13 +263,14 @@ class Pipeline:
         if (o.backend, self.device.type) != ("torch", "cpu"):
             return None
         native = cpu_has_native_bf16()
-        if o.precision == "fp32" and native:
+        precision = self.precision.precision
+        if precision == "fp32" and native:
             return SpeedHint(
                 "this CPU computes bf16 natively (AVX512-BF16/AMX): precision bf16 runs the "
                 "model 1.4-2x faster, within half a point of fp32's accuracy in our measurements",
                 "bf16",
             )
-        if o.precision == "bf16" and not native:
+        if precision == "bf16" and not native:
             return SpeedHint(
                 "this CPU has no native bf16 (no AVX512-BF16 or AMX), so torch emulates it: "
                 "bf16 ran 10-13x slower than fp32 on such a CPU in our measurements",

@@ -129,7 +129,7 @@ def evaluate_relations(
     loader = eval_loader(dataset, size, max_images, batch_size)
     evaluator = SceneGraphEvaluator(cfg.head.num_predicates, cfg.predicate_names)
     with eval_mode(model.head), eval_mode(model.backbone):
-        pipeline = Pipeline(model, "validation", PipelineOptions(device=str(device)))
+        pipeline = Pipeline(model, "validation", PipelineOptions(device=str(device), precision="fp32"))
         for batch in loader:
             batch = batch.to(device)
             features = frozen_features(model, batch.pixels)
