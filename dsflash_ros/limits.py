@@ -81,6 +81,13 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("prune", False, "Mask-based dynamic pruning of relation-head tokens (faster)"),
     Option(
+        "pair_topk",
+        0,
+        "Pairs of segments the relation head scores per frame, chosen by the model's "
+        "pair-proposal scorer (0 = every pair; needs a model with a scorer)",
+        (0, 100_000),
+    ),
+    Option(
         "tome_ratio",
         0.0,
         "Share of relation-head tokens merged by ToMe (0 = off; faster, less accurate)",

@@ -233,7 +233,14 @@ class StagedFrame:
             lap("mask_embedding")  # the masks pooled to cell ratios + boxes, pairs listed
             return pipe.backend.run_head(features, ratios, boxes, pairs, o.head_options)
 
-        rel = relation_logits(run_head, head, self.masks, mask_embedding=o.mask_embedding)
+        rel = relation_logits(
+            run_head,
+            head,
+            self.masks,
+            mask_embedding=o.mask_embedding,
+            labels=self.labels,
+            pair_topk=o.pair_topk,
+        )
         if "mask_embedding" not in t:  # fewer than 2 segments: the head never ran
             lap("mask_embedding")
         lap("relation_head")  # the head passes + spreading both directions to ordered pairs

@@ -78,6 +78,7 @@ THRESHOLDS: dict[str, tuple[str, object, str, str]] = {
         "mask_threshold",
         "max_objects",
         "max_relations",
+        "pair_topk",
     )
 }
 

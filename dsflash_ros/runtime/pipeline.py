@@ -34,7 +34,12 @@ from dsflash_ros.model.relation_head import HeadOptions
 from dsflash_ros.runtime.backends import BACKENDS, Backend, create_backend
 from dsflash_ros.runtime.backends.torch_backend import cpu_has_native_bf16
 from dsflash_ros.runtime.precision import PrecisionChoice, resolve_precision
-from dsflash_ros.runtime.relations import MASK_EMBEDDINGS, RelationLogits, relation_logits
+from dsflash_ros.runtime.relations import (
+    MASK_EMBEDDINGS,
+    NO_PROPOSAL_SCORER,
+    RelationLogits,
+    relation_logits,
+)
 from dsflash_ros.runtime.result import SceneGraphResult
 
 DEFAULT_MODEL_NAME = "dsflash_tiny_synth.safetensors"
@@ -76,6 +81,7 @@ class PipelineOptions:
     max_relations: int = _default("max_relations")
     relation_alternatives: int = _default("relation_alternatives")  # extra predicates
     prune: bool = _default("prune")  # mask-based dynamic pruning in the relation head
+    pair_topk: int = _default("pair_topk")  # pairs the head scores, from proposals (0 = all)
     tome_ratio: float = _default("tome_ratio")  # ToMe token merging in the relation head
     # "shared": pool all masks once and gather per pair (supplement Alg. 2, the fast path);
     # "per_pair": pool both masks of every pair (Alg. 1, DSFormer) -- same numbers, slower
@@ -129,14 +135,15 @@ class PipelineOptions:
 class FramePrediction:
     """Raw prediction of one frame, in the original image frame (for evaluation/export).
 
-    ``rel_probs`` holds sigmoid scores of every ordered pair (column 0 = NONE).
+    ``rel_probs`` holds sigmoid scores of every ordered pair the head scored (column 0 =
+    NONE): all ``N(N-1)``, or those the pair proposals chose.
     """
 
     id_map: np.ndarray  # (H, W) uint16: 0 = void, i + 1 = segment i
     labels: np.ndarray  # (N,) int64
     scores: np.ndarray  # (N,) float32
-    pairs: np.ndarray  # (N(N-1), 2) int64 subject, object (segment indices)
-    rel_probs: np.ndarray  # (N(N-1), 1 + R) float32
+    pairs: np.ndarray  # (P, 2) int64 subject, object (segment indices)
+    rel_probs: np.ndarray  # (P, 1 + R) float32
     timings_ms: dict[str, float]
 
 
@@ -299,7 +306,10 @@ class Pipeline:
         return updated
 
     def _check_model_limits(self, options: PipelineOptions) -> None:
-        """Limits that depend on the loaded model: alternatives need that many predicates."""
+        """Limits that depend on the loaded model: alternatives need that many predicates,
+        pair proposals a scorer."""
+        if options.pair_topk and self.model.head.proposal is None:
+            raise ValueError(NO_PROPOSAL_SCORER)
         most = max(self.config.head.num_predicates - 1, 0)
         if options.relation_alternatives > most:
             raise ValueError(
@@ -422,11 +432,14 @@ class Pipeline:
         masks: torch.Tensor,
         bidirectional: bool | None = None,
         options: PipelineOptions | None = None,
+        labels: torch.Tensor | None = None,
     ) -> RelationLogits:
-        """The relation stage on one image: logits of every ordered pair of its segments.
+        """The relation stage on one image: logits of the ordered pairs of its segments (all
+        of them, or those the pair proposals choose).
 
-        ``features (1, 4, D, g, g)`` from the backbone, ``masks (N, S, S)`` in the model frame;
-        the options' head switches and mask embedding apply (:mod:`.relations`).
+        ``features (1, 4, D, g, g)`` from the backbone, ``masks (N, S, S)`` in the model frame,
+        ``labels (N,)`` their classes (for pair proposals); the options' head switches, mask
+        embedding and ``pair_topk`` apply (:mod:`.relations`).
         ``bidirectional`` None = the model's own mode; ``options`` None = the current ones.
         """
         o = options or self.options
@@ -443,6 +456,8 @@ class Pipeline:
             masks,
             bidirectional=bidirectional,
             mask_embedding=o.mask_embedding,
+            labels=labels,
+            pair_topk=o.pair_topk,
         )
 
     def _timed_relations(
@@ -453,7 +468,7 @@ class Pipeline:
         options: PipelineOptions,
     ) -> RelationLogits:
         t = time.perf_counter()
-        rel = self.relations(features, segments.masks, options=options)
+        rel = self.relations(features, segments.masks, options=options, labels=segments.labels)
         self._lap(timings, "relation", t)
         return rel
 
