@@ -6,7 +6,7 @@
 
 The node and all its arguments (namespace, image_topic, input_transport, params_file, model,
 backend, device, precision, workers, cpu_threads, score_threshold, relation_threshold,
-max_objects, tracking, relation_smoothing, autostart, use_sim_time, log_level; see
+max_objects, pair_topk, tracking, relation_smoothing, autostart, use_sim_time, log_level; see
 ``dsflash.launch.py``), plus a sample camera (use_sample_camera, sample_source, sample_rate,
 sample_frame_id) and rviz2 with ``rviz/dsflash.rviz`` (use_rviz).
 

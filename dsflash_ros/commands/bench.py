@@ -120,6 +120,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--max-images", type=int, default=None, help="--speed-options: score the first N images"
     )
     speed.add_argument(
+        "--only",
+        type=_names,
+        default=[],
+        metavar="WORDS",
+        help="--speed-options: only the options whose names contain one of these "
+        "comma-separated words (e.g. pair_topk,auto), beside the fp32 reference",
+    )
+    speed.add_argument(
         "--workers",
         type=int,
         default=0,
@@ -246,7 +254,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_speed_options(args: argparse.Namespace) -> int:
-    from dsflash_ros.bench.speed_options import bench_speed_options, format_speed_options
+    from dsflash_ros.bench.speed_options import (
+        bench_speed_options,
+        format_speed_options,
+        select_options,
+    )
     from dsflash_ros.runtime.concurrency import resolve_workers
 
     if not (Path(args.speed_options) / "psg.json").is_file():
@@ -259,6 +271,7 @@ def _run_speed_options(args: argparse.Namespace) -> int:
     rows = bench_speed_options(
         args.model,
         args.speed_options,
+        select_options(args.only),
         ns=ns,
         repeats=args.repeats,
         warmup=args.warmup,
