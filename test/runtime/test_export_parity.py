@@ -94,7 +94,8 @@ def test_scene_graph_parity(exported: tuple[DSFlash, ex.OnnxExport]) -> None:
     rgb[20:70, 30:90] = (200, 40, 40)  # some structure for the segments
     results, preds = {}, {}
     for backend in ("torch", "onnxruntime"):
-        pipe = Pipeline(model, "parity", PipelineOptions(backend=backend, **OPEN))
+        options = PipelineOptions(backend=backend, precision="fp32", **OPEN)
+        pipe = Pipeline(model, "parity", options)
         results[backend], preds[backend] = pipe(rgb), pipe.predict(rgb)
     a, b = results["torch"], results["onnxruntime"]
     assert a.num_objects >= 2, "the test image should give at least two segments"
