@@ -82,10 +82,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("prune", False, "Mask-based dynamic pruning of relation-head tokens (faster)"),
     Option(
         "pair_topk",
-        0,
-        "Pairs of segments the relation head scores per frame, chosen by the model's "
-        "pair-proposal scorer (0 = every pair; needs a model with a scorer)",
-        (0, 100_000),
+        -1,
+        "Pairs of segments the relation head scores per frame, the best ones by the model's "
+        "pair-proposal scorer (-1 = auto: 32 with a model that has a scorer, else every "
+        "pair; 0 = every pair; K > 0 needs a scorer)",
+        (-1, 100_000),
     ),
     Option(
         "tome_ratio",

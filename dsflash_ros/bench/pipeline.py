@@ -239,7 +239,7 @@ class StagedFrame:
             self.masks,
             mask_embedding=o.mask_embedding,
             labels=self.labels,
-            pair_topk=o.pair_topk,
+            pair_topk=pipe.pair_topk(o),
         )
         if "mask_embedding" not in t:  # fewer than 2 segments: the head never ran
             lap("mask_embedding")
@@ -313,6 +313,7 @@ def _make_pipeline(
         device=cfg.device,
         precision=precision,
         max_objects=max(cfg.ns),
+        pair_topk=0,  # the full relation stage at every n (--speed-options compares pair_topk)
         **OPEN_THRESHOLDS,
     )
     return Pipeline(model, f"{preset}-random-seed{cfg.seed}", opts)

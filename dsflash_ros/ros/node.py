@@ -708,6 +708,8 @@ class DSFlashNode(LifecycleNode):
             "precision": pipeline.precision.precision if pipeline is not None else "",
             "precision_requested": s["precision"],
             "precision_reason": pipeline.precision.reason if pipeline is not None else "",
+            # pairs the relation head runs per frame (0 = all), pair_topk auto resolved
+            "pair_topk": str(pipeline.pair_topk()) if pipeline is not None else "",
             "workers": str(self._worker.workers),
             "cpu_threads": str(self._cpu_threads or ""),
             "model_id": pipeline.model_id if pipeline is not None else "",

@@ -241,6 +241,8 @@ def test_pair_topk_limits_the_pairs_the_head_scores():
     masks = random_segmentation(8, 640, torch.Generator().manual_seed(0))[:, :480].numpy()
     labels = np.arange(8)
     pipe = Pipeline(micro_model(), "micro", PipelineOptions(precision="fp32", **LOW))
+    assert pipe.options.pair_topk == -1 and pipe.pair_topk() == 32  # auto, with a scorer
+    pipe.set_options(pair_topk=0)
     full = pipe.predict(rgb, masks, labels)
     pipe.set_options(pair_topk=28)
     same = pipe.predict(rgb, masks, labels)
@@ -260,7 +262,9 @@ def test_pair_topk_limits_the_pairs_the_head_scores():
     assert plain.head.proposal is None
     with pytest.raises(ValueError, match="needs a model with a pair-proposal scorer"):
         Pipeline(plain, "plain", PipelineOptions(pair_topk=8))
-    pipe = Pipeline(plain, "plain", PipelineOptions(precision="fp32"))
+    pipe = Pipeline(plain, "plain", PipelineOptions(precision="fp32", **LOW))
+    assert pipe.pair_topk() == 0  # auto without a scorer: every pair
+    np.testing.assert_array_equal(pipe.predict(rgb, masks, labels).pairs, full.pairs)
     with pytest.raises(ValueError, match="dsflash train proposals"):
         pipe.set_options(pair_topk=8)
-    assert pipe.options.pair_topk == 0
+    assert pipe.options.pair_topk == -1
