@@ -15,7 +15,9 @@ scales the lr up to 1e-3 (with 1e-5 it does not leave the predicate-prior soluti
 
 Validation: PredCls (GT masks and labels) SingleMPO recall with :class:`SceneGraphEvaluator`,
 the relations scored by the shipped relation stage (:meth:`runtime.pipeline.Pipeline.relations`
-on the torch backend), so validation measures what the node and ``dsflash eval`` run.
+on the torch backend, fp32, every pair), so validation measures what the node and
+``dsflash eval`` run; with a pair-proposal scorer also its pair recall ``pair_R@K``
+(:func:`evaluate_proposals`).
 """
 
 from __future__ import annotations
@@ -185,7 +187,7 @@ def evaluate_relations(
     evaluator = SceneGraphEvaluator(cfg.head.num_predicates, cfg.predicate_names)
     with eval_mode(model.head), eval_mode(model.backbone):
         pipeline = Pipeline(
-            model, "validation", PipelineOptions(device=str(device), precision="fp32")
+            model, "validation", PipelineOptions(device=str(device), precision="fp32", pair_topk=0)
         )
         for batch in loader:
             batch = batch.to(device)
