@@ -43,10 +43,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("device", "cpu", "Inference device: cpu, cuda or cuda:N"),
     Option(
         "precision",
-        "fp32",
-        "Numeric precision of the model (bf16: CPUs with AVX512-BF16/AMX, or CUDA; int8: "
-        "onnxruntime's dynamic int8 quantisation of the relation head, CPU)",
-        choices=("fp32", "fp16", "bf16", "int8"),
+        "auto",
+        "Numeric precision of the model (auto: bf16 on CPUs with AVX512-BF16/AMX, fp16 on "
+        "CUDA, else fp32; bf16: CPUs with AVX512-BF16/AMX, or CUDA; int8: onnxruntime's "
+        "dynamic int8 quantisation of the relation head, CPU)",
+        choices=("auto", "fp32", "fp16", "bf16", "int8"),
     ),
     Option(
         "input_size",
@@ -88,6 +89,14 @@ OPTIONS: tuple[Option, ...] = (
         (0, 1000),
     ),
     Option("prune", False, "Mask-based dynamic pruning of relation-head tokens (faster)"),
+    Option(
+        "pair_topk",
+        -1,
+        "Pairs of segments the relation head scores per frame, the best ones by the model's "
+        "pair-proposal scorer (-1 = auto: 32 with a model that has a scorer, else every "
+        "pair; 0 = every pair; K > 0 needs a scorer)",
+        (-1, 100_000),
+    ),
     Option(
         "tome_ratio",
         0.0,

@@ -16,9 +16,9 @@ An RGB-D camera (a RealSense started with ``align_depth.enable:=true``):
 
 The node and all its arguments (namespace, image_topic, depth_topic, camera_info_topic,
 input_transport, params_file, model, backend, device, precision, input_size, workers, cpu_threads,
-score_threshold, relation_threshold, max_objects, tracking, relation_smoothing, use_depth,
-depth_slop, autostart, use_sim_time, log_level; see ``dsflash.launch.py``), plus a sample
-camera (use_sample_camera, sample_source, sample_topic, sample_rate, sample_recorded_rate,
+score_threshold, relation_threshold, max_objects, pair_topk, tracking, relation_smoothing,
+use_depth, depth_slop, autostart, use_sim_time, log_level; see ``dsflash.launch.py``), plus a
+sample camera (use_sample_camera, sample_source, sample_topic, sample_rate, sample_recorded_rate,
 sample_frame_id; a recording plays with its own headers; with use_depth and the synthetic
 source it also publishes depth and camera_info) and rviz2 with ``rviz/dsflash.rviz``
 (use_rviz).

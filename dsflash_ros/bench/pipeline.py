@@ -69,7 +69,7 @@ OPEN_THRESHOLDS = {"score_threshold": 0.0, "overlap_threshold": 0.0, "relation_t
 class BenchConfig:
     presets: Sequence[str] = ("tiny",)
     backends: Sequence[str] = ("torch", "onnxruntime")
-    precisions: Sequence[str] = ("fp32",)
+    precisions: Sequence[str] = ("auto",)
     device: str = "cpu"
     image_size: int | None = None  # None: the preset's own (640 for S/B/L)
     ns: Sequence[int] = (5, 10, 20, 40)
@@ -233,7 +233,14 @@ class StagedFrame:
             lap("mask_embedding")  # the masks pooled to cell ratios + boxes, pairs listed
             return pipe.backend.run_head(features, ratios, boxes, pairs, o.head_options)
 
-        rel = relation_logits(run_head, head, self.masks, mask_embedding=o.mask_embedding)
+        rel = relation_logits(
+            run_head,
+            head,
+            self.masks,
+            mask_embedding=o.mask_embedding,
+            labels=self.labels,
+            pair_topk=pipe.pair_topk(o),
+        )
         if "mask_embedding" not in t:  # fewer than 2 segments: the head never ran
             lap("mask_embedding")
         lap("relation_head")  # the head passes + spreading both directions to ordered pairs
@@ -306,6 +313,7 @@ def _make_pipeline(
         device=cfg.device,
         precision=precision,
         max_objects=max(cfg.ns),
+        pair_topk=0,  # the full relation stage at every n (--speed-options compares pair_topk)
         **OPEN_THRESHOLDS,
     )
     return Pipeline(model, f"{preset}-random-seed{cfg.seed}", opts)
@@ -361,6 +369,8 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> 
                 except (BackendError, ValueError) as e:
                     out["skipped"].append({**base, "reason": str(e)})
                     continue
+                if precision == "auto":  # say what auto chose on this machine
+                    base["precision"] = f"auto ({pipe.precision.precision})"
                 with torch.inference_mode(), PeakMemory(pipe.device) as mem:
                     for n in cfg.ns:
                         frame = StagedFrame(pipe, rgb, n, cfg.seed)

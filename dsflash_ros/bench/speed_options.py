@@ -47,19 +47,40 @@ class SpeedOption:
 
 
 SPEED_OPTIONS: tuple[SpeedOption, ...] = (
-    SpeedOption("torch fp32 (reference)"),
+    SpeedOption("torch fp32 (reference)", {"precision": "fp32"}),
+    SpeedOption("defaults (precision auto, pair_topk auto)", {"pair_topk": -1}),
     SpeedOption("torch bf16", {"precision": "bf16"}),
-    SpeedOption("onnxruntime fp32", {"backend": "onnxruntime"}),
+    SpeedOption("onnxruntime fp32", {"backend": "onnxruntime", "precision": "fp32"}),
     SpeedOption("onnxruntime int8", {"backend": "onnxruntime", "precision": "int8"}),
-    SpeedOption("prune", {"prune": True}),
+    SpeedOption("prune", {"prune": True, "precision": "fp32"}),
     SpeedOption("prune + bf16", {"prune": True, "precision": "bf16"}),
-    SpeedOption("tome 0.5", {"tome_ratio": 0.5}),
+    SpeedOption("tome 0.5", {"tome_ratio": 0.5, "precision": "fp32"}),
     SpeedOption("tome 0.5 + bf16", {"tome_ratio": 0.5, "precision": "bf16"}),
+    # pair proposals (models with a scorer; skipped otherwise), at the default precision
+    SpeedOption("pair_topk 8", {"pair_topk": 8}),
+    SpeedOption("pair_topk 16", {"pair_topk": 16}),
+    SpeedOption("pair_topk 32", {"pair_topk": 32}),
+    SpeedOption("pair_topk 16 + prune", {"pair_topk": 16, "prune": True}),
 )
 
 
+def select_options(words: Sequence[str]) -> tuple[SpeedOption, ...]:
+    """The reference row and every option whose name contains one of ``words`` (all
+    options when ``words`` is empty)."""
+    if not words:
+        return SPEED_OPTIONS
+    reference, *rest = SPEED_OPTIONS
+    chosen = tuple(o for o in rest if any(w in o.name for w in words))
+    if not chosen:
+        names = ", ".join(o.name for o in rest)
+        raise ValueError(f"no speed option matches {', '.join(words)} (options: {names})")
+    return (reference, *chosen)
+
+
 def _load(model_path: str | None, option: SpeedOption, max_objects: int) -> Pipeline:
-    options = PipelineOptions(max_objects=max_objects, **EVAL_OPTIONS, **option.changes)
+    # every pair unless the option says otherwise: each row shows its own option alone
+    changes = {"pair_topk": 0, **option.changes}
+    options = PipelineOptions(max_objects=max_objects, **EVAL_OPTIONS, **changes)
     return Pipeline.load(model_path, options)
 
 

@@ -81,6 +81,7 @@ THRESHOLDS: dict[str, tuple[str, object, str, str]] = {
         "mask_threshold",
         "max_objects",
         "max_relations",
+        "pair_topk",
     )
 }
 

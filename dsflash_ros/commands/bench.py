@@ -15,6 +15,8 @@ import os
 import sys
 from pathlib import Path
 
+from dsflash_ros.limits import OPTION
+
 HELP = "benchmark the pipeline: per-stage times, FPS, relations/s, backends and precisions"
 
 
@@ -59,7 +61,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=["torch", "onnxruntime"],
         help="comma list of torch, onnxruntime, tensorrt",
     )
-    p.add_argument("--precisions", type=_names, default=["fp32"], help="e.g. fp32,fp16,bf16")
+    p.add_argument(
+        "--precisions",
+        type=_names,
+        default=[OPTION["precision"].default],
+        help="e.g. auto,fp32,fp16,bf16 (auto: what the pipeline picks on this machine)",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument(
         "--ns", type=_ints, default=[5, 10, 20], help="segments per frame (40 takes minutes on CPU)"
@@ -117,6 +124,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     speed.add_argument(
         "--max-images", type=int, default=None, help="--speed-options: score the first N images"
+    )
+    speed.add_argument(
+        "--only",
+        type=_names,
+        default=[],
+        metavar="WORDS",
+        help="--speed-options: only the options whose names contain one of these "
+        "comma-separated words (e.g. pair_topk,auto), beside the fp32 reference",
     )
     speed.add_argument(
         "--workers",
@@ -263,7 +278,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_speed_options(args: argparse.Namespace) -> int:
-    from dsflash_ros.bench.speed_options import bench_speed_options, format_speed_options
+    from dsflash_ros.bench.speed_options import (
+        bench_speed_options,
+        format_speed_options,
+        select_options,
+    )
     from dsflash_ros.runtime.concurrency import resolve_workers
 
     if not (Path(args.speed_options) / "psg.json").is_file():
@@ -276,6 +295,7 @@ def _run_speed_options(args: argparse.Namespace) -> int:
     rows = bench_speed_options(
         args.model,
         args.speed_options,
+        select_options(args.only),
         ns=ns,
         repeats=args.repeats,
         warmup=args.warmup,

@@ -143,7 +143,7 @@ def _run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(
             f"model {pipeline.model_id} at {pipeline.options.input_size} px on "
-            f"{pipeline.backend.describe()}: "
+            f"{pipeline.backend.describe()} [{pipeline.precision.reason}]: "
             f"{len(scan.items)} of {total} input(s) -> {args.out}\n"
             f"thresholds: {thresholds_text(thresholds)}",
             file=sys.stderr,

@@ -138,6 +138,7 @@ def describe_checkpoint(path: str | Path) -> dict[str, Any]:
             "layers": h.num_layers,
             "pool": h.pool,
             "bidirectional": h.bidirectional,
+            "pair_proposals": h.proposal_hidden > 0,  # pair_topk works
             "parameters": params("head."),
         },
         "classes": list(cfg.class_names),
@@ -176,7 +177,8 @@ def _info(args: argparse.Namespace) -> int:
         f"{b['queries']} queries in the last {b['query_blocks']} blocks, features from blocks "
         f"{b['feature_layers']}: {_millions(b['parameters'])} parameters",
         f"head:        {h['layers']} blocks x {h['hidden_size']} wide, pool {h['pool']}, "
-        f"{'bidirectional' if h['bidirectional'] else 'unidirectional'}: "
+        f"{'bidirectional' if h['bidirectional'] else 'unidirectional'}, "
+        f"{'with' if h['pair_proposals'] else 'no'} pair-proposal scorer (pair_topk): "
         f"{_millions(h['parameters'])} parameters",
         f"parameters:  {_millions(b['parameters'] + h['parameters'])} in all",
         f"classes:     {len(classes)} ({d['things']} things, {len(classes) - d['things']} "

@@ -1,4 +1,5 @@
-"""dsflash train: stage 1 (EoMT segmenter), stage 2 (relation head) or both.
+"""dsflash train: stage 1 (EoMT segmenter), stage 2 (relation head), both, or the
+pair-proposal scorer alone on a finished model (``proposals``).
 
 Multi-GPU / multi-process: launch the same command under ``torchrun --nproc_per_node N``
 (DDP: gloo on CPU, nccl on CUDA).
@@ -15,7 +16,12 @@ HELP = "train the segmenter (stage 1), the relation head (stage 2) or both on PS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("stage", choices=("all", "segmenter", "relations"), help="what to train")
+    p.add_argument(
+        "stage",
+        choices=("all", "segmenter", "relations", "proposals"),
+        help="what to train (proposals: only the pair-proposal scorer of --model, the rest "
+        "frozen; minutes on a CPU)",
+    )
     p.add_argument(
         "--data",
         required=True,
@@ -31,7 +37,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "relations: start the relation head from this checkpoint's head",
     )
     p.add_argument("--backbone", help="stage-1 checkpoint whose backbone stage 2 trains on")
-    p.add_argument("--output", help="where `all` or `relations` writes the final model")
+    p.add_argument("--model", help="proposals: the finished model that gains the scorer")
+    p.add_argument(
+        "--output", help="where `all`, `relations` or `proposals` writes the final model"
+    )
     p.add_argument("--resume", action="store_true", help="continue from the run directory")
     p.add_argument("--generate", action="store_true", help="generate synthetic data if missing")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
@@ -95,6 +104,12 @@ def run(args: argparse.Namespace) -> int:
             head_init=args.init,
             output=args.output,
             **common,
+        )
+    elif args.stage == "proposals":
+        if not args.model or not args.output:
+            raise ValueError("stage `proposals` needs --model CKPT and --output CKPT")
+        path = train.train_proposals(
+            args.data, args.model, args.out, args.output, num_threads=args.threads, **common
         )
     else:
         path = train.train_all(

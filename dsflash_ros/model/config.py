@@ -104,6 +104,8 @@ class HeadConfig:
     num_predicates: int = 56  # predicates, without the extra NONE logit
     classifier_hidden: int = 768
     bidirectional: bool = True  # one pass per unordered pair yields both directions
+    # hidden size of the pair-proposal scorer (model/pair_proposal.py); 0 = the model has none
+    proposal_hidden: int = 0
 
 
 # Run-time switches that older checkpoints saved in their head config. They are options of

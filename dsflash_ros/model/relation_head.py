@@ -68,6 +68,7 @@ from dsflash_ros.model.mask_embedding import (
     mask_ratios,
     prune_keep_mask,
 )
+from dsflash_ros.model.pair_proposal import PairProposal
 from dsflash_ros.model.position import sine_position_encoding
 from dsflash_ros.model.token_merging import (
     merge_tokens,
@@ -230,8 +231,22 @@ class RelationHead(nn.Module):
             nn.ReLU(),
             nn.Linear(cfg.classifier_hidden, 1 + cfg.num_predicates),
         )
+        self.num_labels = backbone_cfg.num_labels
+        # cheap scorer of all pairs that picks the ones the blocks run (pair_topk), if any
+        self.proposal: PairProposal | None = None
+        if cfg.proposal_hidden > 0:
+            self.add_proposal(cfg.proposal_hidden)
         self.pair_rows = 0  # pair rows run through the blocks since reset_stats()
         self._token_counts: list[torch.Tensor | int] = []  # see last_tokens_per_block
+
+    def add_proposal(self, hidden: int) -> PairProposal:
+        """A fresh pair-proposal scorer of ``hidden`` units (replacing any), recorded in the
+        head config so that a saved model rebuilds it."""
+        if hidden < 1:
+            raise ValueError(f"proposal hidden size must be >= 1, got {hidden}")
+        self.cfg.proposal_hidden = hidden
+        self.proposal = PairProposal(self.num_labels, self.num_patches, self.image_size, hidden)
+        return self.proposal
 
     # ------------------------------------------------------------------ per image
     def encode_image(self, features: torch.Tensor) -> torch.Tensor:

@@ -89,7 +89,7 @@ class NodeBenchConfig:
     model: str | None = None  # None: the embedded default model
     backend: str = "torch"
     device: str = "cpu"
-    precision: str = "fp32"
+    precision: str = "auto"
     prune: bool = False  # the relation head's mask-based pruning (node parameter `prune`)
     transport: str = "raw"  # rgb8 Image, or "compressed": JPEG (node `input_transport`)
     source: str = "synthetic"  # or an image folder / video file

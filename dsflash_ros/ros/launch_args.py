@@ -36,6 +36,7 @@ PARAMETER_ARGUMENTS: dict[str, str] = {
     **{name: name for name in ("input_transport", "autostart", *P.PIPELINE_LOAD)},
     **{name: name for name in ("workers", "cpu_threads")},
     **{name: name for name in ("score_threshold", "relation_threshold", "max_objects")},
+    "pair_topk": "pair_topk",
     **{name: name for name in ("tracking", "relation_smoothing")},
     **{name: name for name in ("use_depth", "depth_slop")},
 }

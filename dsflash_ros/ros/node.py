@@ -366,7 +366,8 @@ class DSFlashNode(LifecycleNode):
         cpu = "" if s["device"].startswith("cuda") else f", {threads} CPU thread(s) each"
         self.get_logger().info(
             f"configured: model {pipeline.model_id} on {s['backend']}/{s['device']}/"
-            f"{s['precision']} in {time.monotonic() - t0:.1f} s; {workers} frame(s) at once{cpu}"
+            f"{pipeline.precision} in {time.monotonic() - t0:.1f} s; {workers} frame(s) at "
+            f"once{cpu}"
         )
         return TransitionCallbackReturn.SUCCESS
 
@@ -731,7 +732,11 @@ class DSFlashNode(LifecycleNode):
         info = {
             "backend": s["backend"],
             "device": s["device"],
-            "precision": s["precision"],
+            "precision": pipeline.precision.precision if pipeline is not None else "",
+            "precision_requested": s["precision"],
+            "precision_reason": pipeline.precision.reason if pipeline is not None else "",
+            # pairs the relation head runs per frame (0 = all), pair_topk auto resolved
+            "pair_topk": str(pipeline.pair_topk()) if pipeline is not None else "",
             "workers": str(self._worker.workers),
             "cpu_threads": str(self._cpu_threads or ""),
             "model_id": pipeline.model_id if pipeline is not None else "",

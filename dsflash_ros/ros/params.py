@@ -136,6 +136,7 @@ SPECS: tuple[ParamSpec, ...] = (
             "max_relations",
             "relation_alternatives",
             "prune",
+            "pair_topk",
             "tome_ratio",
         )
     ),

@@ -32,11 +32,20 @@ from dsflash_ros.model.panoptic import (
 from dsflash_ros.model.preprocess import LetterboxInfo, letterbox, letterbox_masks
 from dsflash_ros.model.provenance import ModelFacts, ProvenanceError
 from dsflash_ros.model.relation_head import HeadOptions
-from dsflash_ros.runtime.backends import BACKENDS, PRECISIONS, Backend, create_backend
+from dsflash_ros.runtime.backends import BACKENDS, Backend, create_backend
 from dsflash_ros.runtime.backends.torch_backend import cpu_has_native_bf16
-from dsflash_ros.runtime.relations import MASK_EMBEDDINGS, RelationLogits, relation_logits
+from dsflash_ros.runtime.precision import PrecisionChoice, resolve_precision
+from dsflash_ros.runtime.relations import (
+    MASK_EMBEDDINGS,
+    NO_PROPOSAL_SCORER,
+    RelationLogits,
+    relation_logits,
+)
 from dsflash_ros.runtime.result import SceneGraphResult
 
+# pair_topk -1 (auto) with a model that has a pair-proposal scorer: on the held-out split
+# K = 32 kept SGDet and PredCls recall@50 (docs: the K sweep), at 20 segments 32 of 190 pairs
+AUTO_PAIR_TOPK = 32
 # Options left unset (None) take the checkpoint's recommended_thresholds, else these.
 BUILTIN_THRESHOLDS = {o.name: o.default for o in OPTIONS if o.model_recommends}
 
@@ -66,7 +75,7 @@ class PipelineOptions:
 
     backend: str = _default("backend")  # torch | onnxruntime | tensorrt
     device: str = _default("device")  # cpu | cuda | cuda:N
-    precision: str = _default("precision")  # fp32 | fp16 | bf16
+    precision: str = _default("precision")  # auto | fp32 | fp16 | bf16 | int8
     input_size: int = _default("input_size")  # square model input; 0: the model's choice
     score_threshold: float | None = None  # min segment (class) score; None: see resolved()
     overlap_threshold: float = _default("overlap_threshold")  # min visible share of a mask
@@ -76,6 +85,7 @@ class PipelineOptions:
     max_relations: int = _default("max_relations")
     relation_alternatives: int = _default("relation_alternatives")  # extra predicates
     prune: bool = _default("prune")  # mask-based dynamic pruning in the relation head
+    pair_topk: int = _default("pair_topk")  # pairs the head scores (-1 auto, 0 all)
     tome_ratio: float = _default("tome_ratio")  # ToMe token merging in the relation head
     # "shared": pool all masks once and gather per pair (supplement Alg. 2, the fast path);
     # "per_pair": pool both masks of every pair (Alg. 1, DSFormer) -- same numbers, slower
@@ -98,8 +108,10 @@ class PipelineOptions:
     def validate(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.precision not in OPTION["precision"].choices:
+            raise ValueError(
+                f"precision must be one of {OPTION['precision'].choices}, got {self.precision!r}"
+            )
         for name in RANGES:  # the limits shared with the node, the CLI and the launch files
             value = getattr(self, name)
             reason = None if value is None else check_range(name, value)  # None: resolved()
@@ -127,14 +139,15 @@ class PipelineOptions:
 class FramePrediction:
     """Raw prediction of one frame, in the original image frame (for evaluation/export).
 
-    ``rel_probs`` holds sigmoid scores of every ordered pair (column 0 = NONE).
+    ``rel_probs`` holds sigmoid scores of every ordered pair the head scored (column 0 =
+    NONE): all ``N(N-1)``, or those the pair proposals chose.
     """
 
     id_map: np.ndarray  # (H, W) uint16: 0 = void, i + 1 = segment i
     labels: np.ndarray  # (N,) int64
     scores: np.ndarray  # (N,) float32
-    pairs: np.ndarray  # (N(N-1), 2) int64 subject, object (segment indices)
-    rel_probs: np.ndarray  # (N(N-1), 1 + R) float32
+    pairs: np.ndarray  # (P, 2) int64 subject, object (segment indices)
+    rel_probs: np.ndarray  # (P, 1 + R) float32
     timings_ms: dict[str, float]
 
 
@@ -198,12 +211,13 @@ class Pipeline:
         self.options.validate()
         self._check_model_limits(self.options)
         self.model_id = model_id
+        o = self.options
+        # the native-bf16 probe is looked up here at call time (tests replace it)
+        self.precision: PrecisionChoice = resolve_precision(
+            o.precision, o.backend, o.device, cpu_has_native_bf16
+        )
         self.backend: Backend = create_backend(
-            self.options.backend,
-            self.model,
-            self.options.device,
-            self.options.precision,
-            **self._backend_kwargs(),
+            o.backend, self.model, o.device, self.precision.precision, **self._backend_kwargs()
         )
         self.device = self.backend.device
 
@@ -263,13 +277,14 @@ class Pipeline:
         if (o.backend, self.device.type) != ("torch", "cpu"):
             return None
         native = cpu_has_native_bf16()
-        if o.precision == "fp32" and native:
+        precision = self.precision.precision
+        if precision == "fp32" and native:
             return SpeedHint(
                 "this CPU computes bf16 natively (AVX512-BF16/AMX): precision bf16 runs the "
                 "model 1.4-2x faster, within half a point of fp32's accuracy in our measurements",
                 "bf16",
             )
-        if o.precision == "bf16" and not native:
+        if precision == "bf16" and not native:
             return SpeedHint(
                 "this CPU has no native bf16 (no AVX512-BF16 or AMX), so torch emulates it: "
                 "bf16 ran 10-13x slower than fp32 on such a CPU in our measurements",
@@ -298,7 +313,10 @@ class Pipeline:
         return updated
 
     def _check_model_limits(self, options: PipelineOptions) -> None:
-        """Limits that depend on the loaded model: alternatives need that many predicates."""
+        """Limits that depend on the loaded model: alternatives need that many predicates,
+        pair proposals a scorer."""
+        if options.pair_topk > 0 and self.model.head.proposal is None:
+            raise ValueError(NO_PROPOSAL_SCORER)
         most = max(self.config.head.num_predicates - 1, 0)
         if options.relation_alternatives > most:
             raise ValueError(
@@ -306,6 +324,14 @@ class Pipeline:
                 f"({self.config.head.num_predicates} predicates), got "
                 f"{options.relation_alternatives}"
             )
+
+    def pair_topk(self, options: PipelineOptions | None = None) -> int:
+        """The pairs the relation head runs per frame (0 = all) under ``options`` (None =
+        the current ones): ``pair_topk``, with auto (-1) resolved for this model."""
+        k = (options or self.options).pair_topk
+        if k >= 0:
+            return k
+        return AUTO_PAIR_TOPK if self.model.head.proposal is not None else 0
 
     def set_options(self, **changes: object) -> None:
         """Change thresholds/limits at run time (not backend, device or precision)."""
@@ -421,11 +447,14 @@ class Pipeline:
         masks: torch.Tensor,
         bidirectional: bool | None = None,
         options: PipelineOptions | None = None,
+        labels: torch.Tensor | None = None,
     ) -> RelationLogits:
-        """The relation stage on one image: logits of every ordered pair of its segments.
+        """The relation stage on one image: logits of the ordered pairs of its segments (all
+        of them, or those the pair proposals choose).
 
-        ``features (1, 4, D, g, g)`` from the backbone, ``masks (N, S, S)`` in the model frame;
-        the options' head switches and mask embedding apply (:mod:`.relations`).
+        ``features (1, 4, D, g, g)`` from the backbone, ``masks (N, S, S)`` in the model frame,
+        ``labels (N,)`` their classes (for pair proposals); the options' head switches, mask
+        embedding and ``pair_topk`` apply (:mod:`.relations`).
         ``bidirectional`` None = the model's own mode; ``options`` None = the current ones.
         """
         o = options or self.options
@@ -442,6 +471,8 @@ class Pipeline:
             masks,
             bidirectional=bidirectional,
             mask_embedding=o.mask_embedding,
+            labels=labels,
+            pair_topk=self.pair_topk(o),
         )
 
     def _timed_relations(
@@ -452,7 +483,7 @@ class Pipeline:
         options: PipelineOptions,
     ) -> RelationLogits:
         t = time.perf_counter()
-        rel = self.relations(features, segments.masks, options=options)
+        rel = self.relations(features, segments.masks, options=options, labels=segments.labels)
         self._lap(timings, "relation", t)
         return rel
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from dsflash_ros.model.provenance import (
 )
 from dsflash_ros.train.loop import DistInfo, TrainingError, barrier, init_distributed
 from dsflash_ros.train.recipes import AugmentRecipe, TrainRecipe, load_recipe
-from dsflash_ros.train.relations import run_relations
+from dsflash_ros.train.relations import run_proposals, run_relations
 from dsflash_ros.train.segmenter import run_segmenter
 
 MODEL_FILE = "model.safetensors"
@@ -333,6 +334,56 @@ def train_all(
     return train_relations(
         data_root, seg, out_dir, recipe, resume, device, num_threads, output=final
     )
+
+
+DEFAULT_PROPOSAL_HIDDEN = 64
+
+
+def train_proposals(
+    data_root: str | Path,
+    model_path: str | Path,
+    out_dir: str | Path,
+    output: str | Path,
+    recipe: TrainRecipe | str | Path | None = None,
+    resume: bool = False,
+    device: str | torch.device = "cpu",
+    num_threads: int | None = None,
+    hidden: int = DEFAULT_PROPOSAL_HIDDEN,
+) -> Path:
+    """A finished model with a trained pair-proposal scorer -> ``output``.
+
+    The backbone and the relation head of ``model_path`` are kept bit for bit; only the
+    scorer trains (a fresh one of ``hidden`` units from the recipe seed where the model has
+    none), with the recipe's stage-2 optimiser settings, on GT segments of ``data_root``.
+    """
+    recipe, info, train, val = _open_stage(recipe, num_threads, device, data_root, "relations")
+    model, _, extra = load_model(model_path)
+    _check_vocabulary(model.config, train, model_path)
+    if model.head.proposal is None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(recipe.seed)
+            model.head.add_proposal(hidden)
+    run_dir = Path(out_dir) / "proposals"
+    extra = {**extra, "proposals_recipe": asdict(recipe.relations)}
+    run_proposals(
+        model,
+        train,
+        val,
+        recipe.relations,
+        run_dir,
+        recipe.seed,
+        info,
+        resume,
+        _exporter(extra, "proposals"),
+    )
+    if info.is_main:
+        final, _, final_extra = load_model(run_dir / MODEL_FILE)
+        final_extra = dict(final_extra)
+        final_extra["stage"] = "final"
+        final_extra["proposals_metrics"] = _read_stage_metrics(run_dir)
+        save_model(output, final, final_extra)
+    barrier(info)
+    return Path(output)
 
 
 def _write_final(relations_model: str | Path, output: str | Path) -> Path:

@@ -27,6 +27,14 @@ a negative.
 Ablation (``bidirectional_training=False``, the paper's "Bidir. Pred." row): only the sampled
 direction is run; ``F(t→)`` learns ``i→j`` and ``F(t←)`` of the same pass learns ``j→i``;
 no reversed pass, no consistency term.
+
+Pair proposals (models with a scorer, :mod:`dsflash_ros.model.pair_proposal`): every
+unordered pair of every image is scored (cheap) against "the pair has a relation in either
+direction" (:func:`proposal_targets`), and ``proposal_weight`` times its balanced BCE is
+added to the loss. The scorer's gradient does not reach the head's transformer (it reads
+only the segments' classes, boxes and mask cells), so training it alongside the head or
+alone on a finished model (:func:`dsflash_ros.train.relations.run_proposals`) is the same
+objective.
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dsflash_ros.model.pairs import batch_pairs, with_reversed
+from dsflash_ros.model.pairs import batch_pairs, unordered_pairs, with_reversed
 from dsflash_ros.model.relation_head import PairOutput, consistency_loss
 
 
@@ -49,6 +57,7 @@ class RelationLossConfig:
     consistency_weight: float = 1.0  # λ
     bidirectional_training: bool = True  # Fig. 4 procedure; False = ablation
     max_pairs: int = 512  # pair rows through the head per step (reverse passes included)
+    proposal_weight: float = 1.0  # weight of the pair-proposal loss (models with a scorer)
 
 
 def predicate_pos_weight(
@@ -110,6 +119,26 @@ def sample_pairs(
     count = min(int(expected) + int(draw < expected - int(expected)), len(candidates))
     order = torch.randperm(len(candidates), generator=generator)[:count].to(device)
     return torch.cat((positives, candidates[order])), count
+
+
+def proposal_targets(
+    relations: Sequence[torch.Tensor], num_segments: Sequence[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every unordered pair of a batch of images (batch-global indices, ``(U, 2)``) and its
+    proposal target ``(U,)``: 1 where the pair has an annotated relation in either
+    direction."""
+    per_image, targets = [], []
+    for rel, n in zip(relations, num_segments):
+        rel = rel.long().reshape(-1, 3)
+        related = torch.zeros(n, n, dtype=torch.bool)
+        if len(rel):
+            related[rel[:, 0], rel[:, 1]] = True
+        related |= related.T.clone()
+        pairs = unordered_pairs(n)
+        per_image.append(pairs)
+        targets.append(related[pairs[:, 0], pairs[:, 1]])
+    pairs, _ = batch_pairs(per_image, list(num_segments))
+    return pairs, torch.cat(targets) if targets else torch.zeros(0, dtype=torch.bool)
 
 
 @dataclass

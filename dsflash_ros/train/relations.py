@@ -15,7 +15,9 @@ scales the lr up to 1e-3 (with 1e-5 it does not leave the predicate-prior soluti
 
 Validation: PredCls (GT masks and labels) SingleMPO recall with :class:`SceneGraphEvaluator`,
 the relations scored by the shipped relation stage (:meth:`runtime.pipeline.Pipeline.relations`
-on the torch backend), so validation measures what the node and ``dsflash eval`` run.
+on the torch backend, fp32, every pair), so validation measures what the node and
+``dsflash eval`` run; with a pair-proposal scorer also its pair recall ``pair_R@K``
+(:func:`evaluate_proposals`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from torch.utils.data import Dataset, Subset
 
 from dsflash_ros.evaluate import ImageGT, ImagePrediction, SceneGraphEvaluator
 from dsflash_ros.model.dsflash import DSFlash
+from dsflash_ros.model.pair_proposal import proposal_loss
 from dsflash_ros.model.panoptic import segments_to_id_map
 from dsflash_ros.model.relation_head import PairOutput, RelationHead
 from dsflash_ros.train.batching import TrainBatch
@@ -41,13 +44,15 @@ from dsflash_ros.train.relation_loss import (
     RelationLossConfig,
     build_relation_batch,
     predicate_pos_weight,
+    proposal_targets,
 )
 from dsflash_ros.train.stage import eval_loader, eval_mode, fit_stage
 
 
 class RelationTrainModule(nn.Module):
     """The head's training forward as one ``forward`` (what DDP wraps): block features ->
-    patch tokens -> pair outputs (tuple of ``PairOutput`` fields)."""
+    patch tokens -> pair outputs (tuple of ``PairOutput`` fields), plus the pair-proposal
+    logits of ``proposal_pairs`` (empty when the head has no scorer)."""
 
     def __init__(self, head: RelationHead) -> None:
         super().__init__()
@@ -60,10 +65,33 @@ class RelationTrainModule(nn.Module):
         boxes: torch.Tensor,
         pairs: torch.Tensor,
         pair_image: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        labels: torch.Tensor,
+        proposal_pairs: torch.Tensor,
+    ) -> tuple[torch.Tensor, ...]:
         tokens = self.head.encode_image(features)
         out = self.head.forward_pairs(tokens, ratios, boxes, pairs, pair_image)
-        return out.logits_fwd, out.logits_bwd, out.t_fwd, out.t_bwd
+        proposal = self.head.proposal
+        scores = (
+            proposal(labels, boxes, ratios, proposal_pairs)
+            if proposal is not None
+            else ratios.new_zeros(0)
+        )
+        return out.logits_fwd, out.logits_bwd, out.t_fwd, out.t_bwd, scores
+
+
+class ProposalTrainModule(nn.Module):
+    """The pair-proposal scorer alone (:func:`run_proposals`): segments -> pair logits."""
+
+    def __init__(self, head: RelationHead) -> None:
+        super().__init__()
+        if head.proposal is None:
+            raise ValueError("the relation head has no pair-proposal scorer")
+        self.proposal = head.proposal
+
+    def forward(
+        self, labels: torch.Tensor, boxes: torch.Tensor, ratios: torch.Tensor, pairs: torch.Tensor
+    ) -> torch.Tensor:
+        return self.proposal(labels, boxes, ratios, pairs)
 
 
 def dataset_relations(dataset: Dataset) -> list[np.ndarray]:
@@ -98,19 +126,48 @@ def relation_step(
     batch: TrainBatch,
     device: torch.device,
 ) -> dict[str, torch.Tensor]:
-    """Loss of one batch (``module`` = possibly DDP-wrapped :class:`RelationTrainModule`)."""
+    """Loss of one batch (``module`` = possibly DDP-wrapped :class:`RelationTrainModule`);
+    with a pair-proposal scorer its loss is added (``loss_prop``)."""
     num_predicates = model.config.head.num_predicates
     rb = build_relation_batch(batch.relations, batch.num_segments, num_predicates, cfg)
+    with_proposal = model.head.proposal is not None
+    prop_pairs, prop_targets = (
+        proposal_targets(batch.relations, batch.num_segments)
+        if with_proposal
+        else (torch.zeros(0, 2, dtype=torch.long), None)
+    )
     batch = batch.to(device)
     features = frozen_features(model, batch.pixels)
     ratios = model.head.mask_ratios(torch.cat(batch.masks))
     boxes = torch.cat(batch.boxes)
-    out = PairOutput(
-        *module(features, ratios, boxes, rb.pairs.to(device), rb.pair_image.to(device))
+    *pair_out, scores = module(
+        features,
+        ratios,
+        boxes,
+        rb.pairs.to(device),
+        rb.pair_image.to(device),
+        torch.cat(batch.labels),
+        prop_pairs.to(device),
     )
-    logs = loss_fn(out, rb)
+    logs = loss_fn(PairOutput(*pair_out), rb)
+    if prop_targets is not None:
+        logs["loss_prop"] = proposal_loss(scores, prop_targets.to(device))
+        logs["loss"] = logs["loss"] + cfg.proposal_weight * logs["loss_prop"]
     logs["pairs"] = torch.tensor(float(len(rb.pairs)))
     return logs
+
+
+def proposal_step(
+    model: DSFlash, module: nn.Module, batch: TrainBatch, device: torch.device
+) -> dict[str, torch.Tensor]:
+    """Pair-proposal loss of one batch for :func:`run_proposals` (no backbone pass: the
+    scorer reads only the GT segments' classes, boxes and mask cells)."""
+    pairs, targets = proposal_targets(batch.relations, batch.num_segments)
+    batch = batch.to(device)
+    ratios = model.head.mask_ratios(torch.cat(batch.masks))
+    scores = module(torch.cat(batch.labels), torch.cat(batch.boxes), ratios, pairs.to(device))
+    loss = proposal_loss(scores, targets.to(device))
+    return {"loss": loss, "loss_prop": loss, "pairs": torch.tensor(float(len(pairs)))}
 
 
 @torch.no_grad()
@@ -129,7 +186,9 @@ def evaluate_relations(
     loader = eval_loader(dataset, size, max_images, batch_size)
     evaluator = SceneGraphEvaluator(cfg.head.num_predicates, cfg.predicate_names)
     with eval_mode(model.head), eval_mode(model.backbone):
-        pipeline = Pipeline(model, "validation", PipelineOptions(device=str(device)))
+        pipeline = Pipeline(
+            model, "validation", PipelineOptions(device=str(device), precision="fp32", pair_topk=0)
+        )
         for batch in loader:
             batch = batch.to(device)
             features = frozen_features(model, batch.pixels)
@@ -149,7 +208,8 @@ def evaluate_relations(
                 evaluator.add(gt, pred)
     s = evaluator.summary()
     keys = ["R@20", "R@50", "R@100", "mR@20", "mR@50", "mR@100", "mR@inf"]
-    return {k: float(s[k]) for k in keys if k in s}
+    metrics = {k: float(s[k]) for k in keys if k in s}
+    return metrics | evaluate_proposals(model, dataset, device, max_images, batch_size)
 
 
 def run_relations(
@@ -199,4 +259,80 @@ def run_relations(
         extra_state={"pos_weight": pos_weight.tolist(), **(extra_state or {})},
         desc="relations",
         stop_after_epoch=stop_after_epoch,
+    )
+
+
+PROPOSAL_KS = (8, 16, 32)
+
+
+@torch.no_grad()
+def evaluate_proposals(
+    model: DSFlash,
+    dataset: Dataset,
+    device: torch.device,
+    max_images: int = 0,
+    batch_size: int = 8,
+) -> dict[str, float]:
+    """Pair recall of the proposal scorer on GT segments: ``pair_R@K``, the share of related
+    unordered pairs (a relation in either direction) among each image's K best-scored ones."""
+    from dsflash_ros.model.pair_proposal import top_pairs
+
+    proposal = model.head.proposal
+    if proposal is None:
+        return {}
+    found = dict.fromkeys(PROPOSAL_KS, 0)
+    total = 0
+    loader = eval_loader(dataset, model.config.backbone.image_size, max_images, batch_size)
+    with eval_mode(proposal):
+        for batch in loader:
+            batch = batch.to(device)
+            for b, n in enumerate(batch.num_segments):
+                pairs, targets = proposal_targets([batch.relations[b]], [n])
+                if not bool(targets.any()):
+                    continue
+                ratios = model.head.mask_ratios(batch.masks[b])
+                scores = proposal(batch.labels[b], batch.boxes[b], ratios, pairs.to(device))
+                total += int(targets.sum())
+                for k in PROPOSAL_KS:
+                    found[k] += int(targets[top_pairs(scores, k).cpu()].sum())
+    return {f"pair_R@{k}": found[k] / max(total, 1) for k in PROPOSAL_KS}
+
+
+def run_proposals(
+    model: DSFlash,
+    train_set: Dataset,
+    val_set: Dataset | None,
+    recipe: RelationRecipe,
+    run_dir: str | Path,
+    seed: int = 0,
+    info: DistInfo | None = None,
+    resume: bool = False,
+    export_fn: Callable[[DSFlash, Path], None] | None = None,
+) -> Trainer:
+    """Train only ``model.head.proposal`` in place (backbone and the rest of the head
+    frozen, untouched) with the stage-2 recipe's optimiser settings: how a finished model
+    gains pair proposals in minutes (no backbone pass is needed)."""
+    info = info or DistInfo()
+    model.to(info.device)
+    model.requires_grad_(False)
+    model.eval()
+    module = ProposalTrainModule(model.head)
+    module.proposal.requires_grad_(True)
+    module.proposal.train()
+    return fit_stage(
+        model,
+        module,
+        train_set,
+        val_set,
+        recipe,
+        run_dir,
+        seed=seed,
+        info=info,
+        resume=resume,
+        step=lambda wrapped, batch, _progress: proposal_step(model, wrapped, batch, info.device),
+        evaluate=evaluate_proposals,
+        export_fn=export_fn,
+        extra_state=None,
+        desc="proposals",
+        stop_after_epoch=None,
     )

@@ -199,3 +199,23 @@ def test_graph_picture_without_relations() -> None:
     picture = graph_image(result)
     assert picture.shape == (300, 600, 3)  # the small "no relations" card
     assert (picture < 200).any()  # it carries text
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_infer_says_which_precision_auto_chose_and_why(
+    run: dict, native: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The default precision is auto; `dsflash infer` prints what it resolved to and why
+    (the CPU's bf16 support is injected, not read from this machine)."""
+    from dsflash_ros.runtime import pipeline as pipeline_module
+
+    monkeypatch.setattr(pipeline_module, "cpu_has_native_bf16", lambda: native)
+    image = run["root"] / "shelf" / "scene.png"
+    model = run["root"] / "tiny.safetensors"
+    out = run["root"] / f"auto_{native}"
+    assert main(["infer", str(image), "--out", str(out), "--model", str(model), *LOW]) == 0
+    err = capsys.readouterr().err
+    if native:
+        assert "torch on cpu (bf16) [auto: this CPU computes bf16 natively" in err
+    else:
+        assert "torch on cpu (fp32) [auto: this CPU has no native bf16" in err

@@ -290,3 +290,54 @@ def test_old_configs_with_run_time_head_keys_still_load(tmp_path) -> None:
     if embedded.is_file():  # the shipped model, whichever code version wrote it
         model, _, _ = load_model(embedded)
         assert isinstance(model.head, RelationHead)
+
+
+# ----------------------------------------------------------------------------- pair proposals
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_pair_proposals_send_only_the_best_k_pairs_to_the_head(bidirectional: bool) -> None:
+    """K below the pair count: the head runs exactly the K pairs the scorer rates best (both
+    directions each), and their logits are the full path's; K at or above the pair count:
+    nothing is scored and the result equals the full path bit for bit."""
+    head = small_head(proposal_hidden=16)
+    n, k = 7, 5
+    tokens, masks, boxes = image_inputs(head, n, seed=2)
+    labels = torch.arange(n) % 3
+    with torch.no_grad():
+        full = stage(head, tokens, masks, bidirectional=bidirectional)
+        for many in (n * (n - 1) // 2, 1000):
+            same = stage(
+                head, tokens, masks, bidirectional=bidirectional, labels=labels, pair_topk=many
+            )
+            assert torch.equal(same.pairs, full.pairs) and torch.equal(same.logits, full.logits)
+        head.reset_stats()
+        few = stage(head, tokens, masks, bidirectional=bidirectional, labels=labels, pair_topk=k)
+        up = unordered_pairs(n)
+        scores = head.proposal(labels, boxes, head.mask_ratios(masks), up)
+    assert few.num_passes == head.pair_rows == (k if bidirectional else 2 * k)
+    best = {tuple(p) for p in up[scores.topk(k).indices].tolist()}
+    chosen = {tuple(sorted(p)) for p in few.pairs.tolist()}
+    assert chosen == best and len(few.pairs) == 2 * k
+    rows = ordered_pair_index(few.pairs[:, 0], few.pairs[:, 1], n)
+    assert torch.equal(rows, rows.sort().values)  # subject-major, like the full path
+    torch.testing.assert_close(few.logits, full.logits[rows])
+
+
+def test_pair_proposal_scores_are_symmetric_and_need_labels() -> None:
+    head = small_head(proposal_hidden=16)
+    n = 6
+    _, masks, boxes = image_inputs(head, n, seed=1)
+    labels, ratios, up = torch.arange(n), head.mask_ratios(masks), unordered_pairs(n)
+    with torch.no_grad():
+        a = head.proposal(labels, boxes, ratios, up)
+        b = head.proposal(labels, boxes, ratios, up.flip(1))
+    torch.testing.assert_close(a, b)
+    assert a.std() > 0  # not a constant
+    tokens = head.encode_image(torch.randn(1, 4, BACKBONE.hidden_size, 7, 7))
+    with pytest.raises(ValueError, match="class labels"):
+        stage(head, tokens, masks, pair_topk=3)
+    plain = small_head()
+    assert plain.proposal is None
+    with pytest.raises(ValueError, match="needs a model with a pair-proposal scorer"):
+        stage(plain, tokens, masks, labels=labels, pair_topk=3)

@@ -36,6 +36,7 @@ def test_launch_arguments_cover_what_users_tune():
         "score_threshold",
         "relation_threshold",
         "max_objects",
+        "pair_topk",
     } <= node_args
     assert {"use_rviz", "use_sample_camera", "sample_source", "sample_rate"} <= camera_args
     for name in ("dsflash.launch.py", "camera.launch.py"):

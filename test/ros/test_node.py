@@ -81,6 +81,10 @@ def test_diagnostics_report_state_and_latency(running):
     assert float(status["latency.total.mean_ms"]) > 0
     assert float(status["latency.total.p95_ms"]) >= float(status["latency.total.mean_ms"]) * 0.5
     assert "latency.backbone.p95_ms" in status and "frames_dropped" in status
+    # precision auto resolved on this machine's CPU, with the reason
+    assert status["precision_requested"] == "auto" and status["precision"] in ("bf16", "fp32")
+    assert status["precision_reason"].startswith("auto: ")
+    assert status["pair_topk"] == "32"  # auto: the tiny preset has a pair-proposal scorer
 
 
 def test_bad_parameter_rejected_with_reason_old_value_kept(running):

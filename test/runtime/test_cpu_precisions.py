@@ -67,12 +67,47 @@ def test_native_bf16_is_read_from_the_cpu_flags(tmp_path) -> None:
 def test_the_bf16_hint_only_where_it_applies(monkeypatch) -> None:
     from dsflash_ros.runtime import pipeline as pipeline_module
 
+    fp32 = PipelineOptions(precision="fp32")
     monkeypatch.setattr(pipeline_module, "cpu_has_native_bf16", lambda: True)
-    hint = Pipeline.random("tiny").speed_hint
+    hint = Pipeline.random("tiny", fp32).speed_hint
     assert hint.precision == "bf16" and not hint.warn and "natively" in hint.text
     assert Pipeline.random("tiny", PipelineOptions(precision="bf16")).speed_hint is None
+    assert Pipeline.random("tiny").speed_hint is None  # auto already picks bf16
     monkeypatch.setattr(pipeline_module, "cpu_has_native_bf16", lambda: False)
+    assert Pipeline.random("tiny", fp32).speed_hint is None
     assert Pipeline.random("tiny").speed_hint is None
     # bf16 where the CPU only emulates it: a warning to go back to fp32
     hint = Pipeline.random("tiny", PipelineOptions(precision="bf16")).speed_hint
     assert hint.precision == "fp32" and hint.warn and "emulates" in hint.text
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_precision_auto_follows_the_cpus_bf16_support(monkeypatch, native) -> None:
+    """The default precision is auto: bf16 where the CPU computes it natively; a CPU without
+    native bf16 keeps fp32 (the capability is injected, not read from this machine)."""
+    from dsflash_ros.runtime import pipeline as pipeline_module
+
+    monkeypatch.setattr(pipeline_module, "cpu_has_native_bf16", lambda: native)
+    pipe = Pipeline.random("tiny")
+    assert pipe.options.precision == "auto"
+    want = "bf16" if native else "fp32"
+    assert pipe.precision.precision == pipe.backend.precision == want
+    assert pipe.precision.reason.startswith("auto: ")
+    assert ("natively" if native else "no native bf16") in pipe.precision.reason
+    weight = pipe.backend.model.head.blocks[0].qkv.weight
+    assert weight.dtype == (torch.bfloat16 if native else torch.float32)
+
+
+def test_precision_auto_per_backend_and_device() -> None:
+    from dsflash_ros.runtime.precision import resolve_precision
+
+    def never() -> bool:
+        raise AssertionError("the CPU probe is only for torch on a CPU")
+
+    assert resolve_precision("auto", "torch", "cuda:0", never).precision == "fp16"
+    assert resolve_precision("auto", "tensorrt", "cuda", never).precision == "fp16"
+    assert resolve_precision("auto", "onnxruntime", "cpu", never).precision == "fp32"
+    assert resolve_precision("auto", "torch", "cpu", lambda: False).precision == "fp32"
+    assert resolve_precision("auto", "torch", "cpu", lambda: True).precision == "bf16"
+    explicit = resolve_precision("fp32", "torch", "cpu", never)
+    assert (explicit.precision, explicit.reason) == ("fp32", "set explicitly")

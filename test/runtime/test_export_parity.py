@@ -94,7 +94,8 @@ def test_scene_graph_parity(exported: tuple[DSFlash, ex.OnnxExport]) -> None:
     rgb[20:70, 30:90] = (200, 40, 40)  # some structure for the segments
     results, preds = {}, {}
     for backend in ("torch", "onnxruntime"):
-        pipe = Pipeline(model, "parity", PipelineOptions(backend=backend, **OPEN))
+        options = PipelineOptions(backend=backend, precision="fp32", **OPEN)
+        pipe = Pipeline(model, "parity", options)
         results[backend], preds[backend] = pipe(rgb), pipe.predict(rgb)
     a, b = results["torch"], results["onnxruntime"]
     assert a.num_objects >= 2, "the test image should give at least two segments"
@@ -236,3 +237,23 @@ def test_ort_head_chunking_matches_one_call(cache: Path) -> None:
     for a, b in zip(whole, chunked):
         assert a.shape == (30, model.config.head.num_predicates + 1)
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_pair_proposals_run_between_the_two_onnx_graphs(cache: Path) -> None:
+    """pair_topk with onnxruntime: the scorer runs in torch between the backbone and head
+    graphs, picks the same pairs as the torch backend, and the head graph scores them alike."""
+    from dsflash_ros.bench.pipeline import test_image
+    from dsflash_ros.bench.relation_head import random_segmentation
+
+    model = build_model("tiny", seed=0)
+    rgb = test_image((480, 640), 1)
+    masks = random_segmentation(9, 640, torch.Generator().manual_seed(1))[:, :480].numpy()
+    labels = np.arange(9) * 7
+    preds = {}
+    for backend in ("torch", "onnxruntime"):
+        options = PipelineOptions(backend=backend, precision="fp32", pair_topk=6)
+        preds[backend] = Pipeline(model, "topk", options).predict(rgb, masks, labels)
+    a, b = preds["torch"], preds["onnxruntime"]
+    assert a.pairs.shape == (12, 2)  # 6 of the 36 pairs, both directions
+    np.testing.assert_array_equal(a.pairs, b.pairs)
+    np.testing.assert_allclose(a.rel_probs, b.rel_probs, atol=1e-4)

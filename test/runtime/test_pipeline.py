@@ -228,3 +228,43 @@ def test_segments_that_vanish_at_the_original_size_are_dropped_and_ids_renumbere
     assert id_map.shape == (24, 24)
     assert set(torch.unique(id_map).tolist()) == {1, 2}
     assert bool((id_map[:12] == 1).all()) and bool((id_map[12:] == 2).all())
+
+
+def test_pair_topk_limits_the_pairs_the_head_scores():
+    """A 640x480 frame with 8 given segments: pair_topk K sends K of the 28 pairs through
+    the head (both directions reported), K >= 28 is the full path exactly, and a model
+    without a proposal scorer refuses K > 0 with the reason."""
+    from dsflash_ros.bench.pipeline import test_image
+    from dsflash_ros.bench.relation_head import random_segmentation
+
+    rgb = test_image((480, 640), 0)
+    masks = random_segmentation(8, 640, torch.Generator().manual_seed(0))[:, :480].numpy()
+    labels = np.arange(8)
+    pipe = Pipeline(micro_model(), "micro", PipelineOptions(precision="fp32", **LOW))
+    assert pipe.options.pair_topk == -1 and pipe.pair_topk() == 32  # auto, with a scorer
+    pipe.set_options(pair_topk=0)
+    full = pipe.predict(rgb, masks, labels)
+    pipe.set_options(pair_topk=28)
+    same = pipe.predict(rgb, masks, labels)
+    np.testing.assert_array_equal(same.pairs, full.pairs)
+    np.testing.assert_array_equal(same.rel_probs, full.rel_probs)
+    pipe.set_options(pair_topk=5)
+    few = pipe.predict(rgb, masks, labels)
+    assert few.pairs.shape == (10, 2)
+    rows = [full.pairs.tolist().index(p) for p in few.pairs.tolist()]
+    np.testing.assert_allclose(few.rel_probs, full.rel_probs[rows], atol=1e-6)
+    result = pipe(rgb)  # SGDet: the pipeline's own segments
+    assert result.num_relations <= 10
+
+    cfg = load_preset("tiny")
+    cfg.head.proposal_hidden = 0
+    plain = build_model(cfg, seed=0)
+    assert plain.head.proposal is None
+    with pytest.raises(ValueError, match="needs a model with a pair-proposal scorer"):
+        Pipeline(plain, "plain", PipelineOptions(pair_topk=8))
+    pipe = Pipeline(plain, "plain", PipelineOptions(precision="fp32", **LOW))
+    assert pipe.pair_topk() == 0  # auto without a scorer: every pair
+    np.testing.assert_array_equal(pipe.predict(rgb, masks, labels).pairs, full.pairs)
+    with pytest.raises(ValueError, match="dsflash train proposals"):
+        pipe.set_options(pair_topk=8)
+    assert pipe.options.pair_topk == -1

@@ -27,6 +27,7 @@ MICRO_HEAD = {
     "ffn_size": 64,
     "pool": 2,
     "classifier_hidden": 32,
+    "proposal_hidden": 16,
 }
 
 

@@ -49,6 +49,9 @@ def test_train_all_writes_checkpoints_metrics_and_final_model(synth_root, tmp_pa
     assert extra["stage"] == "final" and extra["recipe"]["seed"] == 3
     assert extra["data"]["num_images"] == 16 and extra["data"]["train_images"] == len(data)
     assert "val_mR@50" in extra["relations_metrics"]
+    # the pair-proposal scorer trains with the head (its loss logged, its recall validated)
+    assert float(rows[-1]["epoch_loss_prop"]) > 0
+    assert "val_pair_R@8" in extra["relations_metrics"]
     # stage 2 trained only the head: backbone identical to the stage-1 export
     seg, _, _ = load_model(tmp_path / "run" / "segmenter" / "model.safetensors")
     for (name, a), b in zip(
@@ -250,3 +253,44 @@ def test_stage2_head_warm_start_takes_the_head_of_another_checkpoint(tmp_path) -
     save_file(tensors, headless, metadata=metadata)
     with pytest.raises(ValueError, match="no relation-head tensor"):
         backbone_with_fresh_head(seg, seed=7, head_init=headless)
+
+
+def test_proposals_alone_on_a_finished_model(synth_root, tmp_path) -> None:
+    """`dsflash train proposals`: a model without a scorer gains one; its backbone and the
+    rest of its head stay bit for bit, and the scorer learns (loss falls)."""
+    import yaml
+
+    from dsflash_ros.cli import main
+    from dsflash_ros.train.relation_loss import proposal_targets
+
+    data = PSGDataset.from_dir(synth_root, "train")
+    cfg = config_for_dataset(micro_config(), data)
+    cfg.head.proposal_hidden = 0
+    before = build_model(cfg, seed=5)
+    assert before.head.proposal is None
+    src = save_model(tmp_path / "plain.safetensors", before, {"stage": "final"})
+    recipe_file = tmp_path / "recipe.yaml"
+    recipe = micro_recipe(epochs=3, max_steps_per_epoch=4)
+    recipe.relations.lr = 1e-2
+    recipe_file.write_text(yaml.safe_dump(recipe.to_dict()))
+    out = tmp_path / "with_proposals.safetensors"
+    args = ["--data", str(synth_root), "--recipe", str(recipe_file), "--threads", "1"]
+    args += ["--model", str(src), "--output", str(out), "--out", str(tmp_path / "run")]
+    assert main(["train", "proposals", *args]) == 0
+
+    after, _, extra = load_model(out)
+    assert after.head.proposal is not None and after.config.head.proposal_hidden == 64
+    old = {**before.state_dict()}
+    for name, tensor in after.state_dict().items():
+        if name.startswith("head.proposal."):
+            continue
+        assert torch.equal(tensor, old.pop(name)), name
+    assert not old  # nothing else was added or lost
+    rows = _rows(tmp_path / "run" / "proposals" / "metrics.csv")
+    epochs = [float(r["epoch_loss_prop"]) for r in rows if r["kind"] == "epoch"]
+    assert len(epochs) == 3 and epochs[-1] < epochs[0]
+    assert "val_pair_R@8" in extra["proposals_metrics"]
+    # targets: every unordered pair, 1 where a relation joins it in either direction
+    pairs, targets = proposal_targets([torch.tensor([[2, 0, 1]]), torch.zeros(0, 3)], [3, 2])
+    assert pairs.tolist() == [[0, 1], [0, 2], [1, 2], [3, 4]]
+    assert targets.tolist() == [False, True, False, False]

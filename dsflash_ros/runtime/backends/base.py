@@ -15,7 +15,8 @@ from dsflash_ros.model.backbone import BackboneOutput
 from dsflash_ros.model.dsflash import DSFlash
 from dsflash_ros.model.relation_head import PLAIN, HeadOptions
 
-PRECISIONS = OPTION["precision"].choices
+# what a backend runs ("auto" is resolved before, see runtime.precision)
+PRECISIONS = tuple(p for p in OPTION["precision"].choices if p != "auto")
 
 
 class BackendError(RuntimeError):
