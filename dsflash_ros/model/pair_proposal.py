@@ -17,6 +17,9 @@ one head pass per pair.
 
 from __future__ import annotations
 
+import copy
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -60,6 +63,7 @@ class PairProposal(nn.Module):
     def __init__(self, num_classes: int, num_cells: int, image_size: int, hidden: int) -> None:
         super().__init__()
         self.image_size = image_size
+        self.num_cells = num_cells  # the patch grid it was trained on (mask layout inputs)
         self.class_embed = nn.Embedding(num_classes, hidden)
         self.segment = nn.Sequential(
             nn.Linear(hidden + NUM_SEGMENT_GEOMETRY + num_cells, hidden),
@@ -87,7 +91,7 @@ class PairProposal(nn.Module):
         (P, 2)`` -> ``(P,)`` logits, the same for ``(i, j)`` and ``(j, i)``."""
         dtype = self.pair[0].weight.dtype
         unit = boxes.to(dtype) / self.image_size
-        ratios = ratios.to(dtype)
+        ratios = resample_cells(ratios.to(dtype), self.num_cells)
         area = ((unit[:, 2] - unit[:, 0]) * (unit[:, 3] - unit[:, 1])).clamp(min=0).sqrt()
         seg = torch.cat((self.class_embed(labels), unit, area[:, None], ratios), dim=1)
         emb = self.segment(seg)
@@ -97,6 +101,23 @@ class PairProposal(nn.Module):
         dot = (self.subject(emb)[both[:, 0]] * self.object(emb)[both[:, 1]]).sum(1)
         logits = self.pair(rows)[:, 0] + dot / emb.shape[1] ** 0.5
         return 0.5 * (logits[: len(pairs)] + logits[len(pairs) :])
+
+    def at_image_size(self, image_size: int) -> PairProposal:
+        """The same scorer for the model run at another square input size (boxes are
+        normalised by it; the mask layout is resampled to the trained grid)."""
+        other = copy.deepcopy(self)
+        other.image_size = image_size
+        return other
+
+
+def resample_cells(ratios: torch.Tensor, num_cells: int) -> torch.Tensor:
+    """``(N, T)`` cell coverage on a square grid -> ``(N, num_cells)`` on another square grid
+    (area average), for a model run at another input size than the scorer was trained at."""
+    if ratios.shape[1] == num_cells:
+        return ratios
+    g_in, g_out = math.isqrt(ratios.shape[1]), math.isqrt(num_cells)
+    grid = ratios.reshape(len(ratios), 1, g_in, g_in)
+    return F.adaptive_avg_pool2d(grid, g_out).reshape(len(ratios), num_cells)
 
 
 def proposal_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

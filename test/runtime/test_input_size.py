@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from dsflash_ros.model.checkpoint import read_metadata
 from dsflash_ros.model.config import ConfigError, at_input_size
@@ -35,6 +36,28 @@ def test_same_weights_run_at_another_size():
     for (name, a), (_, b) in zip(model.state_dict().items(), big.state_dict().items(), strict=True):
         assert a.shape == b.shape and bool((a == b).all()), name
     assert resize_input(model, model.image_size) is model
+
+
+def test_a_pair_scorer_scores_the_same_scene_alike_at_another_size():
+    """A model with a pair-proposal scorer runs at twice its input size with the same weights:
+    the same scene at twice the pixels (boxes x2, each mask cell split into 2x2) gets the same
+    pair scores, so the same pairs are chosen."""
+    model = micro_model()
+    model.head.add_proposal(16)
+    big = resize_input(model, 2 * model.image_size)
+    g = model.head.grid
+    gen = torch.Generator().manual_seed(0)
+    n = 6
+    labels = torch.randint(0, model.head.num_labels, (n,), generator=gen)
+    corner = torch.rand(n, 2, generator=gen) * model.image_size / 2
+    boxes = torch.cat((corner, corner + model.image_size / 4), dim=1)
+    ratios = torch.rand(n, g * g, generator=gen)
+    fine = ratios.reshape(n, g, g).repeat_interleave(2, 1).repeat_interleave(2, 2).reshape(n, -1)
+    pairs = torch.combinations(torch.arange(n))
+    with torch.no_grad():
+        small = model.head.proposal(labels, boxes, ratios, pairs)
+        large = big.head.proposal(labels, 2 * boxes, fine, pairs)
+    assert torch.allclose(small, large, atol=1e-5)
 
 
 @pytest.mark.parametrize(
