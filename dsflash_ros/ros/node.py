@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import os
 import sys
 import threading
 import time
@@ -58,6 +59,7 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from dsflash_ros.msg import LabelInfo, SceneGraph, SceneGraphEvents
+from dsflash_ros.ros import fastdds
 from dsflash_ros.ros import input_qos as Q
 from dsflash_ros.ros import params as P
 from dsflash_ros.ros.diagnostics import NodeStats, RateLimitedLog, diagnostic_array
@@ -768,12 +770,12 @@ def main(args: list[str] | None = None) -> int:
     if "-h" in own or "--help" in own:
         print(usage())
         return 0
-    tuning, hint = Q.environment_tuning()  # before rclpy creates the DDS participant
+    tuning = fastdds.tune(os.environ)  # before rclpy creates the DDS participant
     rclpy.init(args=argv)
     node = DSFlashNode()
-    for line in (tuning, hint):
-        if line:
-            (node.get_logger().warning if line is hint else node.get_logger().info)(line)
+    line, warn = fastdds.report(tuning, node.context.get_domain_id())
+    if line:
+        (node.get_logger().warning if warn else node.get_logger().info)(line)
     if node.get_parameter("autostart").value and not node.start():
         node.get_logger().error(
             "autostart failed; the node stays up unconfigured: fix the parameters, then "
