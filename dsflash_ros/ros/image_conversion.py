@@ -17,7 +17,7 @@ import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from dsflash_ros.image_header import declared_size, image_format
+from dsflash_ros.image_header import AmbiguousHeaderError, declared_size, image_format
 from dsflash_ros.limits import MAX_PIXELS, check_pixels
 
 try:  # pragma: no cover - only on machines with a ROS install
@@ -179,7 +179,10 @@ def compressed_to_rgb8(msg: CompressedImage, max_pixels: int = MAX_PIXELS) -> np
             f"cannot decode {what}: not a JPEG, PNG, WebP, BMP, TIFF or PNM header",
             "corrupt_compressed",
         )
-    declared = declared_size(buf)
+    try:
+        declared = declared_size(buf)
+    except AmbiguousHeaderError as e:
+        raise ImageConversionError(f"cannot decode {what}: {e}", "corrupt_compressed") from e
     if declared is None:
         raise ImageConversionError(
             f"cannot decode {what}: its {kind} header states no image size (corrupt or truncated)",
