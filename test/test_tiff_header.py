@@ -73,7 +73,8 @@ else:
         out = f"decoded {read_image(path).shape}"
     except InputError as e:
         out = f"refused: {e}"
-print(json.dumps({"out": out, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"out": out, "peak_mb": peak_mb}))
 """
 
 

@@ -40,7 +40,6 @@ INPUT_QOS_DEFAULTS = QoSProfile(
 )
 
 
-
 def policy_name(policy: object) -> str:
     """``reliable``, ``best_effort``, ``keep_last``... (the names the overrides use)."""
     return getattr(policy, "name", str(policy)).lower()
