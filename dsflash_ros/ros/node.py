@@ -59,7 +59,7 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from dsflash_ros.msg import LabelInfo, SceneGraph, SceneGraphEvents
-from dsflash_ros.ros import fastdds
+from dsflash_ros.ros import fastdds, process
 from dsflash_ros.ros import input_qos as Q
 from dsflash_ros.ros import params as P
 from dsflash_ros.ros.diagnostics import NodeStats, RateLimitedLog, diagnostic_array
@@ -764,34 +764,48 @@ def usage() -> str:
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run the node until Ctrl-C (``autostart`` true: configured and active at once)."""
+    """Run the node until Ctrl-C or SIGTERM (``autostart`` true: configured and active at
+    once); a stop asked for during start-up ends it quietly too (see ``process``)."""
     argv = sys.argv if args is None else args
     own = argv[1 : argv.index("--ros-args")] if "--ros-args" in argv else argv[1:]
     if "-h" in own or "--help" in own:
         print(usage())
         return 0
+    return process.run(lambda: _run(argv))
+
+
+def _run(argv: list[str]) -> int:
     tuning = fastdds.tune(os.environ)  # before rclpy creates the DDS participant
     rclpy.init(args=argv)
-    node = DSFlashNode()
+    try:
+        node = DSFlashNode()
+    except BaseException:
+        rclpy.try_shutdown()
+        raise
     line, warn = fastdds.report(tuning, node.context.get_domain_id())
     if line:
         (node.get_logger().warning if warn else node.get_logger().info)(line)
-    if node.get_parameter("autostart").value and not node.start():
+    # made before start-up: created after a stop it would fail on the shut-down context
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    if node.get_parameter("autostart").value and not node.start() and not process.stop_requested():
         node.get_logger().error(
             "autostart failed; the node stays up unconfigured: fix the parameters, then "
             "trigger configure/activate via its lifecycle services"
         )
-    spin_until_shutdown(node)
+    spin_until_shutdown(node, executor)
     return 0
 
 
-def spin_until_shutdown(node: DSFlashNode) -> None:
+def spin_until_shutdown(node: DSFlashNode, executor: SingleThreadedExecutor | None = None) -> None:
     """Spin ``node`` until Ctrl-C or an external shutdown, then release the model, destroy
     the node and shut rclpy down (the process's whole life after start-up)."""
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
+    if executor is None:
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
     try:
-        executor.spin()
+        if not process.stop_requested():
+            executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
