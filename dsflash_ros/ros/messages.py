@@ -80,10 +80,19 @@ _RELATION_TYPES = {"started": RelationEvent.STARTED, "ended": RelationEvent.ENDE
 
 def events_msg(tracked: TrackedFrame, header: Header) -> SceneGraphEvents:
     """The SceneGraphEvents of one frame; ``header`` is that frame's input header."""
+    return events_of(
+        tracked.object_events, tracked.relation_events, tracked.result.model_id, header
+    )
+
+
+def events_of(
+    object_events: list, relation_events: list, model_id: str, header: Header
+) -> SceneGraphEvents:
+    """SceneGraphEvents from event lists (e.g. the tracks a restart closed)."""
     msg = SceneGraphEvents()
     msg.header = header
-    msg.model_id = tracked.result.model_id
-    for e in tracked.object_events:
+    msg.model_id = model_id
+    for e in object_events:
         msg.object_events.append(
             ObjectEvent(
                 type=_OBJECT_TYPES[e.kind],
@@ -94,7 +103,7 @@ def events_msg(tracked: TrackedFrame, header: Header) -> SceneGraphEvents:
                 score=e.score,
             )
         )
-    for e in tracked.relation_events:
+    for e in relation_events:
         msg.relation_events.append(
             RelationEvent(
                 type=_RELATION_TYPES[e.kind],

@@ -72,7 +72,7 @@ from dsflash_ros.ros.image_conversion import (
 )
 from dsflash_ros.ros.input_gate import InputGate, PublisherSequences
 from dsflash_ros.ros.markers import scene_graph_markers
-from dsflash_ros.ros.messages import events_msg, label_info_msg, scene_graph_msg
+from dsflash_ros.ros.messages import events_msg, events_of, label_info_msg, scene_graph_msg
 from dsflash_ros.ros.node_tracking import EVENTS_QOS, NodeTracking
 from dsflash_ros.runtime.concurrency import resolve_threads, resolve_workers
 from dsflash_ros.tracking.overlay import track_tags
@@ -591,6 +591,7 @@ class DSFlashNode(LifecycleNode):
         max_relations = getattr(frame.options, "max_relations", None)
         t_track = time.monotonic()
         tracked = self._tracking.step(result, relation_threshold, max_relations)
+        closed = self._tracking.take_closed()  # tracks a restart ended: say so first
         track_ms = (time.monotonic() - t_track) * 1e3
         track_ids = None
         if tracked is not None:
@@ -601,6 +602,8 @@ class DSFlashNode(LifecycleNode):
         pubs["scene_graph"].publish(graph)
         if pubs["panoptic"].get_subscription_count() > 0:  # scene_graph carries it anyway
             pubs["panoptic"].publish(graph.panoptic)
+        if closed[0] or closed[1]:
+            pubs["events"].publish(events_of(*closed, result.model_id, header))
         if tracked is not None and tracked.has_events:
             pubs["events"].publish(events_msg(tracked, header))
         s = self._settings
