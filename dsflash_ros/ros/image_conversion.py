@@ -131,6 +131,11 @@ def image_to_rgb8(msg: Image) -> np.ndarray:
         raise ImageConversionError(
             f"{msg.encoding} is not a colour image; cannot run on it", "unsupported_encoding"
         )
+    if msg.encoding not in _TO_RGB:  # name only what this function takes
+        raise ImageConversionError(
+            f"unsupported encoding {msg.encoding!r}; supported: {', '.join(_TO_RGB)}",
+            "unsupported_encoding",
+        )
     arr = image_to_numpy(msg)
     code = _TO_RGB[msg.encoding]
     return np.ascontiguousarray(arr) if code is None else cv2.cvtColor(arr, code)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from rclpy.qos import (
     QoSDurabilityPolicy,
@@ -50,6 +51,19 @@ def describe(qos: QoSProfile) -> str:
     history = policy_name(qos.history)
     depth = f" {qos.depth}" if qos.history == QoSHistoryPolicy.KEEP_LAST else ""
     return f"{policy_name(qos.reliability)}, {history}{depth}, {policy_name(qos.durability)}"
+
+
+def type_name(msg_type: type) -> str:
+    """The ROS type name of a message class, e.g. ``sensor_msgs/msg/Image``."""
+    return f"{msg_type.__module__.split('.')[0]}/msg/{msg_type.__name__}"
+
+
+def offered_reliabilities(publishers: Iterable[Any], msg_type: type) -> list[QoSReliabilityPolicy]:
+    """The reliability each publisher of ``msg_type`` offers (``TopicEndpointInfo`` list).
+    Publishers of another type on the same topic are left out: the subscription cannot
+    hear them, so they must not decide its reliability."""
+    name = type_name(msg_type)
+    return [p.qos_profile.reliability for p in publishers if p.topic_type == name]
 
 
 def adapted_reliability(

@@ -145,13 +145,13 @@ class DSFlashNode(LifecycleNode):
         self.add_on_set_parameters_callback(self._check_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
 
-        self._stats = NodeStats()
+        self._sequences = PublisherSequences()
+        self._stats = NodeStats(self._sequences.rate)  # input rate: the publishers' own
         self._log_bad = RateLimitedLog(self.get_logger().warning, LOG_PERIOD_S)
         self._slot: LatestSlot[tuple[Image | CompressedImage, float]] = LatestSlot()
         # the input is taken only while a worker waits for a frame (see input_gate)
         self._gate = InputGate(lambda: self._slot.wanted, self.create_guard_condition(lambda: None))
         self._slot.on_wait = self._gate.wake
-        self._sequences = PublisherSequences()
         self._worker = self._frame_workers(1)  # configure makes them with `workers`
         self._pipeline = None
         self._pipeline_lock = threading.Lock()  # the workers read it; cleanup releases it
@@ -493,8 +493,9 @@ class DSFlashNode(LifecycleNode):
         )
 
     def _offered_reliabilities(self, topic: str) -> list[QoSReliabilityPolicy]:
+        msg_type = INPUTS[self._settings["input_transport"]][1]
         pubs = self.get_publishers_info_by_topic(topic)
-        self._input_publishers = [p.qos_profile.reliability for p in pubs]
+        self._input_publishers = Q.offered_reliabilities(pubs, msg_type)
         return self._input_publishers
 
     def _check_input_qos(self) -> None:

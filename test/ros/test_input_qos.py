@@ -26,7 +26,9 @@ pytest.importorskip("dsflash_ros.msg", reason="dsflash_ros messages not built")
 
 import node_harness as H
 import rclpy
-from rclpy.qos import QoSReliabilityPolicy
+from rclpy.qos import QoSProfile, QoSReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
 
 from dsflash_ros.msg import SceneGraph
 from dsflash_ros.ros import fastdds
@@ -150,6 +152,53 @@ def test_real_size_frames_from_another_process_are_answered(
     assert answered >= 0.8 * len(stamps), (answered, len(stamps), node.log()[-3000:])
     status = peer.wait_counter(node.fqn, "frames_processed", 1)
     assert status["input_qos_source"] == "adapted to the publishers"
+
+
+def test_a_publisher_of_another_type_does_not_decide_the_reliability(readme_node):
+    """A best-effort std_msgs/String publisher on the image topic beside a reliable camera:
+    the node cannot hear it (another type), so it stays reliable and does not count it."""
+    node, _listener, peer, topic = readme_node
+    camera = peer.node.create_publisher(Image, topic, QoSProfile(depth=1))  # reliable
+    context = rclpy.Context()  # a participant holds one type per topic: another one
+    rclpy.init(context=context)
+    other_node = rclpy.create_node("other_type", context=context)
+    other_node.create_publisher(
+        String, topic, QoSProfile(depth=1, reliability=QoSReliabilityPolicy.BEST_EFFORT)
+    )
+    try:
+
+        def subscription() -> list:
+            return peer.node.get_subscriptions_info_by_topic(topic)
+
+        H.wait_until(
+            lambda: (
+                [s.qos_profile.reliability for s in subscription()]
+                == [QoSReliabilityPolicy.RELIABLE]
+            ),
+            20,
+            "the node to adapt to the reliable camera",
+        )
+        # the node sees both publishers: its graph lists them by type
+        H.wait_until(
+            lambda: (
+                {i.topic_type for i in peer.node.get_publishers_info_by_topic(topic)}
+                == {"sensor_msgs/msg/Image", "std_msgs/msg/String"}
+            ),
+            20,
+            "both publishers in the graph",
+        )
+        # several QoS checks (every 0.5 s) and reports later, it still only counts the camera
+        seen = len(peer.diagnostics)
+        H.wait_until(lambda: len(peer.diagnostics) >= seen + 6, 20, "six more reports")
+        status = peer.last_status(node.fqn)
+        assert status["input_publishers"] == "1 (1 reliable)", status
+        assert [s.qos_profile.reliability for s in subscription()] == [
+            QoSReliabilityPolicy.RELIABLE
+        ]
+    finally:
+        other_node.destroy_node()
+        rclpy.try_shutdown(context=context)
+        peer.node.destroy_publisher(camera)
 
 
 def test_qos_overrides_fix_reliability_and_incompatible_publisher_is_reported(
