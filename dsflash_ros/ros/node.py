@@ -75,6 +75,7 @@ from dsflash_ros.ros.markers import scene_graph_markers
 from dsflash_ros.ros.messages import events_msg, events_of, label_info_msg, scene_graph_msg
 from dsflash_ros.ros.node_tracking import EVENTS_QOS, NodeTracking
 from dsflash_ros.runtime.concurrency import resolve_threads, resolve_workers
+from dsflash_ros.runtime.output_watch import OutputWatch
 from dsflash_ros.tracking.overlay import track_tags
 from dsflash_ros.visualize import draw_overlay
 
@@ -160,6 +161,7 @@ class DSFlashNode(LifecycleNode):
         self._pending_options: dict[str, Any] = {}
         self._options_lock = threading.Lock()
         self._tracking = NodeTracking(self._settings)  # track ids + events (worker thread)
+        self._watch = OutputWatch()  # a model that finds nothing (publishing step)
         self._state = "unconfigured"
         self._failure = ""
         self._last_size = ""
@@ -356,6 +358,7 @@ class DSFlashNode(LifecycleNode):
         }
         self._label_pub = self.create_publisher(LabelInfo, "label_info", LATCHED_QOS)
         self._tracking.reset()  # a new model: new tracks
+        self._watch = OutputWatch()
         self._publish_label_info()
         self._failure = ""
         self._state = "inactive"
@@ -590,6 +593,9 @@ class DSFlashNode(LifecycleNode):
         rgb, result, started = frame.rgb, frame.result, frame.started
         relation_threshold = getattr(frame.options, "relation_threshold", None) or 0.0
         max_relations = getattr(frame.options, "max_relations", None)
+        warning = self._watch.observe(result)
+        if warning:
+            self.get_logger().warning(warning)
         t_track = time.monotonic()
         tracked = self._tracking.step(result, relation_threshold, max_relations)
         closed = self._tracking.take_closed()  # tracks a restart ended: say so first
@@ -719,6 +725,7 @@ class DSFlashNode(LifecycleNode):
             "input_transport": s["input_transport"],
             "last_image_size": self._last_size,
             **self._input_qos_info(),
+            **self._watch.counters(),
         }
         status = self._stats.status(
             f"{self.get_fully_qualified_name()}: scene graph",
@@ -726,7 +733,7 @@ class DSFlashNode(LifecycleNode):
             self._state,
             info,
             self._failure,
-            self._input_qos_problem(),
+            self._input_qos_problem() or self._watch.problem(),
         )
         self._diag_pub.publish(diagnostic_array([status], self.get_clock().now().to_msg()))
 
