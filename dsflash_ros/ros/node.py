@@ -401,11 +401,13 @@ class DSFlashNode(LifecycleNode):
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_processing()
         self._state = "inactive"
+        self.get_logger().info(f"inactive: no longer listening on {self._input_topic()}")
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release()
         self._state = "unconfigured"
+        self.get_logger().info("unconfigured: model released")
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:

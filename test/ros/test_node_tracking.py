@@ -177,6 +177,9 @@ def test_tracking_restart_closes_open_tracks_and_never_reuses_ids(tmp_path):
             # a new configure closes the tracks too, and ids still continue
             for transition in (4, 2, 1, 3):  # deactivate, cleanup, configure, activate
                 assert peer.lifecycle(node.fqn, transition)
+            # each transition says what it did, in one line
+            assert node.log().count("inactive: no longer listening on /image_raw") == 1
+            assert node.log().count("unconfigured: model released") == 1
             graphs = [peer.request(peer.image_msg(_frame(k), 400.0 + k)) for k in range(3)]
             closed = {e.track_id for m in at(400) for e in m.object_events}
             assert closed == second
