@@ -91,12 +91,16 @@ class Tuning:
     localhost: bool = False
 
 
+_RANGES = ("OFF", "LOCALHOST", "SUBNET", "SYSTEM_DEFAULT")
+
+
 def discovery_range(env: MutableMapping[str, str]) -> str:
-    """The automatic discovery range rcl will use: ``ROS_AUTOMATIC_DISCOVERY_RANGE``, else
-    LOCALHOST for ``ROS_LOCALHOST_ONLY=1`` (older distributions), else SUBNET."""
+    """The automatic discovery range rcl will use: ``ROS_AUTOMATIC_DISCOVERY_RANGE`` (an
+    invalid value means LOCALHOST, as rcl reads it), else LOCALHOST for
+    ``ROS_LOCALHOST_ONLY=1`` (the older variable: its intent), else SUBNET."""
     given = env.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "").strip().upper()
     if given:
-        return given
+        return given if given in _RANGES else "LOCALHOST"
     return "LOCALHOST" if env.get("ROS_LOCALHOST_ONLY", "").strip() == "1" else "SUBNET"
 
 

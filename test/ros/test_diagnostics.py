@@ -108,7 +108,12 @@ def test_fastdds_tuning_only_where_the_user_configured_nothing(tmp_path: Path):
 
 
 @pytest.mark.parametrize(
-    "given", [{"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}, {"ROS_LOCALHOST_ONLY": "1"}]
+    "given",
+    [
+        {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"},
+        {"ROS_AUTOMATIC_DISCOVERY_RANGE": "localhost_please"},  # rcl: invalid = localhost
+        {"ROS_LOCALHOST_ONLY": "1"},
+    ],
 )
 def test_fastdds_localhost_range_gets_a_localhost_profile(tmp_path: Path, given):
     """rmw_fastrtps replaces the transports for LOCALHOST: the node brings its own profile
