@@ -44,6 +44,7 @@ from rclpy.event_handler import QoSRequestedIncompatibleQoSInfo, SubscriptionEve
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.logging import LoggingSeverity
 from rclpy.parameter import Parameter
 from rclpy.qos import (
     QoSDurabilityPolicy,
@@ -336,6 +337,8 @@ class DSFlashNode(LifecycleNode):
                 f"cannot start {s['backend']} on {s['device']} ({s['precision']}): "
                 f"{type(e).__name__}: {e}"
             )
+        if not self.context.ok():  # stopped (Ctrl-C, SIGTERM) while the model loaded
+            return TransitionCallbackReturn.FAILURE
         if pipeline.warning:
             self.get_logger().warning(pipeline.warning)
         hint = pipeline.speed_hint
@@ -789,17 +792,16 @@ def main(args: list[str] | None = None) -> int:
 
 def _run(argv: list[str]) -> int:
     tuning = fastdds.tune(os.environ)  # before rclpy creates the DDS participant
-    rclpy.init(args=argv)
-    try:
+    # a stop in the middle of these would leave half-made objects (their destructors print
+    # tracebacks); they take well under a second, the model loads later (start)
+    with process.signals_held():
+        rclpy.init(args=argv)
+        executor = SingleThreadedExecutor()
         node = DSFlashNode()
-    except BaseException:
-        rclpy.try_shutdown()
-        raise
+    process.on_stop(lambda: node.get_logger().set_level(LoggingSeverity.FATAL))
     line, warn = fastdds.report(tuning, node.context.get_domain_id())
     if line:
         (node.get_logger().warning if warn else node.get_logger().info)(line)
-    # made before start-up: created after a stop it would fail on the shut-down context
-    executor = SingleThreadedExecutor()
     executor.add_node(node)
     if node.get_parameter("autostart").value and not node.start() and not process.stop_requested():
         node.get_logger().error(

@@ -15,15 +15,27 @@ so a signal during the imports is covered too. This module imports nothing heavy
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 _received: list[int] = []
+_on_stop: list[Callable[[], None]] = []
 
 
 def _note(signum: int, frame: object) -> None:
     _received.append(signum)
+    for callback in _on_stop:
+        with contextlib.suppress(Exception):
+            callback()
+
+
+def on_stop(callback: Callable[[], None]) -> None:
+    """Call ``callback`` (main thread) when a stop is asked for, e.g. to silence a node's
+    logger: rclpy's code still running under the shut-down context would log errors that
+    only say it was stopped (and each line fails to reach /rosout)."""
+    _on_stop.append(callback)
 
 
 def install() -> None:
@@ -31,6 +43,19 @@ def install() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         if signal.getsignal(sig) is not _note:
             signal.signal(sig, _note)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait until the block is done (then they arrive as usual). For
+    steps that must not be cut in half, e.g. creating an rclpy executor: a context shut
+    down in the middle leaves an object whose destructor prints a traceback."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def stop_requested() -> bool:

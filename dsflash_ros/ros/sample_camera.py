@@ -247,16 +247,19 @@ def main(args: list[str] | None = None) -> int:
 
 
 def _run(argv: list[str]) -> int:
-    rclpy.init(args=argv)
+    with process.signals_held():  # a stop in between would leave a half-made executor
+        rclpy.init(args=argv)
+        executor = SingleThreadedExecutor()
     try:
         node = SampleCamera()
     except (SourceError, ValueError, ParameterException) as e:
+        executor.shutdown()
         rclpy.try_shutdown()
         return process.fail("sample_camera", str(e))
     except BaseException:
+        executor.shutdown()
         rclpy.try_shutdown()
         raise
-    executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
         if not process.stop_requested():

@@ -54,7 +54,14 @@ def stop_at(args: list[str], log_path, marker: str | None, offset: float, sig: i
             proc.wait()
     out = log_path.read_text()
     assert status == 0, (status, out[-3000:])
-    for bad in ("Traceback", "Exception ignored", "autostart failed", "KeyboardInterrupt"):
+    for bad in (
+        "Traceback",
+        "Exception ignored",
+        "autostart failed",
+        "KeyboardInterrupt",
+        "[ERROR]",  # e.g. rclpy's "Failed to complete transition" under the stopped context
+        "Failed to publish log message",
+    ):
         assert bad not in out, out[-3000:]
     return out
 
