@@ -34,11 +34,20 @@ def image_format(data: Buffer) -> str | None:
     return None
 
 
+class AmbiguousHeaderError(ValueError):
+    """The header states the size more than once (a decoder may use another value than the
+    one checked): refuse the image rather than guess."""
+
+
 def declared_size(data: Buffer) -> tuple[int, int] | None:
-    """(height, width) stated by the header, or None when it cannot be read."""
+    """(height, width) stated by the header, or None when it cannot be read.
+
+    Raises :class:`AmbiguousHeaderError` for a header that states it twice."""
     buf = memoryview(data).cast("B")
     try:
         return _READERS[image_format(buf) or ""](buf)
+    except AmbiguousHeaderError:
+        raise
     except (KeyError, IndexError, ValueError):
         return None
 
@@ -115,6 +124,9 @@ def _tiff(b: memoryview) -> tuple[int, int] | None:
         entry = ifd + 2 + 12 * k
         tag, kind = u(entry, 2), u(entry + 2, 2)
         if tag in (256, 257):  # ImageWidth, ImageLength: SHORT (3) or LONG (4)
+            if tag in found:  # libtiff keeps the first, other readers the last
+                name = "ImageWidth" if tag == 256 else "ImageLength"
+                raise AmbiguousHeaderError(f"its TIFF header has more than one {name} tag")
             found[tag] = u(entry + 8, 2) if kind == 3 else u(entry + 8, 4)
     if 256 in found and 257 in found:
         return found[257], found[256]

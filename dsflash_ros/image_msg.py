@@ -16,7 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from dsflash_ros.image_header import declared_size, image_format
+from dsflash_ros.image_header import AmbiguousHeaderError, declared_size, image_format
 from dsflash_ros.limits import MAX_PIXELS, check_pixels
 
 # Images beyond MAX_PIXELS (dsflash_ros.limits, shared with dsflash infer) are refused
@@ -123,6 +123,11 @@ def image_to_rgb8(msg: Any) -> np.ndarray:
         raise ImageConversionError(
             f"{msg.encoding} is not a colour image; cannot run on it", "unsupported_encoding"
         )
+    if msg.encoding not in _TO_RGB:  # name only what this function takes
+        raise ImageConversionError(
+            f"unsupported encoding {msg.encoding!r}; supported: {', '.join(_TO_RGB)}",
+            "unsupported_encoding",
+        )
     arr = image_to_numpy(msg)
     code = _TO_RGB[msg.encoding]
     return np.ascontiguousarray(arr) if code is None else cv2.cvtColor(arr, code)
@@ -144,7 +149,10 @@ def compressed_to_rgb8(msg: Any, max_pixels: int = MAX_PIXELS) -> np.ndarray:
             f"cannot decode {what}: not a JPEG, PNG, WebP, BMP, TIFF or PNM header",
             "corrupt_compressed",
         )
-    declared = declared_size(buf)
+    try:
+        declared = declared_size(buf)
+    except AmbiguousHeaderError as e:
+        raise ImageConversionError(f"cannot decode {what}: {e}", "corrupt_compressed") from e
     if declared is None:
         raise ImageConversionError(
             f"cannot decode {what}: its {kind} header states no image size (corrupt or truncated)",

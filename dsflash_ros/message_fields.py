@@ -138,9 +138,18 @@ def _geometry_fields(geometry: ObjectGeometry | None, row: int | None) -> Fields
 
 def events_fields(tracked: TrackedFrame, header: Any) -> Fields:
     """SceneGraphEvents of one frame; ``header`` is that frame's input header."""
+    return event_list_fields(
+        tracked.object_events, tracked.relation_events, tracked.result.model_id, header
+    )
+
+
+def event_list_fields(
+    object_events: Sequence[Any], relation_events: Sequence[Any], model_id: str, header: Any
+) -> Fields:
+    """SceneGraphEvents from event lists (e.g. the tracks a restart closed)."""
     return {
         "header": header,
-        "model_id": tracked.result.model_id,
+        "model_id": model_id,
         "object_events": [
             {
                 "type": OBJECT_EVENT_TYPES[e.kind],
@@ -150,7 +159,7 @@ def events_fields(tracked: TrackedFrame, header: Any) -> Fields:
                 "class_name": e.class_name,
                 "score": e.score,
             }
-            for e in tracked.object_events
+            for e in object_events
         ],
         "relation_events": [
             {
@@ -165,7 +174,7 @@ def events_fields(tracked: TrackedFrame, header: Any) -> Fields:
                 "predicate": e.predicate,
                 "score": e.score,
             }
-            for e in tracked.relation_events
+            for e in relation_events
         ],
     }
 

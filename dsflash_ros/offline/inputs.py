@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from dsflash_ros.image_file import decode_rgb_file
-from dsflash_ros.image_header import declared_size
+from dsflash_ros.image_header import AmbiguousHeaderError, declared_size
 from dsflash_ros.limits import MAX_PIXELS, check_pixels
 
 IMAGE_EXTENSIONS = (
@@ -83,12 +83,17 @@ def _too_large(path: Path, width: int, height: int, max_pixels: int) -> InputErr
 
 
 def image_file_size(path: Path) -> tuple[int, int] | None:
-    """(height, width) from an image file's header without decoding it (None = unknown)."""
+    """(height, width) from an image file's header without decoding it (None = unknown);
+    a header that states its size twice is refused (:class:`InputError`)."""
     with path.open("rb") as f:
         if os.fstat(f.fileno()).st_size == 0:
             return None
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            return declared_size(data)
+            try:
+                return declared_size(data)
+            except AmbiguousHeaderError as e:
+                why = str(e)  # raised outside: a live traceback would pin the mapping
+    raise InputError(f"cannot read image {path}: {why}")
 
 
 def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:

@@ -7,6 +7,12 @@ and pipeline errors. All methods are thread-safe (callback thread and worker thr
 write). ``RateLimitedLog`` gives one log line per reason per period, with a count of what it
 held back, so a burst of garbage cannot flood the log.
 
+Rates: ``input_fps`` is the cameras' rate, from the publishers' sequence numbers where the
+RMW gives them (the node takes only the frames a worker is free for, see ``input_gate``),
+else the rate of the frames taken; ``processed_fps`` never exceeds it (a processed frame
+was received). Rejected frames are input that no backend could process: the slow-processing
+warning compares the processed rate with the input that was not rejected.
+
 Levels: ERROR when configure failed; WARN when not active, when bad frames came in since
 the last report, when the caller names a problem (e.g. incompatible input QoS), or when the
 node processes far fewer frames than arrive (below ``SLOW_SHARE`` of the input rate; the
@@ -73,15 +79,19 @@ class LatencyStats:
 class NodeStats:
     """Counters and meters of one node, snapshotted into a DiagnosticStatus."""
 
-    def __init__(self) -> None:
+    def __init__(self, publisher_rate: Callable[[float], float | None] | None = None) -> None:
+        """``publisher_rate(now)``: the publishers' own rate (None = unknown), e.g.
+        :meth:`PublisherSequences.rate`; else the rate of frames taken is the input rate."""
         self._lock = threading.Lock()
+        self._publisher_rate = publisher_rate
         self.received = 0
         self.processed = 0
         self.dropped = 0
         self.rejected: Counter[str] = Counter()
         self.errors = 0
         self.last_error = ""
-        self._input_rate = RateMeter()
+        self._input_rate = RateMeter()  # frames taken
+        self._rejected_rate = RateMeter()
         self._output_rate = RateMeter()
         self._latency = LatencyStats()
         self._last_problem_count = 0
@@ -93,18 +103,18 @@ class NodeStats:
             if replaced_unprocessed:
                 self.dropped += 1
 
-    def frames_missed(self, count: int, t: float | None = None) -> None:
+    def frames_missed(self, count: int) -> None:
         """Frames published to the node that it never took (left in DDS while every worker
-        was busy, or lost on the way): received by the camera's count, and dropped."""
+        was busy, or lost on the way): received by the camera's count, and dropped. (Their
+        rate is the publishers', ``publisher_rate``.)"""
         with self._lock:
             self.received += count
             self.dropped += count
-            for _ in range(count):
-                self._input_rate.tick(t)
 
-    def frame_rejected(self, reason: str) -> None:
+    def frame_rejected(self, reason: str, t: float | None = None) -> None:
         with self._lock:
             self.rejected[reason] += 1
+            self._rejected_rate.tick(t)
 
     def frame_failed(self, error: str) -> None:
         with self._lock:
@@ -130,8 +140,15 @@ class NodeStats:
         """One DiagnosticStatus: level from the state, from problems since the last call,
         from ``problem`` (the caller's reason to warn) and from the processing rate."""
         with self._lock:
-            input_fps = self._input_rate.rate(now)
-            output_fps = self._output_rate.rate(now)
+            now = time.monotonic() if now is None else now
+            taken_fps = self._input_rate.rate(now)
+            published = self._publisher_rate(now) if self._publisher_rate else None
+            input_fps = taken_fps if published is None else published
+            output_fps = min(self._output_rate.rate(now), input_fps)
+            # the share of the input that was rejected (of the frames taken) is not work a
+            # faster backend could do
+            rejected_share = min(1.0, self._rejected_rate.rate(now) / taken_fps) if taken_fps else 0
+            usable_fps = input_fps * (1.0 - rejected_share)
             latency = self._latency.summary()
             problems = sum(self.rejected.values()) + self.errors
             new_problems = problems - self._last_problem_count
@@ -160,11 +177,11 @@ class NodeStats:
             level, message = DiagnosticStatus.WARN, f"{new_problems} bad frame(s) since last report"
         elif problem:
             level, message = DiagnosticStatus.WARN, problem
-        elif input_fps >= SLOW_MIN_INPUT_FPS and output_fps < SLOW_SHARE * input_fps:
-            dropped = 100.0 * (1.0 - output_fps / input_fps)
+        elif usable_fps >= SLOW_MIN_INPUT_FPS and output_fps < SLOW_SHARE * usable_fps:
+            dropped = 100.0 * (1.0 - output_fps / usable_fps)
             level, message = (
                 DiagnosticStatus.WARN,
-                f"processing {output_fps:.1f} of {input_fps:.1f} fps: {dropped:.0f} % of the "
+                f"processing {output_fps:.1f} of {usable_fps:.1f} fps: {dropped:.0f} % of the "
                 "frames are dropped (newest-frame policy); use a faster backend/device or a "
                 "lower camera rate",
             )

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 
@@ -65,34 +66,66 @@ class InputGate(ReentrantCallbackGroup):
 
 
 class PublisherSequences:
-    """Frames a subscription did not take, from each publisher's sequence numbers.
+    """Frames a subscription did not take, and the publishers' rates, from each publisher's
+    sequence numbers.
 
     A gap between the sequence numbers of consecutive messages of one publisher is the
     number of its messages that never reached the callback (left in DDS while the gate was
-    closed, overwritten in a keep-last history, or lost on the wire). Publishers are told
-    apart by their GID; the ``max_publishers`` most recently heard are remembered.
+    closed, overwritten in a keep-last history, or lost on the wire). The sequence numbers
+    also give each publisher's true rate however few of its frames are taken:
+    (last - first) / (time between them) over the takes of the last ``window_s`` seconds
+    (at least the last two). Publishers are told apart by their GID; the ``max_publishers``
+    most recently heard are remembered.
     """
 
-    def __init__(self, max_publishers: int = 64) -> None:
-        self._last: OrderedDict[bytes, int] = OrderedDict()
+    def __init__(self, max_publishers: int = 1024, window_s: float = 5.0) -> None:
+        self._takes: OrderedDict[bytes, deque[tuple[float, int]]] = OrderedDict()
         self._max = max_publishers
+        self._window = window_s
         self._lock = threading.Lock()  # a multi-threaded executor may run two callbacks
 
-    def skipped(self, info: dict[str, Any]) -> int:
+    def skipped(self, info: dict[str, Any], now: float | None = None) -> int:
         """Messages of this message's publisher missed since its previous one (0 for the
         first one heard, or when the RMW gives no sequence numbers)."""
         seq = info.get("publication_sequence_number")
         gid = info.get("publisher_gid")
         if seq is None or not gid:
             return 0
+        now = time.monotonic() if now is None else now
         key = bytes(gid.get("data", b""))
         with self._lock:
-            last = self._last.pop(key, None)
-            self._last[key] = seq
-            if len(self._last) > self._max:
-                self._last.popitem(last=False)
+            takes = self._takes.pop(key, None) or deque()
+            last = takes[-1][1] if takes else None
+            if last is not None and seq <= last:
+                takes.clear()  # the publisher restarted (same GID, new numbering)
+            takes.append((now, seq))
+            while len(takes) > 2 and now - takes[0][0] > self._window:
+                takes.popleft()
+            self._takes[key] = takes
+            if len(self._takes) > self._max:
+                self._takes.popitem(last=False)
         return seq - last - 1 if last is not None and seq > last else 0
+
+    def rate(self, now: float | None = None) -> float | None:
+        """Messages per second of all publishers together (None: no publisher taken twice
+        yet, or no sequence numbers). A publisher counts until it has been silent for
+        ``window_s`` or three of its usual gaps between takes, whichever is longer."""
+        now = time.monotonic() if now is None else now
+        total, known = 0.0, False
+        with self._lock:
+            for takes in self._takes.values():
+                if len(takes) < 2:
+                    continue
+                (t0, s0), (t1, s1) = takes[0], takes[-1]
+                if t1 <= t0:
+                    continue
+                gap = (t1 - t0) / (len(takes) - 1)
+                if now - t1 > max(self._window, 3.0 * gap):
+                    continue  # stopped publishing
+                total += (s1 - s0) / (t1 - t0)
+                known = True
+        return total if known else None
 
     def clear(self) -> None:
         with self._lock:
-            self._last.clear()
+            self._takes.clear()

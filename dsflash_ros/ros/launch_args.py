@@ -165,8 +165,9 @@ def check_arguments(values: Mapping[str, str], camera: bool = False) -> LaunchPl
     if level not in LOG_LEVELS:
         plan.problems.append(f"log_level:={level!r} must be one of {', '.join(LOG_LEVELS)}")
     params_file = values.get("params_file", "").strip()
-    if params_file and not Path(params_file).is_file():
-        plan.problems.append(f"params_file:={params_file!r}: file not found")
+    if params_file:
+        plan.problems.extend(params_file_problems(params_file))
+    plan.problems.extend(name_problems(values))
     if not camera:
         return plan
     plan.use_sample_camera = bool(
@@ -187,6 +188,96 @@ def check_arguments(values: Mapping[str, str], camera: bool = False) -> LaunchPl
         if reason:
             plan.problems.append(reason)
     return plan
+
+
+def name_problems(values: Mapping[str, str]) -> list[str]:
+    """``namespace`` and ``image_topic`` against the ROS naming rules (rclpy's checks), so a
+    bad name stops the launch instead of killing each process at start with a traceback."""
+    from rclpy.exceptions import InvalidNamespaceException, InvalidTopicNameException
+    from rclpy.validate_namespace import validate_namespace
+    from rclpy.validate_topic_name import validate_topic_name
+
+    problems = []
+    namespace = values.get("namespace", "").strip()
+    topic = values.get("image_topic", "").strip()
+    checks = (
+        ("namespace", namespace, lambda n: validate_namespace(n if n[0] == "/" else f"/{n}")),
+        ("image_topic", topic, validate_topic_name),
+    )
+    for name, text, validate in checks:
+        if not text:
+            continue
+        try:
+            validate(text)
+        except (InvalidNamespaceException, InvalidTopicNameException) as e:
+            why = str(e).splitlines()[0].split(": ", 1)[-1].rstrip(":")
+            problems.append(f"{name}:={text!r}: {why}")
+    return problems
+
+
+def params_file_problems(path: str) -> list[str]:
+    """Why ``path`` is not a usable ROS 2 parameter file: missing, not YAML, not the
+    ``<node>: {ros__parameters: {...}}`` layout, or a value of this node's parameters that
+    the node would refuse (sections for other nodes are not checked)."""
+    import yaml
+
+    file = Path(path).expanduser()
+    if not file.is_file():
+        return [f"params_file:={path!r}: file not found"]
+    try:
+        data = yaml.safe_load(file.read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        return [f"params_file:={path!r}: cannot read it ({e})"]
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        what = getattr(e, "problem", None) or type(e).__name__
+        return [f"params_file:={path!r}: not valid YAML{where}: {what}"]
+    layout = "expected <node name>: {ros__parameters: {name: value, ...}}"
+    if not isinstance(data, dict) or not data:
+        return [f"params_file:={path!r}: {layout}"]
+    problems = []
+    for node, section in data.items():
+        if not isinstance(section, dict) or not isinstance(section.get("ros__parameters"), dict):
+            problems.append(f"params_file:={path!r}: section {node!r}: {layout}")
+            continue
+        if not str(node).endswith(("dsflash_node", "/**", "*")):
+            continue  # another node's parameters (e.g. a camera driver's)
+        for name, value in section["ros__parameters"].items():
+            if name not in P.BY_NAME:
+                continue
+            kind = _KINDS[type(P.BY_NAME[name].default)]
+            if type(value) is not type(P.BY_NAME[name].default):  # rclpy refuses it too
+                reason = f"{name} must be {kind}, got {value!r}"
+            else:
+                reason = P.check_value(name, value)
+            if reason:
+                problems.append(f"params_file:={path!r}: {reason}")
+    return problems
+
+
+_KINDS = {
+    bool: "true or false",
+    int: "a whole number",
+    float: "a number with a decimal point (e.g. 1.0)",
+    str: "a string",
+}
+
+
+class NodeExitedError(RuntimeError):
+    """dsflash_node ended on its own with a non-zero status: the launch ends, with an error."""
+
+
+def node_exit_error(program: str, returncode: int | None, shutting_down: bool) -> str | None:
+    """What ending the launch should say when ``program`` exits (None: end it quietly).
+
+    The launch files end the whole launch when the node exits: a sample camera or rviz left
+    running without it serves nothing. A non-zero status while the launch was not already
+    shutting down (a crash, e.g. at start-up) is an error, so ``ros2 launch`` fails too.
+    """
+    if shutting_down or not returncode:
+        return None
+    return f"{program} exited with status {returncode}; ending the launch"
 
 
 def source_problem(source: str) -> str | None:

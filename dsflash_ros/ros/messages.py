@@ -8,6 +8,7 @@ from std_msgs.msg import Header
 
 from dsflash_ros.message_fields import (
     TIMING_FIELDS,  # noqa: F401  (re-exported)
+    event_list_fields,
     events_fields,
     label_info_fields,
     scene_graph_fields,
@@ -36,6 +37,15 @@ def scene_graph_msg(
 def events_msg(tracked: TrackedFrame, header: Header) -> SceneGraphEvents:
     """The SceneGraphEvents of one frame; ``header`` is that frame's input header."""
     return fill(SceneGraphEvents(), events_fields(tracked, header))
+
+
+def events_of(
+    object_events: list, relation_events: list, model_id: str, header: Header
+) -> SceneGraphEvents:
+    """SceneGraphEvents from event lists (e.g. the tracks a restart closed)."""
+    return fill(
+        SceneGraphEvents(), event_list_fields(object_events, relation_events, model_id, header)
+    )
 
 
 def panoptic_from_msg(msg: SceneGraph) -> np.ndarray:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import os
 import sys
 import threading
 import time
@@ -45,6 +46,7 @@ from rclpy.event_handler import QoSRequestedIncompatibleQoSInfo, SubscriptionEve
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.logging import LoggingSeverity
 from rclpy.parameter import Parameter
 from rclpy.qos import (
     QoSDurabilityPolicy,
@@ -60,6 +62,7 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from dsflash_ros.msg import LabelInfo, SceneGraph, SceneGraphEvents
+from dsflash_ros.ros import fastdds, process
 from dsflash_ros.ros import input_qos as Q
 from dsflash_ros.ros import params as P
 from dsflash_ros.ros.depth_input import DepthInput, DepthPairing
@@ -73,9 +76,10 @@ from dsflash_ros.ros.image_conversion import (
 )
 from dsflash_ros.ros.input_gate import InputGate, PublisherSequences
 from dsflash_ros.ros.markers import scene_graph_markers
-from dsflash_ros.ros.messages import events_msg, label_info_msg, scene_graph_msg
+from dsflash_ros.ros.messages import events_msg, events_of, label_info_msg, scene_graph_msg
 from dsflash_ros.ros.node_tracking import EVENTS_QOS, NodeTracking
 from dsflash_ros.runtime.concurrency import resolve_threads, resolve_workers
+from dsflash_ros.runtime.output_watch import OutputWatch
 from dsflash_ros.tracking.overlay import track_tags
 from dsflash_ros.visualize import draw_overlay
 
@@ -147,13 +151,13 @@ class DSFlashNode(LifecycleNode):
         self.add_on_set_parameters_callback(self._check_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
 
-        self._stats = NodeStats()
+        self._sequences = PublisherSequences()
+        self._stats = NodeStats(self._sequences.rate)  # input rate: the publishers' own
         self._log_bad = RateLimitedLog(self.get_logger().warning, LOG_PERIOD_S)
         self._slot: LatestSlot[tuple[Image | CompressedImage, float]] = LatestSlot()
         # the input is taken only while a worker waits for a frame (see input_gate)
         self._gate = InputGate(lambda: self._slot.wanted, self.create_guard_condition(lambda: None))
         self._slot.on_wait = self._gate.wake
-        self._sequences = PublisherSequences()
         self._worker = self._frame_workers(1)  # configure makes them with `workers`
         self._pipeline = None
         self._pipeline_lock = threading.Lock()  # the workers read it; cleanup releases it
@@ -162,6 +166,7 @@ class DSFlashNode(LifecycleNode):
         self._pending_options: dict[str, Any] = {}
         self._options_lock = threading.Lock()
         self._tracking = NodeTracking(self._settings)  # track ids + events (worker thread)
+        self._watch = OutputWatch()  # a model that finds nothing (publishing step)
         self._state = "unconfigured"
         self._failure = ""
         self._last_size = ""
@@ -337,6 +342,8 @@ class DSFlashNode(LifecycleNode):
                 f"cannot start {s['backend']} on {s['device']} ({s['precision']}): "
                 f"{type(e).__name__}: {e}"
             )
+        if not self.context.ok():  # stopped (Ctrl-C, SIGTERM) while the model loaded
+            return TransitionCallbackReturn.FAILURE
         if pipeline.warning:
             self.get_logger().warning(pipeline.warning)
         hint = pipeline.speed_hint
@@ -360,6 +367,7 @@ class DSFlashNode(LifecycleNode):
         self._label_pub = self.create_publisher(LabelInfo, "label_info", LATCHED_QOS)
         self._tracking.reset()  # a new model: new tracks
         self._depth = DepthInput(self, DepthPairing()) if s["use_depth"] else None
+        self._watch = OutputWatch()
         self._publish_label_info()
         self._failure = ""
         self._state = "inactive"
@@ -407,11 +415,13 @@ class DSFlashNode(LifecycleNode):
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_processing()
         self._state = "inactive"
+        self.get_logger().info(f"inactive: no longer listening on {self._input_topic()}")
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release()
         self._state = "unconfigured"
+        self.get_logger().info("unconfigured: model released")
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -505,8 +515,9 @@ class DSFlashNode(LifecycleNode):
         )
 
     def _offered_reliabilities(self, topic: str) -> list[QoSReliabilityPolicy]:
+        msg_type = INPUTS[self._settings["input_transport"]][1]
         pubs = self.get_publishers_info_by_topic(topic)
-        self._input_publishers = [p.qos_profile.reliability for p in pubs]
+        self._input_publishers = Q.offered_reliabilities(pubs, msg_type)
         return self._input_publishers
 
     def _check_input_qos(self) -> None:
@@ -610,8 +621,12 @@ class DSFlashNode(LifecycleNode):
         rgb, result, started = frame.rgb, frame.result, frame.started
         relation_threshold = getattr(frame.options, "relation_threshold", None) or 0.0
         max_relations = getattr(frame.options, "max_relations", None)
+        warning = self._watch.observe(result)
+        if warning:
+            self.get_logger().warning(warning)
         t_track = time.monotonic()
         tracked = self._tracking.step(result, relation_threshold, max_relations)
+        closed = self._tracking.take_closed()  # tracks a restart ended: say so first
         track_ms = (time.monotonic() - t_track) * 1e3
         track_ids = None
         if tracked is not None:
@@ -622,6 +637,8 @@ class DSFlashNode(LifecycleNode):
         pubs["scene_graph"].publish(graph)
         if pubs["panoptic"].get_subscription_count() > 0:  # scene_graph carries it anyway
             pubs["panoptic"].publish(graph.panoptic)
+        if closed[0] or closed[1]:
+            pubs["events"].publish(events_of(*closed, result.model_id, header))
         if tracked is not None and tracked.has_events:
             pubs["events"].publish(events_msg(tracked, header))
         s = self._settings
@@ -746,6 +763,7 @@ class DSFlashNode(LifecycleNode):
             "last_image_size": self._last_size,
             **self._input_qos_info(),
             "use_depth": str(self._depth is not None).lower(),
+            **self._watch.counters(),
         }
         depth = self._depth
         if depth is not None:
@@ -756,7 +774,9 @@ class DSFlashNode(LifecycleNode):
             self._state,
             info,
             self._failure,
-            self._input_qos_problem() or (depth.pairing.problem() if depth is not None else ""),
+            self._input_qos_problem()
+            or (depth.pairing.problem() if depth is not None else "")
+            or self._watch.problem(),
         )
         self._diag_pub.publish(diagnostic_array([status], self.get_clock().now().to_msg()))
 
@@ -800,34 +820,47 @@ def usage() -> str:
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run the node until Ctrl-C (``autostart`` true: configured and active at once)."""
+    """Run the node until Ctrl-C or SIGTERM (``autostart`` true: configured and active at
+    once); a stop asked for during start-up ends it quietly too (see ``process``)."""
     argv = sys.argv if args is None else args
     own = argv[1 : argv.index("--ros-args")] if "--ros-args" in argv else argv[1:]
     if "-h" in own or "--help" in own:
         print(usage())
         return 0
-    tuning, hint = Q.environment_tuning()  # before rclpy creates the DDS participant
-    rclpy.init(args=argv)
-    node = DSFlashNode()
-    for line in (tuning, hint):
-        if line:
-            (node.get_logger().warning if line is hint else node.get_logger().info)(line)
-    if node.get_parameter("autostart").value and not node.start():
+    return process.run(lambda: _run(argv))
+
+
+def _run(argv: list[str]) -> int:
+    tuning = fastdds.tune(os.environ)  # before rclpy creates the DDS participant
+    # a stop in the middle of these would leave half-made objects (their destructors print
+    # tracebacks); they take well under a second, the model loads later (start)
+    with process.signals_held():
+        rclpy.init(args=argv)
+        executor = SingleThreadedExecutor()
+        node = DSFlashNode()
+    process.on_stop(lambda: node.get_logger().set_level(LoggingSeverity.FATAL))
+    line, warn = fastdds.report(tuning, node.context.get_domain_id())
+    if line:
+        (node.get_logger().warning if warn else node.get_logger().info)(line)
+    executor.add_node(node)
+    if node.get_parameter("autostart").value and not node.start() and not process.stop_requested():
         node.get_logger().error(
             "autostart failed; the node stays up unconfigured: fix the parameters, then "
             "trigger configure/activate via its lifecycle services"
         )
-    spin_until_shutdown(node)
+    spin_until_shutdown(node, executor)
     return 0
 
 
-def spin_until_shutdown(node: DSFlashNode) -> None:
+def spin_until_shutdown(node: DSFlashNode, executor: SingleThreadedExecutor | None = None) -> None:
     """Spin ``node`` until Ctrl-C or an external shutdown, then release the model, destroy
     the node and shut rclpy down (the process's whole life after start-up)."""
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
+    if executor is None:
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
     try:
-        executor.spin()
+        if not process.stop_requested():
+            executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

@@ -2,8 +2,13 @@
 ``dsflash_ros.tracking``), applied between frames on the worker thread.
 
 The parameter callback (executor thread) only records new settings; the worker picks them
-up before its next frame, like the pipeline's live options. Switching ``tracking`` back on,
-and every configure, start from no tracks (ids from 1 again).
+up before its next frame, like the pipeline's live options.
+
+Restarts: switching ``tracking`` off, and every configure (a new model), close all open
+tracks: the next frame processed publishes 'disappeared' for each object that had appeared
+and 'ended' for each relation that had started (``object_id`` 0: not in that frame), so a
+planner never holds a track forever. Track ids are unique for the node's lifetime: tracks
+found after a restart continue the numbering.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReli
 
 from dsflash_ros.runtime.result import SceneGraphResult
 from dsflash_ros.tracking import SceneGraphTracker, TrackedFrame, TrackingConfig
+from dsflash_ros.tracking.events import ObjectEvent, RelationEvent
 
 # Node parameters read here (declared in ros/params.py).
 PARAMS = (
@@ -60,6 +66,8 @@ class NodeTracking:
         self._reset = False
         self._enabled = bool(settings["tracking"])
         self._tracker = SceneGraphTracker(tracking_config(self._settings))
+        # events of the tracks the last step closed (worker thread only)
+        self._closed: tuple[list[ObjectEvent], list[RelationEvent]] = ([], [])
 
     @property
     def enabled(self) -> bool:
@@ -72,7 +80,7 @@ class NodeTracking:
                 self._pending = {n: settings[n] for n in PARAMS}
 
     def reset(self) -> None:
-        """Forget all tracks before the next frame (a new model was configured)."""
+        """Close all tracks before the next frame (a new model was configured)."""
         with self._lock:
             self._reset = True
 
@@ -88,15 +96,20 @@ class NodeTracking:
             pending, self._pending = self._pending, None
             reset, self._reset = self._reset, False
         if pending is not None:
-            if pending["tracking"] and not self._enabled:
-                reset = True
+            if not pending["tracking"] and self._enabled:
+                reset = True  # close now: the tracks would otherwise stay open while off
             self._enabled = bool(pending["tracking"])
             self._settings = pending
         if reset:
-            self._tracker.reset()
+            self._closed = self._tracker.close()
         if not self._enabled:
             return None
         config = tracking_config(self._settings, relation_threshold, max_relations)
         if config != self._tracker.config:
             self._tracker.configure(config)
         return self._tracker.update(result)
+
+    def take_closed(self) -> tuple[list[ObjectEvent], list[RelationEvent]]:
+        """Worker thread: the events of the tracks the last :meth:`step` closed (once)."""
+        closed, self._closed = self._closed, ([], [])
+        return closed

@@ -29,12 +29,14 @@ import cv2
 import numpy as np
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
+from dsflash_ros.ros import process
 from dsflash_ros.ros.image_conversion import numpy_to_image, rgb8_to_compressed
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
@@ -292,18 +294,32 @@ class SampleCamera(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=sys.argv if args is None else args)
+    """Publish until Ctrl-C or SIGTERM; a bad parameter or source is one line, status 2."""
+    return process.run(lambda: _run(sys.argv if args is None else args))
+
+
+def _run(argv: list[str]) -> int:
+    with process.signals_held():  # a stop in between would leave a half-made executor
+        rclpy.init(args=argv)
+        executor = SingleThreadedExecutor()
     try:
         node = SampleCamera()
-    except (SourceError, ValueError) as e:
-        print(f"sample_camera: {e}", file=sys.stderr)
+    except (SourceError, ValueError, ParameterException) as e:
+        executor.shutdown()
         rclpy.try_shutdown()
-        return 2
+        return process.fail("sample_camera", str(e))
+    except BaseException:
+        executor.shutdown()
+        rclpy.try_shutdown()
+        raise
+    executor.add_node(node)
     try:
-        rclpy.spin(node)
+        if not process.stop_requested():
+            executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
     return 0

@@ -348,10 +348,11 @@ class Pipeline:
         t0 = time.perf_counter()
         options = options or self.options
         pixels, info, timings = self._preprocess(rgb, t0)
-        segments, features = self.segments(pixels, info, timings, options)
+        segments, features, finite = self._segments(pixels, info, timings, options)
         result = self._relations_and_result(segments, features, info, timings, options)
         timings["total"] = (time.perf_counter() - t0) * 1e3
         result.timings_ms = timings
+        result.scores_nonfinite = not finite
         return result
 
     def predict(
@@ -415,6 +416,18 @@ class Pipeline:
         (``pixels (3, S, S)``, from :func:`.preprocess.letterbox`): the segments in the model
         frame and the block features; ``timings`` gains ``backbone`` and ``postprocess``.
         ``options`` None = the pipeline's current options."""
+        segments, features, _ = self._segments(pixels, info, timings, options)
+        return segments, features
+
+    def _segments(
+        self,
+        pixels: torch.Tensor,
+        info: LetterboxInfo,
+        timings: dict[str, float],
+        options: PipelineOptions | None = None,
+    ) -> tuple[PanopticSegments, torch.Tensor, bool]:
+        """:meth:`segments`, and whether any query's class scores were finite (weights
+        scaled far out of range give NaN/inf everywhere, and so no segment at all)."""
         t = time.perf_counter()
         out = self.backend.run_backbone(pixels[None])
         t = self._lap(timings, "backbone", t)
@@ -430,8 +443,9 @@ class Pipeline:
             info.content_hw,
             cfg,
         )
+        finite = bool(torch.isfinite(out.class_logits[0].float().softmax(-1)).all(-1).any())
         self._lap(timings, "postprocess", t)
-        return segments, out.features
+        return segments, out.features, finite
 
     def _given_segments(
         self, masks: np.ndarray, labels: np.ndarray, info: LetterboxInfo

@@ -60,6 +60,8 @@ class SceneGraphResult:
     relation_alt_scores: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     model_id: str = ""
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # no query had a finite class score (NaN/inf: broken weights): nothing could be found
+    scores_nonfinite: bool = False
 
     @property
     def height(self) -> int:

@@ -126,6 +126,7 @@ class SceneGraphTracker:
         self.relation_events = Hysteresis(c.event_on_frames, c.event_off_frames)
         # Last smoothed score of each relation the events follow (for 'ended' events).
         self._relation_score: dict[tuple[int, int, int], float] = {}
+        self._names: tuple[list[str], list[str]] = ([], [])  # classes, predicates (close)
 
     def configure(self, config: TrackingConfig) -> None:
         """New settings from the next frame on; tracks and their ids are kept."""
@@ -136,16 +137,51 @@ class SceneGraphTracker:
         self.object_events.configure(config.event_on_frames, config.event_off_frames)
         self.relation_events.configure(config.event_on_frames, config.event_off_frames)
 
-    def reset(self) -> None:
-        """Forget everything (a new video, a new camera, tracking switched back on)."""
-        self.tracker.reset()
+    def reset(self, keep_ids: bool = False) -> None:
+        """Forget everything (a new video, a new camera); ``keep_ids``: new tracks get ids
+        after the last one given instead of 1 again."""
+        self.tracker.reset(keep_ids)
         self.smoother.reset()
         self.object_events.reset()
         self.relation_events.reset()
         self._relation_score.clear()
 
+    def close(self) -> tuple[list[ObjectEvent], list[RelationEvent]]:
+        """End everything open, then forget it (tracking restarted): 'ended' for each started
+        relation, 'disappeared' for each appeared object (``object_id`` 0, ``frame`` the last
+        one tracked). Track ids are never given again."""
+        tracks = {tr.key: tr for tr in self.tracker.tracks}
+        frame, (names, preds) = self.tracker.frame, self._names
+        rel_events = []
+        for k in self.relation_events.tracked():
+            s_tr, o_tr = tracks.get(k[0]), tracks.get(k[1])
+            if self.relation_events.is_active(k) and s_tr is not None and o_tr is not None:
+                rel_events.append(
+                    RelationEvent(
+                        kind=ENDED,
+                        subject_track_id=int(s_tr.track_id),
+                        object_track_id=int(o_tr.track_id),
+                        subject_id=0,
+                        object_id=0,
+                        subject_class=_name(names, s_tr.class_id),
+                        object_class=_name(names, o_tr.class_id),
+                        predicate_id=int(k[2]),
+                        predicate=_name(preds, k[2]),
+                        score=float(self._relation_score.get(k, 0.0)),
+                        frame=frame,
+                    )
+                )
+        obj_events = [
+            _object_event(DISAPPEARED, tracks[k], 0, names, frame)
+            for k in self.object_events.tracked()
+            if self.object_events.is_active(k) and k in tracks
+        ]
+        self.reset(keep_ids=True)
+        return obj_events, rel_events
+
     def update(self, result: SceneGraphResult) -> TrackedFrame:
         cfg = self.config
+        self._names = (result.class_names, result.predicate_names)
         is_thing = np.array(
             [bool(result.is_thing_table[int(c)]) for c in result.class_ids], dtype=bool
         )

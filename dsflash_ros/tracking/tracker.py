@@ -113,12 +113,14 @@ class MaskTracker:
         self._next_key = 1
         self._next_id = 1
 
-    def reset(self) -> None:
-        """Forget all tracks; ids start again at 1."""
+    def reset(self, keep_ids: bool = False) -> None:
+        """Forget all tracks; ids start again at 1 (``keep_ids``: after the last one given,
+        so no id ever names two objects)."""
         self.tracks = []
         self.frame = -1
         self._next_key = 1
-        self._next_id = 1
+        if not keep_ids:
+            self._next_id = 1
 
     def configure(
         self, iou_threshold: float, min_hits: int, max_age: int, motion: bool = True

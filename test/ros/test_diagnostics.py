@@ -11,6 +11,7 @@ pytest.importorskip("diagnostic_msgs.msg", reason="ROS 2 message packages not in
 from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.qos import QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
 
+from dsflash_ros.ros import fastdds
 from dsflash_ros.ros import input_qos as Q
 from dsflash_ros.ros.diagnostics import NodeStats, RateLimitedLog
 
@@ -88,18 +89,47 @@ def test_overrides_choice():
 
 def test_fastdds_tuning_only_where_the_user_configured_nothing(tmp_path: Path):
     env: dict[str, str] = {}
-    message, applied = Q.tune_fastdds(env, cwd=tmp_path)
-    assert message and "UDPv4" in message
-    assert applied and env["FASTDDS_BUILTIN_TRANSPORTS"].startswith("UDPv4?sockets_size=")
+    tuning = fastdds.tune(env, cwd=tmp_path)
+    assert tuning.applied and not tuning.localhost
+    assert env["FASTDDS_BUILTIN_TRANSPORTS"].startswith("UDPv4?sockets_size=")
     for given in (
         {"FASTDDS_DEFAULT_PROFILES_FILE": "/my.xml"},
         {"FASTDDS_BUILTIN_TRANSPORTS": "SHM"},
         {"DSFLASH_TUNE_FASTDDS": "0"},
         {"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"},
+        {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "ROS_STATIC_PEERS": "10.0.0.2"},
     ):
         env = dict(given)
-        _message, applied = Q.tune_fastdds(env, cwd=tmp_path)
-        assert not applied and env == given
+        assert not fastdds.tune(env, cwd=tmp_path).applied and env == given
+        # what was left alone is said as such, never as a tuning in effect
+        assert "Fast DDS:" not in (fastdds.report(fastdds.tune(dict(given)), 0)[0] or "")
     (tmp_path / "DEFAULT_FASTDDS_PROFILES.xml").write_text("<dds/>")
-    assert not Q.tune_fastdds({}, cwd=tmp_path)[1]
-    assert Q.rmem_warning(212992) and Q.rmem_warning(8 << 20) is None
+    assert not fastdds.tune({}, cwd=tmp_path).applied
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"},
+        {"ROS_AUTOMATIC_DISCOVERY_RANGE": "localhost_please"},  # rcl: invalid = localhost
+        {"ROS_LOCALHOST_ONLY": "1"},
+    ],
+)
+def test_fastdds_localhost_range_gets_a_localhost_profile(tmp_path: Path, given):
+    """rmw_fastrtps replaces the transports for LOCALHOST: the node brings its own profile
+    (127.0.0.1 only, large buffers) and a range under which rmw_fastrtps keeps it."""
+    env = dict(given)
+    tuning = fastdds.tune(env, cwd=tmp_path)
+    assert tuning.applied and tuning.localhost
+    assert env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "SYSTEM_DEFAULT"
+    assert "ROS_LOCALHOST_ONLY" not in env and "FASTDDS_BUILTIN_TRANSPORTS" not in env
+    xml = Path(env["FASTDDS_DEFAULT_PROFILES_FILE"]).read_text()
+    assert '<interface name="127.0.0.1"/>' in xml
+    assert f"<receiveBufferSize>{fastdds.SOCKET_BUFFER_BYTES}<" in xml
+    assert "<useBuiltinTransports>false</useBuiltinTransports>" in xml
+
+
+def test_fastdds_report_warns_when_the_buffers_are_not_in_effect():
+    """No participant in this process binds the RTPS ports of domain 231: nothing to claim."""
+    line, warn = fastdds.report(fastdds.Tuning("", applied=True), 231)
+    assert warn and "may be lost" in line and "receiving over" not in line

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -24,9 +26,12 @@ pytest.importorskip("dsflash_ros.msg", reason="dsflash_ros messages not built")
 
 import node_harness as H
 import rclpy
-from rclpy.qos import QoSReliabilityPolicy
+from rclpy.qos import QoSProfile, QoSReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
 
 from dsflash_ros.msg import SceneGraph
+from dsflash_ros.ros import fastdds
 
 CAMERA = Path(__file__).with_name("camera_publisher.py")
 FRAMES, RATE_HZ = 10, 2.0  # per case; answered share must be >= 80 %
@@ -46,15 +51,24 @@ def _topic_of(command: list[str]) -> str:
     return remap.split(":=", 1)[1]
 
 
-def run_camera(topic: str, reliability: str, w: int, h: int, *extra: str) -> dict:
+def run_camera(
+    topic: str,
+    reliability: str,
+    w: int,
+    h: int,
+    *extra: str,
+    frames: int = FRAMES,
+    env: dict[str, str] | None = None,
+) -> dict:
     """Run the publisher process to its end; its JSON report."""
-    args = [topic, reliability, str(w), str(h), str(FRAMES), str(RATE_HZ), *extra]
+    args = [topic, reliability, str(w), str(h), str(frames), str(RATE_HZ), *extra]
     out = subprocess.run(
         [sys.executable, str(CAMERA), *args],
         cwd=H.REPO,
         capture_output=True,
         text=True,
         timeout=180,
+        env=dict(os.environ, **(env or {})),
     )
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     assert out.returncode == 0 and lines, out.stdout + out.stderr[-3000:]
@@ -64,13 +78,13 @@ def run_camera(topic: str, reliability: str, w: int, h: int, *extra: str) -> dic
 class GraphListener:
     """Only scene_graph, in the test process: (frame_id, stamp sec) of every answer."""
 
-    def __init__(self) -> None:
+    def __init__(self, topic: str = "/scene_graph") -> None:
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node("qos_test_listener", context=self.context)
         self.answers: set[tuple[str, int]] = set()
         self._lock = threading.Lock()
-        self.node.create_subscription(SceneGraph, "/scene_graph", self._on_graph, 10)
+        self.node.create_subscription(SceneGraph, topic, self._on_graph, 10)
         self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._thread = threading.Thread(target=self.executor.spin, daemon=True)
@@ -140,6 +154,53 @@ def test_real_size_frames_from_another_process_are_answered(
     assert status["input_qos_source"] == "adapted to the publishers"
 
 
+def test_a_publisher_of_another_type_does_not_decide_the_reliability(readme_node):
+    """A best-effort std_msgs/String publisher on the image topic beside a reliable camera:
+    the node cannot hear it (another type), so it stays reliable and does not count it."""
+    node, _listener, peer, topic = readme_node
+    camera = peer.node.create_publisher(Image, topic, QoSProfile(depth=1))  # reliable
+    context = rclpy.Context()  # a participant holds one type per topic: another one
+    rclpy.init(context=context)
+    other_node = rclpy.create_node("other_type", context=context)
+    other_node.create_publisher(
+        String, topic, QoSProfile(depth=1, reliability=QoSReliabilityPolicy.BEST_EFFORT)
+    )
+    try:
+
+        def subscription() -> list:
+            return peer.node.get_subscriptions_info_by_topic(topic)
+
+        H.wait_until(
+            lambda: (
+                [s.qos_profile.reliability for s in subscription()]
+                == [QoSReliabilityPolicy.RELIABLE]
+            ),
+            20,
+            "the node to adapt to the reliable camera",
+        )
+        # the node sees both publishers: its graph lists them by type
+        H.wait_until(
+            lambda: (
+                {i.topic_type for i in peer.node.get_publishers_info_by_topic(topic)}
+                == {"sensor_msgs/msg/Image", "std_msgs/msg/String"}
+            ),
+            20,
+            "both publishers in the graph",
+        )
+        # several QoS checks (every 0.5 s) and reports later, it still only counts the camera
+        seen = len(peer.diagnostics)
+        H.wait_until(lambda: len(peer.diagnostics) >= seen + 6, 20, "six more reports")
+        status = peer.last_status(node.fqn)
+        assert status["input_publishers"] == "1 (1 reliable)", status
+        assert [s.qos_profile.reliability for s in subscription()] == [
+            QoSReliabilityPolicy.RELIABLE
+        ]
+    finally:
+        other_node.destroy_node()
+        rclpy.try_shutdown(context=context)
+        peer.node.destroy_publisher(camera)
+
+
 def test_qos_overrides_fix_reliability_and_incompatible_publisher_is_reported(
     tmp_path_factory,
 ):
@@ -186,3 +247,54 @@ def test_qos_overrides_fix_reliability_and_incompatible_publisher_is_reported(
             assert "every frame taken: history deeper than 1" in node.log()
         finally:
             peer.close()
+
+
+LOCALHOST = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+
+
+def assert_localhost_sockets_with_large_buffers(pid: int) -> None:
+    """``ss`` (the kernel's view, not the node's): every UDP socket of the process is bound
+    to 127.0.0.1, and its receiving ones have the large buffers (capped by rmem_max)."""
+    if shutil.which("ss") is None:
+        pytest.skip("ss not installed")
+    out = subprocess.run(["ss", "-uampn"], capture_output=True, text=True, check=True).stdout
+    lines = out.splitlines()
+    mine = [(ln.split()[3], lines[i + 1]) for i, ln in enumerate(lines) if f"pid={pid}," in ln]
+    assert mine, out
+    assert all(local.startswith("127.0.0.1:") for local, _ in mine), mine
+    rmem_max = fastdds.read_rmem_max() or fastdds.SOCKET_BUFFER_BYTES
+    wanted = 2 * min(fastdds.SOCKET_BUFFER_BYTES, rmem_max)  # the kernel reports twice
+    received = [int(re.search(r"rb(\d+)", mem).group(1)) for _, mem in mine]
+    assert max(received) >= wanted, mine
+
+
+@pytest.mark.parametrize(
+    "scope", [LOCALHOST, {"ROS_LOCALHOST_ONLY": "1"}], ids=lambda e: next(iter(e))
+)
+def test_best_effort_camera_on_a_localhost_only_graph_is_answered(tmp_path_factory, scope):
+    """rmw_fastrtps builds its own transports for LOCALHOST (stock buffers, shared memory):
+    the node's own localhost profile must apply, and the log states the buffers it got."""
+    model = H.make_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")
+    params = H.node_params(model) | {"publish_overlay": False, "publish_markers": False}
+    ns, frames = "/lo", 20
+    with H.NodeProcess(
+        tmp_path_factory.mktemp("lo_logs"), namespace=ns, params=params, env=scope
+    ) as node:
+        listener = GraphListener(f"{ns}/scene_graph")
+        try:
+            H.wait_until(lambda: "active: listening" in node.log(), 90, "the node to activate")
+            line = next(ln for ln in node.log().splitlines() if "Fast DDS:" in ln)
+            assert "receiving over 127.0.0.1 only" in line and "MiB socket buffers" in line, line
+            assert_localhost_sockets_with_large_buffers(node.proc.pid)
+            report = run_camera(
+                f"{ns}/image_raw", "best_effort", 640, 480, frames=frames, env=scope
+            )
+            stamps = report["stamps"]
+            assert report["subscriptions"] == ["best_effort"], report
+            with contextlib.suppress(AssertionError):  # judged below: the criterion is a share
+                H.wait_until(lambda: listener.answered("qos_test", stamps) == frames, 20, "all")
+            answered = listener.answered("qos_test", stamps)
+            print(f"{scope}: {answered} of {frames} best-effort 640x480 frames answered")
+            assert answered >= 0.8 * frames, (answered, node.log()[-3000:])
+        finally:
+            listener.close()

@@ -89,6 +89,59 @@ def test_every_argument_is_checked_before_anything_starts(tmp_path):
     assert good.sample_rate == 4.0 and good.use_rviz and not good.use_sample_camera
 
 
+def test_params_file_and_names_are_checked_before_anything_starts(tmp_path):
+    """A params_file that is not YAML, not a parameter file, or holds a value the node
+    refuses, and names that are not ROS names: one line each, before any process."""
+    from dsflash_ros.ros.launch_args import check_arguments
+
+    cases = {
+        "key: [unclosed\n": "not valid YAML (line 2, column 1)",
+        "- just\n- a list\n": "expected <node name>: {ros__parameters:",
+        "dsflash_node:\n  model_path: x\n": "section 'dsflash_node': expected",
+        "/**:\n  ros__parameters:\n    max_objects: 0\n": "max_objects must be in [",
+        "/**/dsflash_node:\n  ros__parameters:\n    score_threshold: 1\n": (
+            "score_threshold must be a number with a decimal point (e.g. 1.0), got 1"
+        ),
+    }
+    for i, (text, says) in enumerate(cases.items()):
+        path = tmp_path / f"p{i}.yaml"
+        path.write_text(text)
+        problems = check_arguments({"params_file": str(path)}).problems
+        assert len(problems) == 1 and says in problems[0], (text, problems)
+        assert problems[0].startswith(f"params_file:={str(path)!r}: ")
+    # another node's section is not ours to check; the shipped file passes
+    other = tmp_path / "other.yaml"
+    other.write_text("usb_cam:\n  ros__parameters:\n    max_objects: 0\n")
+    assert not check_arguments({"params_file": str(other)}).problems
+    assert not check_arguments({"params_file": str(REPO / "config" / "dsflash.yaml")}).problems
+
+    plan = check_arguments({"image_topic": "bad topic", "namespace": "cam 0"}, camera=True)
+    assert plan.problems == [
+        "namespace:='cam 0': namespace must not contain characters other than alphanumerics, "
+        "'_', or '/'",
+        "image_topic:='bad topic': topic name must not contain characters other than "
+        "alphanumerics, '_', '~', '{', or '}'",
+    ]
+    for good in ({"image_topic": "/camera/color/image_raw", "namespace": "cam0"}, {}):
+        assert not check_arguments(good).problems
+
+
+def test_the_launch_ends_when_the_node_exits():
+    """A node that dies on its own ends the launch with an error (no camera left running
+    alone, a non-zero ``ros2 launch`` status); a node ending in a shutdown ends it quietly."""
+    from dsflash_ros.ros.launch_args import node_exit_error
+
+    assert node_exit_error("dsflash_node", 1, False) == (
+        "dsflash_node exited with status 1; ending the launch"
+    )
+    assert node_exit_error("dsflash_node", -11, False)
+    assert node_exit_error("dsflash_node", 0, False) is None
+    assert node_exit_error("dsflash_node", -2, True) is None  # Ctrl-C of the launch
+    text = (LAUNCH / "dsflash.launch.py").read_text()
+    assert "OnProcessExit(target_action=node" in text and "node_exit_error(" in text
+    assert "emulate_tty=True" not in text  # log files get no colour codes
+
+
 def test_rviz2_is_an_exec_dependency():
     import xml.etree.ElementTree as ET
 
@@ -183,6 +236,25 @@ def test_camera_launch_with_a_bad_argument_starts_nothing(tmp_path):
     assert code != 0, text
     assert "nothing was started" in text and "sample_rate" in text and "max_objects" in text
     assert "process started" not in text, text  # no orphan node or camera
+
+
+@pytest.mark.parametrize(
+    ("arg", "says"), [("image_topic:=bad topic", "image_topic"), ("params_file:=YAML", "YAML")]
+)
+def test_camera_launch_with_a_bad_name_or_params_file_starts_nothing(tmp_path, arg, says):
+    _need_launch()
+    if arg.endswith("YAML"):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("key: [unclosed\n")
+        arg = f"params_file:={bad}"
+    launch = _Launch(tmp_path, ["use_sample_camera:=true", arg])
+    try:
+        code = launch.proc.wait(timeout=120)
+    finally:
+        launch.stop()
+    text = launch.text()
+    assert code != 0 and "nothing was started" in text and says in text, text
+    assert "process started" not in text and "Traceback" not in text, text
 
 
 def test_camera_launch_runs_sample_camera_and_node(tmp_path):

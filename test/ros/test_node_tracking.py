@@ -125,3 +125,65 @@ def test_two_workers_publish_in_arrival_order_and_keep_the_tracks(tmp_path):
             assert "2 frame(s) at once" in node.log()
         finally:
             peer.close()
+
+
+def test_tracking_restart_closes_open_tracks_and_never_reuses_ids(tmp_path):
+    """tracking:=false closes every open track with events on the next frame (the planner
+    holds none forever); after tracking:=true, and after a new configure, the new tracks get
+    ids never given before."""
+    params = {
+        "track_min_hits": 2,
+        "event_on_frames": 2,
+        "event_off_frames": 2,
+        "relation_smoothing": 0.0,
+        "publish_overlay": False,
+        "diagnostics_period": 5.0,
+    }
+    command = [sys.executable, str(SCRIPT), "--ros-args"]
+    with H.NodeProcess(tmp_path, params=params, command=command) as node:
+        peer = H.Peer()
+        events: list[SceneGraphEvents] = []
+        lock = threading.Lock()
+
+        def on_events(msg):
+            with lock:
+                events.append(msg)
+
+        def at(sec: int) -> list[SceneGraphEvents]:
+            with lock:
+                return [m for m in events if m.header.stamp.sec == sec]
+
+        peer.node.create_subscription(SceneGraphEvents, "scene_graph/events", on_events, EVENTS_QOS)
+        try:
+            # frames 0..7: both objects appear, "holding" starts (frames 5 and 6)
+            graphs = [peer.request(peer.image_msg(_frame(k), 100.0 + k)) for k in range(8)]
+            first = {o.track_id for o in graphs[-1].objects}
+            assert len(first) == 2 and 0 not in first
+            H.wait_until(lambda: at(106), 10.0, "the 'started' event")
+
+            assert peer.set_params(node.fqn, tracking=False)[0].successful
+            peer.request(peer.image_msg(_frame(8), 200.0))
+            closing = H.wait_until(lambda: at(200), 10.0, "the closing events")
+            objs = sorted((e.type, e.track_id) for m in closing for e in m.object_events)
+            assert objs == sorted((ObjectEvent.DISAPPEARED, t) for t in first)
+            rels = [(e.type, e.predicate) for m in closing for e in m.relation_events]
+            assert rels == [(RelationEvent.ENDED, "holding")]
+
+            assert peer.set_params(node.fqn, tracking=True)[0].successful
+            again = [peer.request(peer.image_msg(_frame(k), 300.0 + k)) for k in range(3)]
+            second = {o.track_id for o in again[-1].objects}
+            assert len(second) == 2 and not second & first and 0 not in second
+
+            # a new configure closes the tracks too, and ids still continue
+            for transition in (4, 2, 1, 3):  # deactivate, cleanup, configure, activate
+                assert peer.lifecycle(node.fqn, transition)
+            # each transition says what it did, in one line
+            assert node.log().count("inactive: no longer listening on /image_raw") == 1
+            assert node.log().count("unconfigured: model released") == 1
+            graphs = [peer.request(peer.image_msg(_frame(k), 400.0 + k)) for k in range(3)]
+            closed = {e.track_id for m in at(400) for e in m.object_events}
+            assert closed == second
+            third = {o.track_id for o in graphs[-1].objects}
+            assert len(third) == 2 and not third & (first | second) and 0 not in third
+        finally:
+            peer.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dsflash_ros.tracking import SceneGraphTracker, TrackingConfig
+from dsflash_ros.tracking import SceneGraphTracker, TrackingConfig, events
 from dsflash_ros.tracking.frames import result_from_segments
 
 H, W = 60, 120
@@ -175,3 +175,27 @@ def test_vga_frames_are_tracked_on_a_subsampled_view_with_the_same_ids(monkeypat
     # all three confirmed and kept their ids, the fast little cup included
     assert sorted(sub[-1].track_ids.tolist()) == [1, 2, 3]
     assert sub[-1].track_ids.tolist() == sub[3].track_ids.tolist()
+
+
+def test_close_ends_open_tracks_and_relations_and_ids_continue():
+    t = SceneGraphTracker(TrackingConfig(min_hits=1, event_on_frames=1, event_off_frames=1))
+    for _ in range(3):
+        out = t.update(graph([PERSON, CUP], relations=[(1, 2, 0, 0.9)]))
+    old = set(out.track_ids.tolist())
+    objects, relations = t.close()
+    assert sorted((e.kind, e.class_name, e.track_id) for e in objects) == sorted(
+        (events.DISAPPEARED, name, tid)
+        for name, tid in zip(("person", "cup"), out.track_ids.tolist())
+    )
+    assert [(e.kind, e.predicate, e.subject_class, e.object_class) for e in relations] == [
+        (events.ENDED, "holding", "person", "cup")
+    ]
+    assert t.close() == ([], [])  # nothing is open any more
+    new = t.update(graph([PERSON, CUP])).track_ids.tolist()
+    assert not old & set(new) and min(new) > max(old)
+
+
+def test_tentative_tracks_close_silently():
+    t = SceneGraphTracker(TrackingConfig(min_hits=3))
+    t.update(graph([PERSON]))
+    assert t.close() == ([], [])
