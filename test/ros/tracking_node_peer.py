@@ -17,6 +17,7 @@ import numpy as np
 import rclpy
 
 from dsflash_ros.ros.node import DSFlashNode, spin_until_shutdown
+from dsflash_ros.runtime.precision import PrecisionChoice
 from dsflash_ros.tracking.frames import result_from_segments
 
 HOLD_FROM, HOLD_UNTIL = 5, 11
@@ -32,12 +33,16 @@ class ScriptedPipeline:
     device = "cpu"
     config = SimpleNamespace(class_names=CLASSES, is_thing=[True, True], predicate_names=PREDICATES)
     facts = SimpleNamespace(thresholds={})
+    precision = PrecisionChoice("fp32", "scripted: no model", "fp32")
 
     def __init__(self, options):
         self.options = options.resolved({}) if hasattr(options, "resolved") else options
 
     def set_options(self, **changes):
         pass
+
+    def pair_topk(self, options=None) -> int:
+        return 0  # every pair
 
     def check_options(self, **changes):
         return self.options
