@@ -12,10 +12,12 @@ import sys
 
 from dsflash_ros.commands._common import (
     add_model_arguments,
+    add_tracking_arguments,
     check_out_dir,
     limited,
     pipeline_options,
     positive_int,
+    tracking_config,
 )
 from dsflash_ros.limits import MAX_PIXELS
 
@@ -53,12 +55,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--no-tracking", action="store_true",
         help="videos: no track ids, no smoothing, no <name>_events.json (per-frame graphs)",
     )  # fmt: skip
-    p.add_argument(
-        "--relation-smoothing", type=float, default=0.5, metavar="A",
-        help="videos: weight of the past in the moving average of relation scores "
-        "(0 = off; the node's relation_smoothing)",
-    )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-input lines")
+    add_tracking_arguments(p, "videos: tracking (the node's parameters of the same names)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,16 +79,10 @@ def run(args: argparse.Namespace) -> int:
 
     for problem in scan.skipped:
         skip(None, str(problem))
-    tracking = None
-    if not args.no_tracking:
-        from dsflash_ros.tracking import TrackingConfig
-
-        tracking = TrackingConfig(relation_smoothing=args.relation_smoothing)
-        tracking.check()  # before the model loads
+    tracking = None if args.no_tracking else tracking_config(args)
     pipeline = Pipeline.load(args.model, options)
     if tracking is not None:  # the smoothed relations obey the pipeline's limits too
-        tracking.relation_threshold = float(pipeline.options.relation_threshold)
-        tracking.max_relations = int(pipeline.options.max_relations)
+        tracking = tracking.with_pipeline(pipeline.options)
     if pipeline.warning:
         print(f"warning: {pipeline.warning}", file=sys.stderr)
     hint = pipeline.speed_hint

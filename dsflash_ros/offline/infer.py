@@ -45,7 +45,7 @@ from dsflash_ros.offline.inputs import (
 from dsflash_ros.offline.scene_graph_json import result_to_document
 from dsflash_ros.progress import progress as show_progress
 from dsflash_ros.runtime.result import SceneGraphResult
-from dsflash_ros.tracking import SceneGraphTracker, TrackingConfig
+from dsflash_ros.tracking import SceneGraphTracker, TrackingConfig, candidates
 from dsflash_ros.tracking.overlay import track_tags
 from dsflash_ros.visualize import draw_overlay
 
@@ -185,8 +185,12 @@ def process_video(
             bar = show_progress(
                 frames, total=total, desc=item.path.name, unit="frame", enabled=progress
             )
+            options = getattr(pipeline, "options", None)  # a Pipeline (not a stand-in)
+            if tracker is not None and options is not None:
+                # the tracker applies the relation threshold to the smoothed scores
+                options = candidates(options)
             for index, stamp, rgb in bar:
-                result = pipeline(rgb)
+                result = pipeline(rgb, options) if options is not None else pipeline(rgb)
                 tracks: dict = {}
                 if tracker is not None:
                     tracked = tracker.update(result)

@@ -54,7 +54,8 @@ CAMERA_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
     (
         "sample_source",
         "synthetic",
-        "Sample camera source: synthetic | video | folder | /dev/videoN",
+        "Sample camera source: synthetic (one room, moving) | synthetic_scenes | video | "
+        "folder | /dev/videoN",
     ),
     ("sample_rate", "10.0", "Sample camera frames per second (0.1 .. 1000)"),
     ("sample_frame_id", "camera_optical_frame", "Sample camera header.frame_id"),
@@ -168,14 +169,14 @@ def check_arguments(values: Mapping[str, str], camera: bool = False) -> LaunchPl
 
 def source_problem(source: str) -> str | None:
     """Why the sample camera could not open ``source`` (None = looks usable)."""
-    if source == "synthetic" or source.isdigit():
+    if source in ("synthetic", "synthetic_scenes") or source.isdigit():
         return None
     if source.startswith("/dev/video"):
         return None if Path(source).exists() else f"sample_source:={source!r}: no such device"
     if not Path(source).expanduser().exists():
         return (
-            f"sample_source:={source!r}: not found (synthetic, /dev/videoN, an image folder "
-            "or a video file)"
+            f"sample_source:={source!r}: not found (synthetic, synthetic_scenes, /dev/videoN, "
+            "an image folder or a video file)"
         )
     return None
 

@@ -3,8 +3,10 @@
 Publishes ``image_raw`` (sensor_msgs/Image, rgb8 or bgr8) or ``image_raw/compressed``
 (JPEG) at a fixed rate, stamped with the time of capture, from one of:
 
-* ``synthetic`` — rendered rooms of the project's synthetic world (a few distinct scenes,
-  rendered once at start-up, then cycled);
+* ``synthetic`` — one room of the project's synthetic world as a video: the camera pans
+  while things move through it, so track ids and events follow the same objects
+  (rendered once at start-up, played forwards and back);
+* ``synthetic_scenes`` — a few distinct rooms of that world, cycled (a new scene each frame);
 * a video file (anything OpenCV reads);
 * a folder of images (png, jpg, jpeg, bmp; sorted by name);
 * a V4L2 device: ``/dev/videoN`` or just ``N``.
@@ -89,6 +91,36 @@ class SyntheticSource(FrameSource):
         return self.frames[(self.t - 1) % len(self.frames)]
 
 
+class SyntheticSequenceSource(FrameSource):
+    """One synthetic sequence (:func:`dsflash_ros.data.synth_sequences.render_sequence`) from
+    a seed the embedded model was not trained on: one room, the camera panning across it,
+    about half of its things moving. Rendered once at start-up (as :class:`SyntheticSource`,
+    so the node sharing the process keeps the CPU), then played forwards and backwards, so
+    the loop never jumps and an object keeps its track id for as long as the demo runs."""
+
+    SEED = 7
+    INDEX = 3  # a room with several things that move past each other
+    FRAMES = 90  # one way; 9 s at the demo's 10 frames/s
+
+    def __init__(self, width: int = 320, height: int = 240, frames: int = FRAMES) -> None:
+        from dsflash_ros.data.synth_sequences import render_sequence
+
+        rendered = render_sequence(self.SEED, self.INDEX, frames, (height, width))
+        self.frames = [f.image for f in rendered]
+        for frame in self.frames:
+            frame.setflags(write=False)  # handed out again and again: nobody may draw on one
+        n = len(self.frames)
+        self.order = list(range(n)) + list(range(n - 2, 0, -1))  # forwards, then back
+        self.t = 0
+
+    def rewind(self) -> None:
+        self.t = 0
+
+    def read(self) -> np.ndarray:
+        self.t += 1
+        return self.frames[self.order[(self.t - 1) % len(self.order)]]
+
+
 class VideoSource(FrameSource):
     """A video file or a V4L2 device (index), through OpenCV."""
 
@@ -134,8 +166,11 @@ class FolderSource(FrameSource):
 
 
 def open_source(source: str, width: int = 0, height: int = 0) -> FrameSource:
-    """``synthetic``, ``/dev/videoN`` or ``N``, a folder, or a video file."""
+    """``synthetic``, ``synthetic_scenes``, ``/dev/videoN`` or ``N``, a folder, or a video
+    file."""
     if source == "synthetic":
+        return SyntheticSequenceSource(width or 320, height or 240)
+    if source == "synthetic_scenes":
         return SyntheticSource(width or 320, height or 240)
     if source.isdigit():
         return VideoSource(int(source))
@@ -172,7 +207,11 @@ class SampleCamera(Node):
         # at shutdown, and destroy_node must not trip over the missing source
         self.source: FrameSource | None = None
         p = self.declare_parameter
-        source = p("source", "synthetic", _descriptor("synthetic | /dev/videoN | folder | video"))
+        source = p(
+            "source",
+            "synthetic",
+            _descriptor("synthetic | synthetic_scenes | /dev/videoN | folder | video"),
+        )
         rate = p("rate", 10.0, _descriptor("Frames per second", 0.1, 1000.0))
         encoding = p("encoding", "rgb8", _descriptor("rgb8 | bgr8 (transport raw)"))
         transport = p("transport", "raw", _descriptor("raw | compressed (JPEG)"))

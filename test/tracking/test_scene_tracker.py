@@ -70,7 +70,7 @@ def test_ema_values():
 
 
 def test_relation_events_with_hysteresis():
-    cfg = TrackingConfig(min_hits=1, event_on_frames=3, event_off_frames=2)
+    cfg = TrackingConfig(min_hits=1, event_on_frames=3, event_off_frames=2, relation_smoothing=0)
     t = SceneGraphTracker(cfg)
     on = [(1, 2, 0, 0.9)]
     # flicker (1 frame on), then on for 5, then off for 1 (blip), on, then off for good
