@@ -258,13 +258,17 @@ def check_change(name: str, value: Any, model_loaded: bool) -> str | None:
     return None
 
 
-def markdown_table() -> str:
-    """The README parameter table."""
+# the tracking parameters, in table order
+TRACKING_NAMES = tuple(o.name for o in TRACKING_OPTIONS)
+
+
+def markdown_table(names: tuple[str, ...] | None = None) -> str:
+    """The parameter table of the docs (``names``: only these parameters)."""
     rows = [
         "| parameter | default | range / choices | when | description |",
         "|---|---|---|---|---|",
     ]
-    for s in SPECS:
+    for s in SPECS if names is None else [BY_NAME[n] for n in names]:
         allowed = (
             ", ".join(s.choices)
             if s.choices

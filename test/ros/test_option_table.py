@@ -139,3 +139,9 @@ def test_relation_threshold_is_the_pipelines():
     run_with = candidates(options)
     assert run_with.relation_threshold == 0.0 and run_with.max_relations == options.max_relations
     assert options.relation_threshold == 0.2  # the caller's options are left as they were
+
+
+def test_docs_tracking_table_is_the_generated_one():
+    """The tracking parameter table in docs/ is ``params.markdown_table(TRACKING_NAMES)``."""
+    docs = "\n".join(p.read_text() for p in sorted((REPO / "docs").glob("*.md")))
+    assert P.markdown_table(P.TRACKING_NAMES) in docs
