@@ -1,4 +1,4 @@
-"""Object tracks across frames: mask overlap + class, Hungarian assignment.
+"""Object tracks across frames: mask overlap + class, Hungarian assignment, class votes.
 
 Overlap of a track with a segment: ``max(IoU, containment / 2)``, where IoU is taken
 between the track's last mask (clipped to the frame) and the segment, and containment is
@@ -18,6 +18,13 @@ few frames keep their track; with it off the last mask is compared where it was 
 motion-free baseline). Segments and tracks left unmatched by overlap then get a second,
 distance-based chance (same class, similar box size, centre within one object size of the
 track's predicted centre), also only with ``motion`` on.
+
+Classes: association is class-aware (a segment continues a track of its class); only a
+thing whose mask overlaps the track's very strongly (``CROSS_CLASS_IOU``) continues it
+whatever its class, as the last stage. Each detection votes for its class with its score
+(older votes fade), and the track (and so every object it reports) takes the class with
+most votes and the running average of the scores: a segmenter that calls a cup a bowl in
+one frame still reports one cup.
 
 Lifecycle (as in SORT): an unmatched segment starts a tentative track; it is confirmed
 after ``min_hits`` consecutive matched frames (and only then gets its public track id);
@@ -40,7 +47,7 @@ SCORE_MEMORY = 0.7
 # Least overlap for a thing of another class than the track's to continue it (the last
 # association stage): a segmenter that calls the same object a cup in one frame and a
 # bowl in the next still gives one track, and the track's class is the majority vote.
-CROSS_CLASS_IOU = 0.5
+CROSS_CLASS_IOU = 0.7
 
 
 @dataclass
