@@ -4,6 +4,9 @@ The node's parameters (``ros/params.py``), ``runtime.PipelineOptions`` (its defa
 ``validate``), the ``dsflash`` command-line flags, the launch files' arguments and the
 table in docs/parameters.md are all built from :data:`OPTIONS`, so a value one of them
 accepts is accepted by all (``--max-objects 0`` is refused everywhere, not just by the node).
+:data:`TRACKING_OPTIONS` does the same for tracking: ``tracking.TrackingConfig``, the node's
+tracking parameters, the ``dsflash infer`` / ``eval`` tracking flags and the launch
+arguments take their defaults, ranges and descriptions from it.
 ROS-free: the CLI imports it without rclpy.
 """
 
@@ -110,6 +113,62 @@ OPTION: dict[str, Option] = {o.name: o for o in OPTIONS}
 # name -> inclusive (low, high) of the options that have a range
 RANGES: dict[str, tuple[float, float]] = {o.name: o.range for o in OPTIONS if o.range}
 
+# Tracking (dsflash_ros.tracking): named as the node's parameters.
+TRACKING_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "tracking",
+        True,
+        "Track objects across frames (SceneObject.track_id), smooth relation scores and "
+        "publish scene_graph/events; false = per-frame graphs, track ids 0, no events",
+    ),
+    Option(
+        "track_iou_threshold",
+        0.3,
+        "Least mask IoU (same class) between an object and a track's last mask to continue "
+        "the track",
+        (0.01, 1.0),
+    ),
+    Option(
+        "track_min_hits",
+        2,
+        "Consecutive frames an object must be seen before it gets a track id",
+        (1, 100),
+    ),
+    Option(
+        "track_max_age",
+        15,
+        "Frames a track survives unseen (occlusion, missed detection) before it is dropped",
+        (0, 10000),
+    ),
+    Option(
+        "relation_smoothing",
+        0.5,
+        "Weight of the past in the moving average of relation scores per (subject track, "
+        "object track, predicate); 0 = off",
+        (0.0, 0.99),
+    ),
+    Option(
+        "event_on_frames",
+        3,
+        "Consecutive frames an object / relation must be present before its appeared / "
+        "started event",
+        (1, 1000),
+    ),
+    Option(
+        "event_off_frames",
+        3,
+        "Consecutive frames an object / relation must be absent before its disappeared / "
+        "ended event",
+        (1, 1000),
+    ),
+)
+
+TRACKING_OPTION: dict[str, Option] = {o.name: o for o in TRACKING_OPTIONS}
+
+TRACKING_RANGES: dict[str, tuple[float, float]] = {
+    o.name: o.range for o in TRACKING_OPTIONS if o.range
+}
+
 # Operating point of `dsflash eval` (and of the accuracy columns of `dsflash bench
 # --speed-options`): segments as the model's users see them, every relation ranked.
 EVAL_OPTIONS = {"score_threshold": 0.5, "relation_threshold": 0.0, "max_relations": 100_000}
@@ -120,19 +179,24 @@ EVAL_OPTIONS = {"score_threshold": 0.5, "relation_threshold": 0.0, "max_relation
 MAX_PIXELS = 40_000_000
 
 
+# every limited option, pipeline and tracking
+ALL_RANGES: dict[str, tuple[float, float]] = {**RANGES, **TRACKING_RANGES}
+
+
 def range_text(name: str) -> str:
     """``[lo, hi]`` of a limited value, as shown in messages and help texts."""
-    lo, hi = RANGES[name]
+    lo, hi = ALL_RANGES[name]
     return f"[{lo}, {hi}]"
 
 
 def check_range(name: str, value: object) -> str | None:
-    """Why ``value`` is outside the range of ``name`` (None = fine or not a limited name)."""
-    if name not in RANGES or isinstance(value, bool):
+    """Why ``value`` is outside the range of ``name`` (a pipeline or tracking option; None =
+    fine or not a limited name)."""
+    if name not in ALL_RANGES or isinstance(value, bool):
         return None
     if not isinstance(value, int | float):
         return f"{name} must be a number in {range_text(name)}, got {value!r}"
-    lo, hi = RANGES[name]
+    lo, hi = ALL_RANGES[name]
     if isinstance(lo, int) and isinstance(hi, int) and not float(value).is_integer():
         return f"{name} must be a whole number in {range_text(name)}, got {value}"
     if not (math.isfinite(value) and lo <= value <= hi):

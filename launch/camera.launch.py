@@ -19,7 +19,7 @@ input_transport, params_file, model, backend, device, precision, input_size, wor
 score_threshold, relation_threshold, max_objects, pair_topk, tracking, relation_smoothing,
 use_depth, depth_slop, autostart, use_sim_time, log_level; see ``dsflash.launch.py``), plus a
 sample camera (use_sample_camera, sample_source, sample_topic, sample_rate, sample_recorded_rate,
-sample_frame_id; a recording plays with its own headers; with use_depth and the synthetic
+sample_frame_id; a recording plays with its own headers; with use_depth and a synthetic
 source it also publishes depth and camera_info) and rviz2 with ``rviz/dsflash.rviz``
 (use_rviz).
 
@@ -68,6 +68,7 @@ def _everything(context: LaunchContext) -> list[Node]:
     if plan.use_sample_camera:
         image_topic = values["image_topic"] or "image_raw"
         depth = bool(plan.node_parameters.get("use_depth", False))
+        synthetic = values["sample_source"] in ("synthetic", "synthetic_scenes")
         actions.append(
             Node(
                 package="dsflash_ros",
@@ -82,7 +83,7 @@ def _everything(context: LaunchContext) -> list[Node]:
                         "recorded_rate": plan.sample_recorded_rate,
                         "frame_id": values["sample_frame_id"],
                         "transport": values["input_transport"] or "raw",
-                        "depth": depth and values["sample_source"] == "synthetic",
+                        "depth": depth and synthetic,
                     }
                 ],
                 remappings=[

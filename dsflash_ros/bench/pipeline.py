@@ -49,7 +49,7 @@ from dsflash_ros.model.relation_head import HeadOptions
 from dsflash_ros.runtime.backends import BackendError
 from dsflash_ros.runtime.pipeline import Pipeline, PipelineOptions, build_result
 from dsflash_ros.runtime.relations import head_on_tokens, relation_logits
-from dsflash_ros.tracking.scene import SceneGraphTracker
+from dsflash_ros.tracking.scene import SceneGraphTracker, TrackingConfig
 
 STAGES = (
     "preprocess",
@@ -205,9 +205,10 @@ class StagedFrame:
         self.labels = self.labels.to(dev)
         self.scores = torch.rand(n, generator=gen).to(dev)
         self.convert = _ros_converter()
-        # the node's default: track ids, smoothed relations and events on every frame (its
-        # state carries over between repeats, as from one camera frame to the next)
-        self.tracker = SceneGraphTracker()
+        # the node's default tracking (TrackingConfig's defaults are the node's parameters'):
+        # track ids, smoothed relations and events on every frame (its state carries over
+        # between repeats, as from one camera frame to the next)
+        self.tracker = SceneGraphTracker(TrackingConfig().with_pipeline(pipe.options))
 
     def run(self) -> dict[str, float]:
         pipe, dev, model = self.pipe, self.pipe.device, self.pipe.model

@@ -9,7 +9,14 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from dsflash_ros.limits import OPTION, RANGES, check_range, range_text
+from dsflash_ros.limits import (
+    ALL_RANGES,
+    OPTION,
+    RANGES,
+    TRACKING_OPTION,
+    check_range,
+    range_text,
+)
 
 
 def positive_int(text: str) -> int:
@@ -20,9 +27,9 @@ def positive_int(text: str) -> int:
 
 
 def limited(name: str) -> Callable[[str], float | int]:
-    """An argparse type for the pipeline option ``name``, checked against the limits the
-    node and the pipeline use (:mod:`dsflash_ros.limits`)."""
-    lo, _hi = RANGES[name]
+    """An argparse type for the pipeline or tracking option ``name``, checked against the
+    limits the node and the pipeline use (:mod:`dsflash_ros.limits`)."""
+    lo, _hi = ALL_RANGES[name]
     cast = int if isinstance(lo, int) else float
 
     def parse(text: str) -> float | int:
@@ -84,6 +91,35 @@ THRESHOLDS: dict[str, tuple[str, object, str, str]] = {
         "pair_topk",
     )
 }
+
+
+# tracking option name -> flag; ``tracking`` itself is a command's own switch (--no-tracking)
+TRACKING_FLAGS: dict[str, str] = {
+    name: "--" + name.replace("_", "-") for name in TRACKING_OPTION if name != "tracking"
+}
+
+
+def add_tracking_arguments(p: argparse.ArgumentParser, title: str) -> None:
+    """The tracking flags (:data:`dsflash_ros.limits.TRACKING_OPTIONS`: the node's parameters
+    of the same names), with their defaults, ranges and descriptions."""
+    g = p.add_argument_group(title)
+    for name, flag in TRACKING_FLAGS.items():
+        o = TRACKING_OPTION[name]
+        metavar = "N" if isinstance(o.range[0], int) else "A"
+        g.add_argument(
+            flag,
+            type=limited(name),
+            default=o.default,
+            metavar=metavar,
+            help=f"{o.description}, {metavar} in {range_text(name)} (default: {o.default})",
+        )
+
+
+def tracking_config(args: argparse.Namespace):
+    """The TrackingConfig the tracking flags describe."""
+    from dsflash_ros.tracking import TrackingConfig
+
+    return TrackingConfig.from_settings({name: getattr(args, name) for name in TRACKING_FLAGS})
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:

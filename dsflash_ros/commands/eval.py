@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from dsflash_ros.commands._common import (
     add_model_arguments,
+    add_tracking_arguments,
     check_out_dir,
     pipeline_from_args,
     set_defaults_in_help,
     thresholds_in_force,
     thresholds_text,
+    tracking_config,
 )
 from dsflash_ros.limits import EVAL_OPTIONS
 
@@ -25,8 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", help="dataset directory (psg.json inside) or a psg.json file")
     p.add_argument("--image-root", help="image root for a psg.json (default: its directory)")
     p.add_argument(
-        "--split", default="test", choices=SPLITS, help="dataset split to score (all: every image)"
-    )
+        "--split", default="test", choices=SPLITS,
+        help="dataset split to score (all: every image); train and val leave out images without "
+        "relations, except for tracking, which takes every frame of a sequence",
+    )  # fmt: skip
     p.add_argument(
         "--modes", default="sgdet,predcls",
         help="comma list of sgdet, predcls, tracking (tracking: IDF1, ID switches, MOTA on "
@@ -55,12 +60,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--out", help="write predictions and metrics.json here")
     add_model_arguments(p)
+    add_tracking_arguments(p, "tracking (--modes tracking; the node's parameters)")
     # scoring needs every pair ranked, so eval's own defaults differ from inference's
     set_defaults_in_help(p, EVAL_OPTIONS, "the evaluation protocol's")
 
 
 def run(args: argparse.Namespace) -> int:
-    from dsflash_ros.data.psg import PSGDataset
     from dsflash_ros.evaluate.report import format_breakdown, format_table
     from dsflash_ros.evaluate.run import evaluate_dataset
 
@@ -71,19 +76,23 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.out:  # before the model loads and the evaluation runs
         check_out_dir(args.out)
-    if data.is_dir():
-        dataset = PSGDataset.from_dir(data, split=args.split)
-    else:
-        root = Path(args.image_root) if args.image_root else data.parent
-        dataset = PSGDataset(data, root, split=args.split)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    tracking = "tracking" in modes
+    modes = [m for m in modes if m != "tracking"]
+    dataset = _dataset(args, data, require_relations=True) if modes else None
+    # tracking takes every frame of its sequences (frames without relations included)
+    track_data = _dataset(args, data, require_relations=False) if tracking else None
+    if dataset is not None and dataset.skipped:
+        print(
+            f"{args.split}: {dataset.skipped} image(s) without relations left out of "
+            f"{', '.join(modes)}",
+            file=sys.stderr,
+        )
     pipeline = pipeline_from_args(args, prune=args.prune, mask_embedding=args.mask_embedding)
     thresholds = thresholds_in_force(pipeline)
     size = pipeline.options.input_size
     print(f"model {pipeline.model_id} at {size} px, protocol {args.protocol}")
     print(f"thresholds: {thresholds_text(thresholds)}")
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    tracking = "tracking" in modes
-    modes = [m for m in modes if m != "tracking"]
     summary = {}
     if modes:
         summary = evaluate_dataset(
@@ -95,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
             max_images=args.max_images,
         )
     if tracking:
-        summary["tracking"] = _tracking(args, dataset, pipeline)
+        summary["tracking"] = _tracking(args, track_data, pipeline)
         if args.out:
             Path(args.out).mkdir(parents=True, exist_ok=True)
     for mode in modes:
@@ -115,6 +124,15 @@ def run(args: argparse.Namespace) -> int:
         path.write_text(json.dumps(_jsonable(summary), indent=1))
         print(f"\nwrote {path}")
     return 0
+
+
+def _dataset(args: argparse.Namespace, data: Path, require_relations: bool):
+    from dsflash_ros.data.psg import PSGDataset
+
+    if data.is_dir():
+        return PSGDataset.from_dir(data, split=args.split, require_relations=require_relations)
+    root = Path(args.image_root) if args.image_root else data.parent
+    return PSGDataset(data, root, split=args.split, require_relations=require_relations)
 
 
 def _jsonable(value):
@@ -141,12 +159,15 @@ def _tracking(args: argparse.Namespace, dataset, pipeline) -> dict:
     bad = [k for k in kinds if k not in ("gt", "predicted")]
     if bad or not kinds:
         raise ValueError(f"--tracking-segments takes gt and/or predicted, got {bad or kinds}")
-    frames = sum(len(s.indices) for s in find_sequences(dataset)[: args.max_sequences])
+    sequences = find_sequences(dataset)[: args.max_sequences]
+    frames = sum(len(s.indices) for s in sequences)
+    config = tracking_config(args)
     out = {}
     for kind in kinds:
         with progress(total=frames, desc=f"tracking ({kind})", unit="frame") as bar:
             report = evaluate_tracking(
                 dataset,
+                config.with_pipeline(pipeline.options),
                 pipeline=pipeline if kind == "predicted" else None,
                 max_sequences=args.max_sequences,
                 on_frame=bar.update,

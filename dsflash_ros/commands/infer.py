@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from dsflash_ros.commands._common import (
     add_model_arguments,
+    add_tracking_arguments,
     check_out_dir,
     limited,
     native_stderr_dropped,
@@ -22,6 +23,7 @@ from dsflash_ros.commands._common import (
     positive_int,
     thresholds_in_force,
     thresholds_text,
+    tracking_config,
 )
 from dsflash_ros.limits import MAX_PIXELS
 
@@ -66,11 +68,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="videos and recordings: no track ids, no smoothing, no events (per-frame graphs)",
     )  # fmt: skip
     p.add_argument(
-        "--relation-smoothing", type=float, default=0.5, metavar="A",
-        help="videos and recordings: weight of the past in the moving average of relation scores "
-        "(0 = off; the node's relation_smoothing)",
-    )  # fmt: skip
-    p.add_argument(
         "--topic", action="append", metavar="TOPIC",
         help="recordings: image topic to process (sensor_msgs/Image or CompressedImage); "
         "repeat for several; without it the image topics are listed",
@@ -80,6 +77,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="recordings: also copy the input image topics into the output MCAP",
     )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-input lines")
+    add_tracking_arguments(
+        p, "videos and recordings: tracking (the node's parameters of the same names)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -123,16 +123,10 @@ def _run(args: argparse.Namespace) -> int:
     for problem in scan.skipped:
         skip(None, problem)
     total = len(scan.skipped) + len(scan.items)
-    tracking = None
-    if not args.no_tracking:
-        from dsflash_ros.tracking import TrackingConfig
-
-        tracking = TrackingConfig(relation_smoothing=args.relation_smoothing)
-        tracking.check()  # before the model loads
+    tracking = None if args.no_tracking else tracking_config(args)
     pipeline = Pipeline.load(args.model, options)
     if tracking is not None:  # the smoothed relations obey the pipeline's limits too
-        tracking.relation_threshold = float(pipeline.options.relation_threshold)
-        tracking.max_relations = int(pipeline.options.max_relations)
+        tracking = tracking.with_pipeline(pipeline.options)
     if pipeline.warning:
         print(f"warning: {pipeline.warning}", file=sys.stderr)
     hint = pipeline.speed_hint

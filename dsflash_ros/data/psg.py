@@ -250,8 +250,9 @@ class PSGDataset:
 
     ``split``: ``test`` = ``test_image_ids``; ``val`` = ``val_image_ids`` when present (else the
     test ids, as fair-psgg does); ``train`` = the rest; ``all`` = every entry. ``train``/``val``
-    skip images without segments or relations. Self-relations are dropped; duplicate
-    triplets are kept.
+    skip images without segments or relations unless ``require_relations`` is False (tracking
+    needs every frame of a sequence); ``skipped`` counts them. Self-relations are dropped;
+    duplicate triplets are kept.
     """
 
     def __init__(
@@ -263,6 +264,7 @@ class PSGDataset:
         transform: Callable[[SceneSample], SceneSample] | None = None,
         validate: bool = True,
         cache: bool = False,
+        require_relations: bool = True,
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -282,7 +284,8 @@ class PSGDataset:
         ) * len(meta["stuff_classes"])
         self.predicate_names: tuple[str, ...] = tuple(meta["predicate_classes"])
         self._num_things = len(meta["thing_classes"])
-        self.entries: list[dict[str, Any]] = self._select_split(meta, split)
+        self.entries: list[dict[str, Any]]
+        self.entries, self.skipped = self._select_split(meta, split, require_relations)
         if validate:
             self._validate(meta)
 
@@ -300,14 +303,17 @@ class PSGDataset:
         raise DatasetError(f"no psg.json in {root} or {root / 'psg'}")
 
     @staticmethod
-    def _select_split(meta: dict[str, Any], split: str) -> list[dict[str, Any]]:
+    def _select_split(
+        meta: dict[str, Any], split: str, require_relations: bool = True
+    ) -> tuple[list[dict[str, Any]], int]:
+        """The entries of ``split`` and how many were skipped for lack of relations."""
         data = meta["data"]
         test_ids = {str(i) for i in meta["test_image_ids"]}
         val_list = meta.get("val_image_ids")
         if split == "all":
-            return list(data)
+            return list(data), 0
         if split == "test":
-            return [e for e in data if str(e.get("image_id")) in test_ids]
+            return [e for e in data if str(e.get("image_id")) in test_ids], 0
         if split == "val":
             if val_list is None:
                 warnings.warn(
@@ -320,7 +326,10 @@ class PSGDataset:
         else:
             held_out = test_ids | {str(i) for i in (val_list or [])}
             chosen = [e for e in data if str(e.get("image_id")) not in held_out]
-        return [e for e in chosen if e.get("segments_info") and _has_relations(e)]
+        if not require_relations:
+            return chosen, 0
+        kept = [e for e in chosen if e.get("segments_info") and _has_relations(e)]
+        return kept, len(chosen) - len(kept)
 
     def _validate(self, meta: dict[str, Any]) -> None:
         problems: list[str] = []

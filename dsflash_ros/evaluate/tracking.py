@@ -11,9 +11,14 @@ frame, fed either
 
 Scoring counts things only (stuff regions are one segment per class and are tracked, but
 not scored). A tracker output is matched to a ground-truth object when their masks overlap
-with IoU >= 0.5 (distance 1 - IoU); objects without a confirmed track id (0) count as not
-reported. The metrics are computed by ``motmetrics`` (the CLEAR-MOT and identity metrics
-of Ristani et al. 2016 as that library implements them), not here.
+with IoU >= 0.5 (distance 1 - IoU) and, as in multi-class MOT benchmarks (KITTI, BDD100K,
+MOTS: each class is scored on its own), both have the same class: a track reported with
+the wrong class is a false positive and its object a miss. ``overall`` is this
+class-aware score over all classes (the counts of every class together);
+``overall_class_agnostic`` ignores the class (it measures association alone). Objects
+without a confirmed track id (0) count as not reported. The metrics are computed by
+``motmetrics`` (the CLEAR-MOT and identity metrics of Ristani et al. 2016 as that library
+implements them), not here.
 """
 
 from __future__ import annotations
@@ -48,10 +53,12 @@ METRICS = (
 
 @dataclass
 class Sequence:
-    """The frames of one sequence: dataset indices in frame order."""
+    """The frames of one sequence: dataset indices in frame order; ``missing``: frame
+    numbers absent between its first and last frame (a gap the tracker has to bridge)."""
 
     name: str
     indices: list[int]
+    missing: int = 0
 
 
 def find_sequences(dataset: Any) -> list[Sequence]:
@@ -66,7 +73,12 @@ def find_sequences(dataset: Any) -> list[Sequence]:
             "no sequences in this split: tracking needs frames with 'sequence', 'frame' and "
             "per-segment 'track_id' (make them with: dsflash synth --sequences N)"
         )
-    return [Sequence(name, [i for _, i in sorted(g)]) for name, g in sorted(groups.items())]
+    out = []
+    for name, g in sorted(groups.items()):
+        g.sort()
+        frames = len({f for f, _ in g})
+        out.append(Sequence(name, [i for _, i in g], g[-1][0] - g[0][0] + 1 - frames))
+    return out
 
 
 def _gt_frame(dataset: Any, index: int, rng: np.random.Generator):
@@ -128,36 +140,55 @@ def evaluate_tracking(
     sequences = find_sequences(dataset)[:max_sequences]
     rng = np.random.default_rng(seed)
     is_thing = np.asarray(dataset.is_thing_classes, bool)
-    accumulators, names = [], []
+    aware, agnostic, names = [], [], []
     for seq in sequences:
         tracker = SceneGraphTracker(dataclasses.replace(config))
-        acc = mm.MOTAccumulator(auto_id=True)
+        accs = mm.MOTAccumulator(auto_id=True), mm.MOTAccumulator(auto_id=True)
         for index in seq.indices:
             image, gt, gt_pan, gt_ids, gt_tracks = _gt_frame(dataset, index, rng)
             result = gt if pipeline is None else pipeline(image)
             tracked = tracker.update(result)
             res = tracked.result
-            things_gt = [k for k in range(gt.num_objects) if is_thing[int(gt.class_ids[k])]]
-            pred = [
+            g = [k for k in range(gt.num_objects) if is_thing[int(gt.class_ids[k])]]
+            p = [
                 k
                 for k in range(res.num_objects)
                 if tracked.track_ids[k] > 0 and is_thing[int(res.class_ids[k])]
             ]
             d = _distances(
                 gt_pan,
-                [int(gt_ids[k]) for k in things_gt],
+                [int(gt_ids[k]) for k in g],
                 res.panoptic,
-                [int(res.object_ids[k]) for k in pred],
+                [int(res.object_ids[k]) for k in p],
             )
-            acc.update(
-                [int(gt_tracks[k]) for k in things_gt],
-                [int(tracked.track_ids[k]) for k in pred],
-                d,
-            )
+            same = gt.class_ids[g][:, None] == res.class_ids[p][None, :]
+            gt_keys = [int(gt_tracks[k]) for k in g]
+            pred_keys = [int(tracked.track_ids[k]) for k in p]
+            accs[0].update(gt_keys, pred_keys, np.where(same, d, np.nan))
+            accs[1].update(gt_keys, pred_keys, d)
             if on_frame is not None:
                 on_frame(1)
-        accumulators.append(acc)
+        aware.append(accs[0])
+        agnostic.append(accs[1])
         names.append(seq.name)
+    overall, per_sequence = _summaries(aware, names)
+    return {
+        "segments": "gt" if pipeline is None else "predicted",
+        "sequences": len(sequences),
+        "frames_missing": sum(s.missing for s in sequences),
+        "match_iou": MATCH_IOU,
+        "class_aware": True,
+        "tracking": dataclasses.asdict(config),
+        "overall": overall,
+        "overall_class_agnostic": _summaries(agnostic, names)[0],
+        "per_sequence": per_sequence,
+    }
+
+
+def _summaries(accumulators: list, names: list[str]) -> tuple[dict, dict]:
+    """(overall, per sequence) metrics of one accumulator per sequence."""
+    import motmetrics as mm
+
     mh = mm.metrics.create()
     table = mh.compute_many(accumulators, metrics=list(METRICS), names=names, generate_overall=True)
     overall = {k: _plain(v) for k, v in table.loc["OVERALL"].to_dict().items()}
@@ -166,14 +197,7 @@ def evaluate_tracking(
     per_sequence = {
         name: {k: _plain(v) for k, v in table.loc[name].to_dict().items()} for name in names
     }
-    return {
-        "segments": "gt" if pipeline is None else "predicted",
-        "sequences": len(sequences),
-        "match_iou": MATCH_IOU,
-        "tracking": dataclasses.asdict(config),
-        "overall": overall,
-        "per_sequence": per_sequence,
-    }
+    return overall, per_sequence
 
 
 def _plain(v: Any) -> float | int:
@@ -184,9 +208,14 @@ def _plain(v: Any) -> float | int:
 def format_tracking(report: dict[str, Any]) -> str:
     """One readable block of a report."""
     o = report["overall"]
+    gap = report.get("frames_missing", 0)
+    gaps = f" ({gap} frames missing inside sequences)" if gap else ""
+    agnostic = report.get("overall_class_agnostic")
+    plain = f"; class-agnostic IDF1 {agnostic['idf1']:.3f}" if agnostic else ""
     return (
         f"{report['segments']} segments, {report['sequences']} sequences, "
-        f"{o['num_frames']} frames, {o['num_unique_objects']} objects\n"
+        f"{o['num_frames']} frames{gaps}, {o['num_unique_objects']} objects; class-aware "
+        f"(a track of the wrong class does not match){plain}\n"
         f"  IDF1 {o['idf1']:.3f} (IDP {o['idp']:.3f}, IDR {o['idr']:.3f})  "
         f"ID switches {o['num_switches']} ({o['id_switches_per_100_frames']:.2f} per 100 frames)\n"
         f"  MOTA {o['mota']:.3f}  MOTP(1-IoU) {o['motp']:.3f}  FP {o['num_false_positives']}  "

@@ -51,7 +51,7 @@ from dsflash_ros.offline.inputs import (
 from dsflash_ros.offline.scene_graph_json import result_to_document
 from dsflash_ros.progress import progress as show_progress
 from dsflash_ros.runtime.result import SceneGraphResult
-from dsflash_ros.tracking import SceneGraphTracker, TrackedFrame, TrackingConfig
+from dsflash_ros.tracking import SceneGraphTracker, TrackedFrame, TrackingConfig, candidates
 from dsflash_ros.tracking.overlay import track_tags
 
 if TYPE_CHECKING:  # imported when a recording is processed (mcap, rosbags)
@@ -180,6 +180,10 @@ class FrameStream:
         self.stem, self.source = stem, source
         self.pipeline, self.tracking, self.summary = pipeline, tracking, summary
         self.tracker = SceneGraphTracker(tracking) if tracking is not None else None
+        self.options = getattr(pipeline, "options", None)  # a Pipeline (not a stand-in)
+        if self.tracker is not None and self.options is not None:
+            # the tracker applies the relation threshold to the smoothed scores
+            self.options = candidates(self.options)
         self.events: list[dict] = []
         self.last: tuple[SceneGraphResult, int] | None = None
         self.lines_path = stem.with_name(stem.name + ".jsonl")
@@ -192,7 +196,9 @@ class FrameStream:
         self, rgb: np.ndarray, index: int, stamp_ms: float | None
     ) -> tuple[SceneGraphResult, TrackedFrame | None]:
         """Scene graph of one frame (tracked, when tracking), written as one JSON line."""
-        result = self.pipeline(rgb)
+        result = (
+            self.pipeline(rgb, self.options) if self.options is not None else self.pipeline(rgb)
+        )
         tracked = self.tracker.update(result) if self.tracker is not None else None
         tracks: dict = {}
         if tracked is not None:

@@ -7,13 +7,17 @@ Prints e.g. ``frame 12: 7 objects, 12 relations | cup T3 on table T1 0.91; ...``
 track id 3; ``cup#2``: not tracked yet, per-frame id 2), a line per frame with events
 (``events: +cup T3; person T1 holding cup T3 started``), and writes
 ``overlay.mp4`` (or ``overlay.avi`` where OpenCV has no mp4 encoder) plus ``last_overlay.png``
-to ``--out``. With ``--depth`` the camera also publishes the synthetic scenes' depth and
-camera_info, the node places the objects in 3D (``use_depth``) and a line per frame names
-the nearest ones (``3D: cup T3 at (0.12, 0.31, 2.05) m; ...``). The nodes are the real
-ones, talking over DDS through one executor. The camera shares this process with the node,
-so its synthetic scenes are rendered once at start-up and then cycled
-(:class:`~dsflash_ros.ros.sample_camera.SyntheticSource`): a frame then costs the camera a
-message copy, not a render that takes CPU from the node.
+to ``--out``. The nodes are the real ones, talking over DDS through one executor. The
+default source is one synthetic room as a video (the camera pans while things move), so
+track ids and events follow the same objects from frame to frame. With ``--depth`` the
+camera publishes the synthetic scenes' depth and camera_info instead (the moving room has
+no depth: ``synthetic`` then plays ``synthetic_scenes``), the node places the objects in 3D
+(``use_depth``) and a line per frame names the nearest ones
+(``3D: cup T3 at (0.12, 0.31, 2.05) m; ...``). The camera shares this process with the
+node, so its frames are rendered once at start-up and then played
+(:class:`~dsflash_ros.ros.sample_camera.SyntheticSequenceSource` forwards and back,
+:class:`~dsflash_ros.ros.sample_camera.SyntheticSource` cycled): a frame then costs the
+camera a message copy, not a render that takes CPU from the node.
 """
 
 from __future__ import annotations
@@ -190,7 +194,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--frames", type=int, default=30, help="stop after this many scene graphs")
     ap.add_argument("--rate", type=float, default=5.0, help="camera frames per second")
     ap.add_argument(
-        "--source", default="synthetic", help="synthetic | video | folder | /dev/videoN"
+        "--source",
+        default="synthetic",
+        help="synthetic (one room as a video) | synthetic_scenes (unrelated rooms, cycled) | "
+        "video | folder | /dev/videoN",
     )
     ap.add_argument("--width", type=int, default=320, help="camera image width (0 = native)")
     ap.add_argument("--height", type=int, default=240, help="camera image height (0 = native)")

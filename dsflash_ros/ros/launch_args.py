@@ -67,8 +67,8 @@ CAMERA_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
     (
         "sample_source",
         "synthetic",
-        "Sample camera source: synthetic | video | folder | /dev/videoN | recording "
-        "(.mcap, .db3, rosbag2 folder)",
+        "Sample camera source: synthetic (one room, moving) | synthetic_scenes | video | "
+        "folder | /dev/videoN | recording (.mcap, .db3, rosbag2 folder)",
     ),
     ("sample_topic", "", "Sample camera: image topic of a recording (empty: its only one)"),
     ("sample_rate", "10.0", "Sample camera frames per second (0.1 .. 1000)"),
@@ -282,14 +282,14 @@ def node_exit_error(program: str, returncode: int | None, shutting_down: bool) -
 
 def source_problem(source: str) -> str | None:
     """Why the sample camera could not open ``source`` (None = looks usable)."""
-    if source == "synthetic" or source.isdigit():
+    if source in ("synthetic", "synthetic_scenes") or source.isdigit():
         return None
     if source.startswith("/dev/video"):
         return None if Path(source).exists() else f"sample_source:={source!r}: no such device"
     if not Path(source).expanduser().exists():
         return (
-            f"sample_source:={source!r}: not found (synthetic, /dev/videoN, an image folder, "
-            "a video file or a recording)"
+            f"sample_source:={source!r}: not found (synthetic, synthetic_scenes, /dev/videoN, "
+            "an image folder, a video file or a recording)"
         )
     return None
 

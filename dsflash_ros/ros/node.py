@@ -608,7 +608,7 @@ class DSFlashNode(LifecycleNode):
         # outside the lock: other workers run their frames meanwhile; cleanup releases the
         # pipeline only after the workers stopped. The options read above go with the frame:
         # another worker may apply new ones before this call.
-        result = pipeline(rgb, options)
+        result = pipeline(rgb, self._tracking.pipeline_options(options))
         geometry = None
         if depth is not None:
             geometry, ms = depth.pairing.geometry(wanted, result, s["depth_min_coverage"])
@@ -708,7 +708,7 @@ class DSFlashNode(LifecycleNode):
         if pipeline is None:
             raise RuntimeError("no model loaded (configure first)")
         given = P.pipeline_values(self._settings, ("score_threshold", "relation_threshold"))
-        used = dataclasses.replace(pipeline.options, **given).resolved(pipeline.facts.thresholds)
+        used = pipeline.check_options(**given)  # resolved as the pipeline resolves them
         return used.score_threshold, used.relation_threshold
 
     def _input_qos_info(self) -> dict[str, str]:

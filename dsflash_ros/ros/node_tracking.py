@@ -18,20 +18,13 @@ from typing import Any
 
 from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
 
+from dsflash_ros.limits import TRACKING_OPTIONS
 from dsflash_ros.runtime.result import SceneGraphResult
-from dsflash_ros.tracking import SceneGraphTracker, TrackedFrame, TrackingConfig
+from dsflash_ros.tracking import SceneGraphTracker, TrackedFrame, TrackingConfig, candidates
 from dsflash_ros.tracking.events import ObjectEvent, RelationEvent
 
-# Node parameters read here (declared in ros/params.py).
-PARAMS = (
-    "tracking",
-    "track_iou_threshold",
-    "track_min_hits",
-    "track_max_age",
-    "relation_smoothing",
-    "event_on_frames",
-    "event_off_frames",
-)
+# Node parameters read here (declared in ros/params.py from the same table).
+PARAMS = tuple(o.name for o in TRACKING_OPTIONS)
 
 # scene_graph/events: reliable and a deep keep-last queue, so a planner that is busy for a
 # moment still receives every event of a burst (messages are small, sent only on change).
@@ -46,15 +39,9 @@ EVENTS_QOS = QoSProfile(
 def tracking_config(
     settings: dict[str, Any], relation_threshold: float = 0.0, max_relations: int | None = None
 ) -> TrackingConfig:
-    return TrackingConfig(
-        iou_threshold=float(settings["track_iou_threshold"]),
-        min_hits=int(settings["track_min_hits"]),
-        max_age=int(settings["track_max_age"]),
-        relation_smoothing=float(settings["relation_smoothing"]),
-        relation_threshold=float(relation_threshold),
-        event_on_frames=int(settings["event_on_frames"]),
-        event_off_frames=int(settings["event_off_frames"]),
-        max_relations=max_relations,
+    """The tracker's settings from the node's parameters and the pipeline's relation limits."""
+    return TrackingConfig.from_settings(
+        settings, relation_threshold=float(relation_threshold), max_relations=max_relations
     )
 
 
@@ -84,6 +71,12 @@ class NodeTracking:
         with self._lock:
             self._reset = True
 
+    def pipeline_options(self, options: Any) -> Any:
+        """The options to run a frame with: with tracking on, every relation candidate (the
+        tracker applies the relation threshold to the smoothed scores, see
+        :func:`dsflash_ros.tracking.scene.candidates`)."""
+        return candidates(options) if self._enabled else options
+
     def step(
         self,
         result: SceneGraphResult,
@@ -91,7 +84,7 @@ class NodeTracking:
         max_relations: int | None = None,
     ) -> TrackedFrame | None:
         """Worker thread: track one frame; None while tracking is off. ``relation_threshold``
-        and ``max_relations``: the pipeline's, applied to the smoothed relations too."""
+        and ``max_relations``: the pipeline's, applied here (to the smoothed scores)."""
         with self._lock:
             pending, self._pending = self._pending, None
             reset, self._reset = self._reset, False

@@ -1,10 +1,11 @@
 """Parameters of the DSFlash node: one table with defaults, descriptions, ranges and rules.
 
-The pipeline's parameters come from the shared option table (:data:`dsflash_ros.limits.OPTIONS`,
-also behind ``PipelineOptions``, the CLI flags and the launch arguments); the node adds its
-own. The node declares from :data:`SPECS`, validates against it, ``config/dsflash.yaml``
-mirrors its defaults and the table in docs/parameters.md is :func:`markdown_table` (tests
-check both). Three kinds of parameter:
+The pipeline's and the tracking parameters come from the shared option tables
+(:data:`dsflash_ros.limits.OPTIONS`, also behind ``PipelineOptions``, the CLI flags and the
+launch arguments; :data:`dsflash_ros.limits.TRACKING_OPTIONS`, also behind
+``tracking.TrackingConfig``); the node adds its own. The node declares from :data:`SPECS`,
+validates against it, ``config/dsflash.yaml`` mirrors its defaults and the table in
+docs/parameters.md is :func:`markdown_table` (tests check both). Three kinds of parameter:
 
 * ``LIVE``: applied to the running pipeline at once (thresholds, caps, pruning, ToMe), or to
   the node's own behaviour (overlay, markers, transport, diagnostics period).
@@ -25,7 +26,7 @@ from typing import Any
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rcl_interfaces.msg import ParameterType as PT
 
-from dsflash_ros.limits import OPTION
+from dsflash_ros.limits import OPTION, TRACKING_OPTION, TRACKING_OPTIONS
 
 
 class Kind(Enum):
@@ -96,6 +97,12 @@ def _pipeline(name: str, kind: Kind) -> ParamSpec:
         text = f"{o.description}; {MODEL_VALUE:g} = the model's recommended value, else {o.default}"
         return ParamSpec(o.name, MODEL_VALUE, text, kind, (MODEL_VALUE, o.range[1]))
     return ParamSpec(o.name, o.default, o.description, kind, o.range, o.choices)
+
+
+def _tracking(name: str) -> ParamSpec:
+    """The node parameter of a tracking option (:data:`dsflash_ros.limits.TRACKING_OPTIONS`)."""
+    o = TRACKING_OPTION[name]
+    return ParamSpec(o.name, o.default, o.description, Kind.LIVE, o.range, o.choices)
 
 
 SPECS: tuple[ParamSpec, ...] = (
@@ -205,59 +212,7 @@ SPECS: tuple[ParamSpec, ...] = (
         (0.0, 1.0),
     ),
     # --- tracking (dsflash_ros.tracking; scene_graph/events)
-    ParamSpec(
-        "tracking",
-        True,
-        "Track objects across frames (SceneObject.track_id), smooth relation scores and "
-        "publish scene_graph/events; false = per-frame graphs, track ids 0, no events",
-        Kind.LIVE,
-    ),
-    ParamSpec(
-        "track_iou_threshold",
-        0.3,
-        "Least mask IoU (same class) between an object and a track's last mask to continue "
-        "the track",
-        Kind.LIVE,
-        (0.01, 1.0),
-    ),
-    ParamSpec(
-        "track_min_hits",
-        2,
-        "Consecutive frames an object must be seen before it gets a track id",
-        Kind.LIVE,
-        (1, 100),
-    ),
-    ParamSpec(
-        "track_max_age",
-        15,
-        "Frames a track survives unseen (occlusion, missed detection) before it is dropped",
-        Kind.LIVE,
-        (0, 10000),
-    ),
-    ParamSpec(
-        "relation_smoothing",
-        0.5,
-        "Weight of the past in the moving average of relation scores per (subject track, "
-        "object track, predicate); 0 = off",
-        Kind.LIVE,
-        (0.0, 0.99),
-    ),
-    ParamSpec(
-        "event_on_frames",
-        3,
-        "Consecutive frames an object / relation must be present before its appeared / "
-        "started event",
-        Kind.LIVE,
-        (1, 1000),
-    ),
-    ParamSpec(
-        "event_off_frames",
-        3,
-        "Consecutive frames an object / relation must be absent before its disappeared / "
-        "ended event",
-        Kind.LIVE,
-        (1, 1000),
-    ),
+    *(_tracking(o.name) for o in TRACKING_OPTIONS),
     ParamSpec(
         "autostart",
         True,
@@ -327,13 +282,17 @@ def check_change(name: str, value: Any, model_loaded: bool) -> str | None:
     return None
 
 
-def markdown_table() -> str:
-    """The parameter table of docs/parameters.md."""
+# the tracking parameters, in table order
+TRACKING_NAMES = tuple(o.name for o in TRACKING_OPTIONS)
+
+
+def markdown_table(names: tuple[str, ...] | None = None) -> str:
+    """The parameter table of docs/parameters.md (``names``: only these parameters)."""
     rows = [
         "| parameter | default | range / choices | when | description |",
         "|---|---|---|---|---|",
     ]
-    for s in SPECS:
+    for s in SPECS if names is None else [BY_NAME[n] for n in names]:
         allowed = (
             ", ".join(s.choices)
             if s.choices

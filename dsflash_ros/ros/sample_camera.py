@@ -3,8 +3,10 @@
 Publishes ``image_raw`` (sensor_msgs/Image, rgb8 or bgr8) or ``image_raw/compressed``
 (JPEG) at a fixed rate, stamped with the time of capture, from one of:
 
-* ``synthetic`` — rendered rooms of the project's synthetic world (a few distinct scenes,
-  rendered once at start-up, then cycled);
+* ``synthetic`` — one room of the project's synthetic world as a video: the camera pans
+  while things move through it, so track ids and events follow the same objects
+  (rendered once at start-up, played forwards and back);
+* ``synthetic_scenes`` — a few distinct rooms of that world, cycled (a new scene each frame);
 * a video file (anything OpenCV reads);
 * a folder of images (png, jpg, jpeg, bmp; sorted by name);
 * a V4L2 device: ``/dev/videoN`` or just ``N``;
@@ -15,7 +17,8 @@ Parameters: source, topic, rate, recorded_rate (a recording at its own rate), en
 (rgb8|bgr8), transport (raw|compressed), jpeg_quality, loop, frame_id, width/height (0 = as
 the source delivers; synthetic default 320x240), depth.
 
-With ``depth`` (synthetic source only) it is an RGB-D camera: each frame also goes out as
+With ``depth`` (synthetic sources only; ``synthetic`` then plays ``synthetic_scenes``, whose
+depth is known) it is an RGB-D camera: each frame also goes out as
 ``depth/image_raw`` (16UC1, millimetres, aligned to the colour image) and ``camera_info``
 (the scene camera's K), all three with the same header.
 """
@@ -107,6 +110,36 @@ class SyntheticSource(FrameSource):
         return self.depths[i], self.ks[i]
 
 
+class SyntheticSequenceSource(FrameSource):
+    """One synthetic sequence (:func:`dsflash_ros.data.synth_sequences.render_sequence`) from
+    a seed the embedded model was not trained on: one room, the camera panning across it,
+    about half of its things moving. Rendered once at start-up (as :class:`SyntheticSource`,
+    so the node sharing the process keeps the CPU), then played forwards and backwards, so
+    the loop never jumps and an object keeps its track id for as long as the demo runs."""
+
+    SEED = 7
+    INDEX = 3  # a room with several things that move past each other
+    FRAMES = 90  # one way; 9 s at the demo's 10 frames/s
+
+    def __init__(self, width: int = 320, height: int = 240, frames: int = FRAMES) -> None:
+        from dsflash_ros.data.synth_sequences import render_sequence
+
+        rendered = render_sequence(self.SEED, self.INDEX, frames, (height, width))
+        self.frames = [f.image for f in rendered]
+        for frame in self.frames:
+            frame.setflags(write=False)  # handed out again and again: nobody may draw on one
+        n = len(self.frames)
+        self.order = list(range(n)) + list(range(n - 2, 0, -1))  # forwards, then back
+        self.t = 0
+
+    def rewind(self) -> None:
+        self.t = 0
+
+    def read(self) -> np.ndarray:
+        self.t += 1
+        return self.frames[self.order[(self.t - 1) % len(self.order)]]
+
+
 class VideoSource(FrameSource):
     """A video file or a V4L2 device (index), through OpenCV."""
 
@@ -152,9 +185,11 @@ class FolderSource(FrameSource):
 
 
 def open_source(source: str, width: int = 0, height: int = 0, topic: str = "") -> FrameSource:
-    """``synthetic``, ``/dev/videoN`` or ``N``, a folder, a video file, or a recording
-    (its image topic ``topic``)."""
+    """``synthetic``, ``synthetic_scenes``, ``/dev/videoN`` or ``N``, a folder, a video file,
+    or a recording (its image topic ``topic``)."""
     if source == "synthetic":
+        return SyntheticSequenceSource(width or 320, height or 240)
+    if source == "synthetic_scenes":
         return SyntheticSource(width or 320, height or 240)
     if source.isdigit():
         return VideoSource(int(source))
@@ -200,7 +235,7 @@ class SampleCamera(Node):
         source = p(
             "source",
             "synthetic",
-            _descriptor("synthetic | /dev/videoN | folder | video | recording"),
+            _descriptor("synthetic | synthetic_scenes | /dev/videoN | folder | video | recording"),
         )
         topic = p("topic", "", _descriptor("Recording: image topic to play (empty: its only one)"))
         rate = p("rate", 10.0, _descriptor("Frames per second", 0.1, 1000.0))
@@ -222,9 +257,14 @@ class SampleCamera(Node):
         self.quality, self.loop = quality.value, loop.value
         self.frame_id = frame_id.value
         self.size = (width.value, height.value)
-        self.source = open_source(source.value, *self.size, topic=topic.value)
+        name = source.value
+        if depth.value and name == "synthetic":  # the moving room has no depth: its scenes do
+            name = "synthetic_scenes"
+        self.source = open_source(name, *self.size, topic=topic.value)
         if depth.value and not isinstance(self.source, SyntheticSource):
-            raise ValueError("depth needs source synthetic (the scenes' depth is known)")
+            raise ValueError(
+                "depth needs source synthetic or synthetic_scenes (the scenes' depth is known)"
+            )
         hz = getattr(self.source, "rate", rate.value) if recorded.value else rate.value
         self.count = 0
         self.depth_pub = self.info_pub = None
@@ -237,7 +277,7 @@ class SampleCamera(Node):
             self.pub = self.create_publisher(CompressedImage, "image_raw/compressed", CAMERA_QOS)
         self.timer = self.create_timer(1.0 / hz, self._tick)
         self.get_logger().info(
-            f"publishing {source.value} at {hz:g} Hz on {self.pub.topic_name} ({self.transport})"
+            f"publishing {name} at {hz:g} Hz on {self.pub.topic_name} ({self.transport})"
         )
 
     def _next_frame(self) -> np.ndarray | None:

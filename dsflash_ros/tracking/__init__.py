@@ -3,7 +3,12 @@ Hungarian assignment), smoothed relation scores and scene-graph events with hyst
 Used by the ROS node and by offline video inference alike."""
 
 from dsflash_ros.tracking.events import ObjectEvent, RelationEvent
-from dsflash_ros.tracking.scene import SceneGraphTracker, TrackedFrame, TrackingConfig
+from dsflash_ros.tracking.scene import (
+    SceneGraphTracker,
+    TrackedFrame,
+    TrackingConfig,
+    candidates,
+)
 from dsflash_ros.tracking.tracker import MaskTracker
 
 __all__ = [
@@ -13,4 +18,5 @@ __all__ = [
     "SceneGraphTracker",
     "TrackedFrame",
     "TrackingConfig",
+    "candidates",
 ]

@@ -5,10 +5,13 @@ a TrackedFrame into messages, ``dsflash infer`` into JSON."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 
+from dsflash_ros.limits import OPTION, TRACKING_OPTION, check_range
 from dsflash_ros.runtime.result import SceneGraphResult
 from dsflash_ros.tracking.events import (
     APPEARED,
@@ -45,44 +48,82 @@ def tracking_view(
     return panoptic, np.concatenate([start, np.maximum(end - start, 0)], axis=1), None
 
 
+def _default(name: str):
+    return TRACKING_OPTION[name].default
+
+
 @dataclass
 class TrackingConfig:
-    """Settings of a SceneGraphTracker (the node's parameters of the same names)."""
+    """Settings of a SceneGraphTracker. Defaults, ranges and descriptions are
+    :data:`dsflash_ros.limits.TRACKING_OPTIONS` (the node's parameters named in
+    :attr:`PARAMETERS`); ``relation_threshold`` and ``max_relations`` are the pipeline's
+    (:meth:`with_pipeline`)."""
 
-    iou_threshold: float = 0.3  # track_iou_threshold
-    min_hits: int = 2  # track_min_hits
-    max_age: int = 15  # track_max_age
-    relation_smoothing: float = 0.0  # EMA factor of relation scores, 0 = off
-    relation_threshold: float = 0.1  # a smoothed relation below this is not reported
-    event_on_frames: int = 3
-    event_off_frames: int = 3
+    iou_threshold: float = _default("track_iou_threshold")
+    min_hits: int = _default("track_min_hits")
+    max_age: int = _default("track_max_age")
+    relation_smoothing: float = _default("relation_smoothing")  # EMA factor, 0 = off
+    relation_threshold: float = OPTION["relation_threshold"].default  # on smoothed scores
+    event_on_frames: int = _default("event_on_frames")
+    event_off_frames: int = _default("event_off_frames")
     max_relations: int | None = None  # at most this many smoothed relations (None = all)
     motion: bool = True  # move a track's mask by its velocity before matching
 
+    # field -> the option (node parameter) it is
+    PARAMETERS: ClassVar[dict[str, str]] = {
+        "iou_threshold": "track_iou_threshold",
+        "min_hits": "track_min_hits",
+        "max_age": "track_max_age",
+        "relation_smoothing": "relation_smoothing",
+        "event_on_frames": "event_on_frames",
+        "event_off_frames": "event_off_frames",
+    }
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any], **fields: Any) -> TrackingConfig:
+        """A config from option values by their option names (node parameters, CLI flags);
+        names not given keep their defaults, ``fields`` set fields directly."""
+        given = {f: settings[name] for f, name in cls.PARAMETERS.items() if name in settings}
+        return cls(**{**given, **fields})
+
+    def with_pipeline(self, options: Any) -> TrackingConfig:
+        """This config with the relation threshold and cap of the (resolved) pipeline
+        options: the tracker applies them to the smoothed scores (see :func:`candidates`)."""
+        return dataclasses.replace(
+            self,
+            relation_threshold=float(options.relation_threshold),
+            max_relations=int(options.max_relations),
+        )
+
     def check(self) -> None:
         """Raise ValueError naming the first value out of range."""
-        if not 0.0 < self.iou_threshold <= 1.0:
-            raise ValueError(f"iou_threshold must be in (0, 1], got {self.iou_threshold}")
-        if self.min_hits < 1:
-            raise ValueError(f"min_hits must be >= 1, got {self.min_hits}")
-        if self.max_age < 0:
-            raise ValueError(f"max_age must be >= 0, got {self.max_age}")
-        if not 0.0 <= self.relation_smoothing < 1.0:
-            raise ValueError(f"relation_smoothing must be in [0, 1), got {self.relation_smoothing}")
-        if not 0.0 <= self.relation_threshold <= 1.0:
-            raise ValueError(f"relation_threshold must be in [0, 1], got {self.relation_threshold}")
-        if self.event_on_frames < 1 or self.event_off_frames < 1:
-            raise ValueError("event_on_frames and event_off_frames must be >= 1")
+        for f, name in (*self.PARAMETERS.items(), ("relation_threshold", "relation_threshold")):
+            reason = check_range(name, getattr(self, f))
+            if reason:
+                raise ValueError(reason)
+        if self.max_relations is not None and self.max_relations < 0:
+            raise ValueError(f"max_relations must be >= 0, got {self.max_relations}")
+
+
+def candidates(options: Any) -> Any:
+    """The pipeline options to run a frame with when a tracker follows it: every relation
+    candidate is passed on (relation threshold 0), so that the relation threshold is applied
+    once, by the tracker, to the smoothed scores (a relation just under the threshold in
+    one frame still feeds its average). The cap on the number of relations stays."""
+    if not options.relation_threshold:
+        return options
+    return dataclasses.replace(options, relation_threshold=0.0)
 
 
 @dataclass
 class TrackedFrame:
     """One frame after tracking.
 
-    ``result`` is the input graph with its relations replaced by the smoothed ones (the
-    same object when smoothing is off). ``track_ids[i]`` belongs to object i of
-    ``result`` (0 = not confirmed yet); ``relation_subject_tracks[r]`` /
-    ``relation_object_tracks[r]`` to relation r.
+    ``result`` is the input graph with each tracked object's class and score replaced by
+    its track's (majority class, average score) and its relations by the smoothed ones at
+    or above the relation threshold (without smoothing: its own relations at or above it).
+    ``track_ids[i]`` belongs to object i of ``result`` (0 = not confirmed yet);
+    ``relation_subject_tracks[r]`` / ``relation_object_tracks[r]`` to relation r.
     """
 
     result: SceneGraphResult
@@ -190,6 +231,8 @@ class SceneGraphTracker:
             panoptic, result.object_ids, result.class_ids, result.scores, boxes, is_thing, areas
         )
         frame = self.tracker.frame
+        # each object reported with its track's class and score (majority vote, average)
+        result = dataclasses.replace(result, class_ids=out.class_ids, scores=out.scores)
         key_of_id = {int(i): int(k) for i, k in zip(result.object_ids, out.keys)}
         id_of_key = {k: i for i, k in key_of_id.items()}
         tid_of_key = {int(k): int(t) for k, t in zip(out.keys, out.track_ids)}
@@ -212,6 +255,8 @@ class SceneGraphTracker:
             result = _with_relations(
                 result, id_of_key, smoothed, cfg.relation_threshold, cfg.max_relations
             )
+        else:
+            result = _thresholded(result, cfg.relation_threshold, cfg.max_relations)
         subj_t = np.array(
             [tid_of_key[key_of_id[int(i)]] for i in result.relation_subjects], np.uint32
         )
@@ -303,6 +348,30 @@ def _object_event(kind: str, tr: Track, oid: int, names: list[str], frame: int) 
         class_name=_name(names, tr.class_id),
         score=float(tr.score),
         frame=frame,
+    )
+
+
+def _thresholded(
+    result: SceneGraphResult, threshold: float, max_relations: int | None
+) -> SceneGraphResult:
+    """The result's own relations at or above ``threshold``, at most ``max_relations``
+    (they are sorted best first); the same object when nothing is left out."""
+    keep = np.flatnonzero(result.relation_scores >= threshold)[:max_relations]
+    if keep.size == result.num_relations:
+        return result
+    alt = result.relation_alt_predicates.shape[0] == result.num_relations
+    return dataclasses.replace(
+        result,
+        relation_subjects=result.relation_subjects[keep],
+        relation_objects=result.relation_objects[keep],
+        relation_predicates=result.relation_predicates[keep],
+        relation_scores=result.relation_scores[keep],
+        relation_alt_predicates=result.relation_alt_predicates[keep]
+        if alt
+        else np.zeros((0, 0), np.int64),
+        relation_alt_scores=result.relation_alt_scores[keep]
+        if alt
+        else np.zeros((0, 0), np.float32),
     )
 
 

@@ -1,4 +1,4 @@
-"""Object tracks across frames: mask overlap + class, Hungarian assignment.
+"""Object tracks across frames: mask overlap + class, Hungarian assignment, class votes.
 
 Overlap of a track with a segment: ``max(IoU, containment / 2)``, where IoU is taken
 between the track's last mask (clipped to the frame) and the segment, and containment is
@@ -19,6 +19,13 @@ motion-free baseline). Segments and tracks left unmatched by overlap then get a 
 distance-based chance (same class, similar box size, centre within one object size of the
 track's predicted centre), also only with ``motion`` on.
 
+Classes: association is class-aware (a segment continues a track of its class); only a
+thing whose mask overlaps the track's very strongly (``CROSS_CLASS_IOU``) continues it
+whatever its class, as the last stage. Each detection votes for its class with its score
+(older votes fade), and the track (and so every object it reports) takes the class with
+most votes and the running average of the scores: a segmenter that calls a cup a bowl in
+one frame still reports one cup.
+
 Lifecycle (as in SORT): an unmatched segment starts a tentative track; it is confirmed
 after ``min_hits`` consecutive matched frames (and only then gets its public track id);
 a tentative track that misses a frame is dropped; a confirmed track survives ``max_age``
@@ -34,6 +41,13 @@ from scipy.optimize import linear_sum_assignment
 
 # Cost of a forbidden pair (other class, or IoU below the threshold) in the assignment.
 _FORBIDDEN = 1e6
+# Weight of a track's earlier class votes / score at each new detection (smoothing).
+CLASS_MEMORY = 0.9
+SCORE_MEMORY = 0.7
+# Least overlap for a thing of another class than the track's to continue it (the last
+# association stage): a segmenter that calls the same object a cup in one frame and a
+# bowl in the next still gives one track, and the track's class is the majority vote.
+CROSS_CLASS_IOU = 0.7
 
 
 @dataclass
@@ -58,6 +72,16 @@ class Track:
     cx: float = 0.0
     vy: float = 0.0  # velocity estimate, pixels per frame
     vx: float = 0.0
+    votes: dict[int, float] = field(default_factory=dict)  # class -> decayed score sum
+
+    def observe(self, class_id: int, score: float) -> None:
+        """One more detection: its class votes with its score (older votes fade), the
+        track's class is the one with most votes and its score the running average."""
+        for c in self.votes:
+            self.votes[c] *= CLASS_MEMORY
+        self.votes[class_id] = self.votes.get(class_id, 0.0) + float(score)
+        self.class_id = max(self.votes, key=self.votes.__getitem__)
+        self.score = SCORE_MEMORY * self.score + (1.0 - SCORE_MEMORY) * float(score)
 
     @property
     def confirmed(self) -> bool:
@@ -76,6 +100,23 @@ class TrackerOutput:
     track_ids: np.ndarray  # (N,) uint32
     keys: np.ndarray  # (N,) int64
     deleted: list[Track] = field(default_factory=list)
+    class_ids: np.ndarray | None = None  # (N,) int64: the track's (smoothed) class
+    scores: np.ndarray | None = None  # (N,) float32: the track's (smoothed) score
+
+
+def _assign(
+    overlap: np.ndarray, ok: np.ndarray, done: list[tuple[int, int]] = ()
+) -> list[tuple[int, int]]:
+    """Hungarian assignment maximising ``overlap`` over the allowed pairs ``ok`` (T, N),
+    leaving out the tracks and segments already in ``done``."""
+    ok = ok.copy()
+    for t, i in done:
+        ok[t, :] = False
+        ok[:, i] = False
+    if not ok.any():
+        return []
+    rows, cols = linear_sum_assignment(np.where(ok, 1.0 - overlap, _FORBIDDEN))
+    return [(int(r), int(c)) for r, c in zip(rows, cols) if ok[r, c]]
 
 
 def _crop(panoptic: np.ndarray, seg_id: int, box: tuple[int, int, int, int]):
@@ -182,25 +223,27 @@ class MaskTracker:
         ``boxes_xywh`` and ``areas`` (optional) save measuring them again."""
         n = int(object_ids.shape[0])
         scores = np.ones(n, np.float32) if scores is None else scores
-        is_thing = np.ones(n, bool) if is_thing is None else is_thing
+        is_thing = np.ones(n, bool) if is_thing is None else np.asarray(is_thing, bool)
+        class_ids = np.asarray(class_ids)
         iou = self.overlap_matrix(panoptic, object_ids, areas)
         self.frame += 1
         matches: list[tuple[int, int]] = []
         if n and self.tracks:
             same_class = (
-                np.array([tr.class_id for tr in self.tracks])[:, None]
-                == np.asarray(class_ids)[None, :]
+                np.array([tr.class_id for tr in self.tracks])[:, None] == class_ids[None, :]
             )
-            ok = same_class & (iou >= self.iou_threshold) & (iou > 0)
-            if ok.any():
-                cost = np.where(ok, 1.0 - iou, _FORBIDDEN)
-                rows, cols = linear_sum_assignment(cost)
-                matches = [(int(r), int(c)) for r, c in zip(rows, cols) if ok[r, c]]
+            matches = _assign(iou, same_class & (iou >= self.iou_threshold) & (iou > 0))
             if self.motion:
                 matches += self._match_near(panoptic, object_ids, same_class, matches, boxes_xywh)
+            # things whose class flickers: strong overlap continues the track anyway
+            things = np.array([tr.is_thing for tr in self.tracks])[:, None] & is_thing[None, :]
+            strong = things & (iou >= max(self.iou_threshold, CROSS_CLASS_IOU))
+            matches += _assign(iou, strong, done=matches)
         matched_t = {t for t, _ in matches}
         keys = np.zeros(n, np.int64)
         track_ids = np.zeros(n, np.uint32)
+        out_classes = class_ids.astype(np.int64).copy()
+        out_scores = np.asarray(scores, np.float32).copy()
         for t, i in matches:
             tr = self.tracks[t]
             age = max(self.frame - tr.last_frame, 1)
@@ -211,7 +254,7 @@ class MaskTracker:
                 tr.vy, tr.vx = vy, vx
             else:
                 tr.vy, tr.vx = 0.5 * (tr.vy + vy), 0.5 * (tr.vx + vx)
-            tr.score = float(scores[i])
+            tr.observe(int(class_ids[i]), float(scores[i]))
             tr.hits += 1
             tr.total_hits += 1
             tr.misses = 0
@@ -244,6 +287,7 @@ class MaskTracker:
                     score=float(scores[i]),
                     first_frame=self.frame,
                     last_frame=self.frame,
+                    votes={int(class_ids[i]): float(scores[i])},
                 )
                 self._next_key += 1
                 self._set_mask(tr, panoptic, int(object_ids[i]), boxes_xywh, i)
@@ -252,8 +296,10 @@ class MaskTracker:
                 kept.append(tr)
             keys[i] = tr.key
             track_ids[i] = tr.track_id
+            out_classes[i] = tr.class_id
+            out_scores[i] = tr.score
         self.tracks = kept
-        return TrackerOutput(track_ids=track_ids, keys=keys, deleted=deleted)
+        return TrackerOutput(track_ids, keys, deleted, out_classes, out_scores)
 
     def _match_near(self, panoptic, object_ids, same_class, matches, boxes_xywh):
         """Second stage for what overlap left unmatched: same class, similar size, box

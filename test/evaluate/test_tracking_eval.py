@@ -94,3 +94,49 @@ def test_cli_tracking_metrics(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())["tracking"]["gt"]
     assert metrics["overall"]["num_frames"] == 8
     assert metrics["overall"]["idf1"] > 0.9
+
+
+def test_train_split_tracks_every_frame_and_says_what_it_left_out(tmp_path, capsys):
+    """Frames without relations are left out of train/val for sgdet/predcls (the summary
+    says how many), never out of a tracked sequence: tracking on --split train scores every
+    frame of every sequence."""
+    data, out = tmp_path / "seq", tmp_path / "eval"
+    args = ["synth", "--out", str(data), "--sequences", "2", "--frames", "6", "--seed", "3"]
+    assert main([*args, "--height", "64", "--width", "96"]) == 0
+    meta = json.loads((data / "psg.json").read_text())
+    meta["test_image_ids"], meta["val_image_ids"] = [], []  # everything is train
+    for entry in meta["data"][::2]:
+        entry["relations"] = []  # every other frame has no relation
+    (data / "psg.json").write_text(json.dumps(meta))
+    train = PSGDataset.from_dir(data, split="train")
+    assert train.skipped >= 6 and len(train.entries) + train.skipped == 12
+    full = PSGDataset.from_dir(data, split="train", require_relations=False)
+    assert len(full.entries) == 12 and full.skipped == 0
+    code = main(
+        ["eval", str(data), "--split", "train", "--modes", "tracking",
+         "--tracking-segments", "gt", "--out", str(out)]
+    )  # fmt: skip
+    assert code == 0
+    report = json.loads((out / "metrics.json").read_text())["tracking"]["gt"]
+    assert report["sequences"] == 2 and report["frames_missing"] == 0
+    assert report["overall"]["num_frames"] == 12
+    assert report["class_aware"] and "overall_class_agnostic" in report
+
+
+def test_a_track_of_the_wrong_class_does_not_match():
+    """Class-aware scoring: the tracker reports the first square with another class; it is
+    a false positive and its object a miss (class-agnostic scoring would match it)."""
+    ds = TwoSquares()
+    frames = iter(range(FRAMES))
+
+    def pipeline(_rgb):
+        pan = ds.pan(next(frames)).astype(np.uint16)
+        return result_from_segments(pan, [1, 2], [1, 0], ["ball", "cup", "wall"])
+
+    ds.class_names = ("ball", "cup", "wall")
+    ds.is_thing_classes = (True, True, False)
+    report = evaluate_tracking(ds, TrackingConfig(min_hits=1), pipeline=pipeline)
+    o, plain = report["overall"], report["overall_class_agnostic"]
+    assert plain["idf1"] == pytest.approx(1.0)
+    assert o["idf1"] == pytest.approx(0.5) and o["num_false_positives"] == FRAMES
+    assert o["num_misses"] == FRAMES

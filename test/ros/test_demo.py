@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import subprocess
 import sys
@@ -61,3 +62,32 @@ def test_demo_with_depth_places_objects_in_3d(tmp_path):
     # "cup T3 at (0.12, 0.31, 2.05) m": the synthetic rooms are 2.6 to 6.5 m deep
     z = [float(v) for v in re.findall(r", (-?[\d.]+)\) m", placed[0])]
     assert z and all(0.3 < d < 6.6 for d in z), placed[0]
+
+
+def test_the_synthetic_camera_plays_one_room_and_the_scenes_mode_stays():
+    """``synthetic``: one room as a video (neighbouring frames nearly alike, played forwards
+    and back so the loop never jumps); ``synthetic_scenes``: unrelated rooms, cycled."""
+    import numpy as np
+
+    from dsflash_ros.ros.sample_camera import (
+        SyntheticSequenceSource,
+        SyntheticSource,
+        open_source,
+    )
+
+    room = open_source("synthetic", 640, 480)
+    assert isinstance(room, SyntheticSequenceSource)
+    n = len(room.frames)
+    frames = [room.read() for _ in range(2 * n)]
+    assert frames[0].shape == (480, 640, 3)
+
+    def change(a, b):  # share of pixels that differ clearly
+        return float((np.abs(a.astype(int) - b.astype(int)).max(axis=2) > 40).mean())
+
+    steps = [change(a, b) for a, b in itertools.pairwise(frames)]
+    assert max(steps) < 0.2  # the same room from frame to frame, also at the turn
+    assert frames[n] is room.frames[n - 2]  # back the way it came
+    assert change(frames[0], frames[n - 1]) > max(steps)  # but the camera did move
+    scenes = open_source("synthetic_scenes", 640, 480)
+    assert isinstance(scenes, SyntheticSource)
+    assert change(scenes.read(), scenes.read()) > 0.3  # another room every frame

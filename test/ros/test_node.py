@@ -171,7 +171,7 @@ def test_sample_camera_sources(tmp_path):
 
     from dsflash_ros.ros.sample_camera import FolderSource, SourceError, open_source
 
-    synth = open_source("synthetic", 96, 64)
+    synth = open_source("synthetic_scenes", 96, 64)  # a new scene each frame
     a, b = synth.read(), synth.read()
     assert a.shape == (64, 96, 3) and a.dtype == np.uint8 and (a != b).any()
     for i in range(2):

@@ -51,7 +51,7 @@ class Scripted:
 
 def test_video_with_tracking(tmp_path: Path) -> None:
     video = _video(tmp_path / "clip")
-    cfg = TrackingConfig(min_hits=2, event_on_frames=2, event_off_frames=2)
+    cfg = TrackingConfig(min_hits=2, event_on_frames=2, event_off_frames=2, relation_smoothing=0.0)
     summary = run_inference([video], tmp_path / "out", Scripted(), progress=False, tracking=cfg)
     assert summary.frames == FRAMES
     out = tmp_path / "out"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -70,7 +72,7 @@ def test_ema_values():
 
 
 def test_relation_events_with_hysteresis():
-    cfg = TrackingConfig(min_hits=1, event_on_frames=3, event_off_frames=2)
+    cfg = TrackingConfig(min_hits=1, event_on_frames=3, event_off_frames=2, relation_smoothing=0)
     t = SceneGraphTracker(cfg)
     on = [(1, 2, 0, 0.9)]
     # flicker (1 frame on), then on for 5, then off for 1 (blip), on, then off for good
@@ -199,3 +201,32 @@ def test_tentative_tracks_close_silently():
     t = SceneGraphTracker(TrackingConfig(min_hits=3))
     t.update(graph([PERSON]))
     assert t.close() == ([], [])
+
+
+def test_the_relation_threshold_applies_once_to_the_smoothed_score():
+    """The pipeline hands the tracker every relation candidate (``candidates``): a relation
+    that dips just under the threshold for one frame keeps its average above it and stays
+    reported; one that stays under it is never reported. Without smoothing the tracker
+    applies the threshold to the frame's own scores."""
+    cfg = TrackingConfig(relation_smoothing=0.5, relation_threshold=0.1, min_hits=1)
+    t = SceneGraphTracker(cfg)
+    got = [
+        t.update(graph([PERSON, CUP], [(1, 2, 0, s), (2, 1, 1, 0.05)])).result.relation_scores
+        for s in (0.12, 0.09, 0.12)
+    ]
+    assert [len(g) for g in got] == [1, 1, 1]
+    assert [float(g[0]) for g in got] == pytest.approx([0.12, 0.105, 0.1125])
+    off = SceneGraphTracker(dataclasses.replace(cfg, relation_smoothing=0.0))
+    scores = [
+        off.update(graph([PERSON, CUP], [(1, 2, 0, s), (2, 1, 1, 0.05)])).result.relation_scores
+        for s in (0.12, 0.09)
+    ]
+    assert [len(s) for s in scores] == [1, 0] and float(scores[0][0]) == pytest.approx(0.12)
+
+
+def test_objects_are_reported_with_their_tracks_class_and_score():
+    t = SceneGraphTracker(TrackingConfig(min_hits=1))
+    classes = [1, 1, 1, 0, 1]  # the cup is called a person once
+    out = [t.update(graph([(c, 60)], shift=k)) for k, c in enumerate(classes)]
+    assert [int(f.track_ids[0]) for f in out] == [1] * 5
+    assert [int(f.result.class_ids[0]) for f in out] == [1] * 5

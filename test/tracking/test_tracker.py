@@ -55,10 +55,42 @@ def test_survives_max_age_missed_frames_then_is_deleted():
 
 
 def test_class_must_match_and_iou_must_reach_threshold():
-    tr = MaskTracker(iou_threshold=0.5, min_hits=1, max_age=0, motion=False)
+    tr = MaskTracker(iou_threshold=0.3, min_hits=1, max_age=0, motion=False)
     assert step(tr, [(10, 10, 20, 20)], [0]) == [1]
-    assert step(tr, [(10, 10, 20, 20)], [4]) == [2]  # same mask, other class: new track
-    assert step(tr, [(22, 10, 20, 20)], [4]) == [3]  # IoU 8/32 = 0.25 < 0.5: new track
+    # IoU 10/30 = 0.33: enough for the same class, not for another one
+    assert step(tr, [(20, 10, 20, 20)], [4]) == [2]
+    assert step(tr, [(32, 10, 20, 20)], [4]) == [3]  # IoU 8/32 = 0.25 < 0.3: new track
+
+
+def test_a_flickering_class_keeps_the_track_and_the_majority_class():
+    """The segmenter calls one object class 2 in most frames and class 5 in some: with
+    strong overlap the track goes on, and reports the class with the most score-weighted
+    votes, also in the frames that said 5; the score is averaged over the track."""
+    tr = MaskTracker(min_hits=1, max_age=0)
+    classes = [2, 2, 5, 2, 5, 2, 2]
+    ids, reported = [], []
+    for k, c in enumerate(classes):
+        pan = frame([(10 + k, 10, 20, 20)])
+        out = tr.update(pan, np.array([1], np.uint16), np.array([c]), np.array([0.9], np.float32))
+        ids.append(int(out.track_ids[0]))
+        reported.append(int(out.class_ids[0]))
+    assert ids == [1] * len(classes)
+    assert reported == [2] * len(classes)
+    low = tr.update(
+        frame([(17, 10, 20, 20)]), np.array([1], np.uint16), np.array([2]), np.array([0.3])
+    )
+    assert 0.3 < float(low.scores[0]) < 0.9  # smoothed, not this frame's score alone
+
+
+def test_a_lost_track_is_reactivated_where_its_object_reappears():
+    """An object moving 3 px per frame is missed for 4 frames (occluded) and returns where
+    its motion says: the lost track takes it back with its old id."""
+    tr = MaskTracker(min_hits=2, max_age=10)
+    got = [step(tr, [(5 + 3 * k, 20, 12, 12)], [0]) for k in range(4)]
+    assert got[1:] == [[1]] * 3
+    for _ in range(4):
+        step(tr, [], [])
+    assert step(tr, [(5 + 3 * 8, 20, 12, 12)], [0]) == [1]
 
 
 def test_hungarian_prefers_the_global_best_assignment():
