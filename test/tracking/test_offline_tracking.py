@@ -105,3 +105,49 @@ def test_track_tags_go_into_the_object_labels():
     changed = np.argwhere((plain != tagged).any(axis=2))
     assert len(changed)  # the tag went into a label ...
     assert (pan[changed[:, 0], changed[:, 1]] == 1).mean() > 0.9  # ... on the tracked object
+
+
+class Thresholded(Scripted):
+    """A person holding a cup, the relation's score dipping under the pipeline's relation
+    threshold (0.3) in the second frame; like the real pipeline, it drops relations under
+    the threshold of the options it is called with, and records them."""
+
+    SCORES = (0.4, 0.25, 0.4)
+
+    def __init__(self) -> None:
+        super().__init__()
+        from dsflash_ros.runtime.pipeline import PipelineOptions
+
+        self.options = PipelineOptions(relation_threshold=0.3)
+        self.called_with: list[float] = []
+
+    def __call__(self, rgb: np.ndarray, options=None):
+        threshold = (options or self.options).relation_threshold
+        self.called_with.append(threshold)
+        k, self.k = self.k, self.k + 1
+        pan = np.zeros(rgb.shape[:2], np.uint16)
+        pan[10:40, 5:25], pan[20:40, 40:55] = 1, 2
+        score = self.SCORES[k % 3]
+        rel = [(1, 2, 0, score)] if score >= threshold else []
+        return result_from_segments(
+            pan, [1, 2], [0, 1], ["person", "cup"], predicate_names=["holding"], relations=rel
+        )
+
+
+def test_video_tracking_applies_the_relation_threshold_once(tmp_path: Path) -> None:
+    """While tracking, the pipeline runs with relation threshold 0 and the tracker applies
+    the pipeline's threshold to the smoothed score: the dip to 0.25 keeps the relation
+    (average 0.325); without tracking that frame has no relation."""
+    video = _video(tmp_path / "clip")
+    scripted = Thresholded()
+    cfg = TrackingConfig(min_hits=1, relation_smoothing=0.5).with_pipeline(scripted.options)
+    run_inference([video], tmp_path / "t", scripted, max_frames=3, progress=False, tracking=cfg)
+    assert scripted.called_with == [0.0] * 3
+    docs = [json.loads(x) for x in (tmp_path / "t" / "clip.jsonl").read_text().splitlines()]
+    scores = [[r["score"] for r in d["relations"]] for d in docs]
+    assert scores == [[pytest.approx(0.4)], [pytest.approx(0.325)], [pytest.approx(0.3625)]]
+    plain = Thresholded()
+    run_inference([video], tmp_path / "p", plain, max_frames=3, progress=False, tracking=None)
+    assert plain.called_with == [0.3] * 3
+    docs = [json.loads(x) for x in (tmp_path / "p" / "clip.jsonl").read_text().splitlines()]
+    assert [len(d["relations"]) for d in docs] == [1, 0, 1]
