@@ -167,5 +167,6 @@ def test_sample_camera_depth_needs_the_synthetic_source(tmp_path):
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert (
         out.stderr.strip()
-        == "sample_camera: depth needs source synthetic (the scenes' depth is known)"
+        == "sample_camera: depth needs source synthetic or synthetic_scenes (the scenes' depth "
+        "is known)"
     )
