@@ -81,6 +81,7 @@ from dsflash_ros.ros.node_tracking import EVENTS_QOS, NodeTracking
 from dsflash_ros.runtime.concurrency import resolve_threads, resolve_workers
 from dsflash_ros.runtime.output_watch import OutputWatch
 from dsflash_ros.tracking.overlay import track_tags
+from dsflash_ros.tracking.scene import thresholded
 from dsflash_ros.visualize import draw_overlay
 
 # Camera input with no publisher seen yet: best effort hears every publisher; the
@@ -631,6 +632,8 @@ class DSFlashNode(LifecycleNode):
         track_ids = None
         if tracked is not None:
             result, track_ids = tracked.result, tracked.track_ids
+        else:  # a frame run for the tracker just before tracking went off: threshold it here
+            result = thresholded(result, relation_threshold, max_relations)
         header = msg.header
         graph = scene_graph_msg(result, header, tracked, frame.geometry)
         pubs = self._pubs

@@ -256,7 +256,7 @@ class SceneGraphTracker:
                 result, id_of_key, smoothed, cfg.relation_threshold, cfg.max_relations
             )
         else:
-            result = _thresholded(result, cfg.relation_threshold, cfg.max_relations)
+            result = thresholded(result, cfg.relation_threshold, cfg.max_relations)
         subj_t = np.array(
             [tid_of_key[key_of_id[int(i)]] for i in result.relation_subjects], np.uint32
         )
@@ -351,7 +351,7 @@ def _object_event(kind: str, tr: Track, oid: int, names: list[str], frame: int) 
     )
 
 
-def _thresholded(
+def thresholded(
     result: SceneGraphResult, threshold: float, max_relations: int | None
 ) -> SceneGraphResult:
     """The result's own relations at or above ``threshold``, at most ``max_relations``

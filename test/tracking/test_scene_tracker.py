@@ -9,6 +9,7 @@ import pytest
 
 from dsflash_ros.tracking import SceneGraphTracker, TrackingConfig, events
 from dsflash_ros.tracking.frames import result_from_segments
+from dsflash_ros.tracking.scene import thresholded
 
 H, W = 60, 120
 CLASSES = ["person", "cup", "table"]
@@ -230,3 +231,14 @@ def test_objects_are_reported_with_their_tracks_class_and_score():
     out = [t.update(graph([(c, 60)], shift=k)) for k, c in enumerate(classes)]
     assert [int(f.track_ids[0]) for f in out] == [1] * 5
     assert [int(f.result.class_ids[0]) for f in out] == [1] * 5
+
+
+def test_thresholded_keeps_relations_at_the_threshold_within_the_cap():
+    """What the node applies to a frame run for the tracker when tracking went off meanwhile:
+    the frame's relations at or above the threshold, best first, capped; a frame already
+    thresholded comes back as it is."""
+    r = graph([PERSON, CUP], [(1, 2, 0, 0.9), (2, 1, 1, 0.2), (1, 2, 1, 0.05)])
+    assert thresholded(r, 0.1, None).relation_scores.tolist() == pytest.approx([0.9, 0.2])
+    assert thresholded(r, 0.1, 1).relation_scores.tolist() == pytest.approx([0.9])
+    kept = thresholded(r, 0.1, None)
+    assert thresholded(kept, 0.1, None) is kept
