@@ -106,6 +106,9 @@ class HeadConfig:
     bidirectional: bool = True  # one pass per unordered pair yields both directions
     # hidden size of the pair-proposal scorer (model/pair_proposal.py); 0 = the model has none
     proposal_hidden: int = 0
+    # side of the square mask-layout grid the scorer reads (its weights depend on it, the input
+    # size does not); 0 = the head's patch grid at this config's input size
+    proposal_grid: int = 0
 
 
 # Run-time switches that older checkpoints saved in their head config. They are options of
@@ -222,4 +225,6 @@ def at_input_size(config: ModelConfig, size: int) -> ModelConfig:
         )
     data = config.to_dict()
     data["backbone"]["image_size"] = size
+    if config.head.proposal_hidden and not config.head.proposal_grid:  # keep the trained grid
+        data["head"]["proposal_grid"] = b.grid_size // config.head.pool
     return ModelConfig.from_dict(data)

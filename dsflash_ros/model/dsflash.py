@@ -46,9 +46,7 @@ def resize_input(model: DSFlash, size: int) -> DSFlash:
     when it already runs at that size."""
     if size == model.image_size:
         return model
-    resized = DSFlash(at_input_size(model.config, size))
-    if model.head.proposal is not None:  # keeps its trained grid (resample_cells)
-        resized.head.proposal = model.head.proposal.at_image_size(size)
+    resized = DSFlash(at_input_size(model.config, size))  # the scorer keeps its trained grid
     resized.load_state_dict(model.state_dict())
     param = next(model.parameters())
     return resized.to(device=param.device).train(model.training)

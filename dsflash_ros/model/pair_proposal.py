@@ -17,7 +17,6 @@ one head pass per pair.
 
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
@@ -101,13 +100,6 @@ class PairProposal(nn.Module):
         dot = (self.subject(emb)[both[:, 0]] * self.object(emb)[both[:, 1]]).sum(1)
         logits = self.pair(rows)[:, 0] + dot / emb.shape[1] ** 0.5
         return 0.5 * (logits[: len(pairs)] + logits[len(pairs) :])
-
-    def at_image_size(self, image_size: int) -> PairProposal:
-        """The same scorer for the model run at another square input size (boxes are
-        normalised by it; the mask layout is resampled to the trained grid)."""
-        other = copy.deepcopy(self)
-        other.image_size = image_size
-        return other
 
 
 def resample_cells(ratios: torch.Tensor, num_cells: int) -> torch.Tensor:

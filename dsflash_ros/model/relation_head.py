@@ -235,7 +235,10 @@ class RelationHead(nn.Module):
         # cheap scorer of all pairs that picks the ones the blocks run (pair_topk), if any
         self.proposal: PairProposal | None = None
         if cfg.proposal_hidden > 0:
-            self.add_proposal(cfg.proposal_hidden)
+            cells = (cfg.proposal_grid or self.grid) ** 2
+            self.proposal = PairProposal(
+                self.num_labels, cells, self.image_size, cfg.proposal_hidden
+            )
         self.pair_rows = 0  # pair rows run through the blocks since reset_stats()
         self._token_counts: list[torch.Tensor | int] = []  # see last_tokens_per_block
 
@@ -245,7 +248,10 @@ class RelationHead(nn.Module):
         if hidden < 1:
             raise ValueError(f"proposal hidden size must be >= 1, got {hidden}")
         self.cfg.proposal_hidden = hidden
-        self.proposal = PairProposal(self.num_labels, self.num_patches, self.image_size, hidden)
+        self.cfg.proposal_grid = self.cfg.proposal_grid or self.grid
+        self.proposal = PairProposal(
+            self.num_labels, self.cfg.proposal_grid**2, self.image_size, hidden
+        )
         return self.proposal
 
     # ------------------------------------------------------------------ per image

@@ -110,3 +110,22 @@ def test_annotate_records_the_size_and_the_pipeline_loads_with_it(tmp_path):
     assert bad.returncode != 0
     assert "multiple of 16" in bad.stderr and "Traceback" not in bad.stderr
     assert read_metadata(path)[INPUT_SIZE_KEY] == 160  # unchanged
+
+
+def test_a_resized_model_with_a_pair_scorer_saves_and_loads_at_its_new_size(tmp_path):
+    """The scorer's weights depend on its mask-layout grid, not on the input size: a model
+    resized (or fine-tuned at another size) and saved loads again with the same scorer."""
+    from dsflash_ros.model.dsflash import load_model
+
+    model = micro_model()
+    assert model.head.proposal is not None
+    big = resize_input(model, 192)
+    loaded, _, _ = load_model(save_model(tmp_path / "big.safetensors", big))
+    assert loaded.image_size == 192
+    assert loaded.config.head.proposal_grid == model.head.grid
+    for a, b in zip(
+        big.head.proposal.state_dict().values(),
+        loaded.head.proposal.state_dict().values(),
+        strict=True,
+    ):
+        assert bool((a == b).all())
