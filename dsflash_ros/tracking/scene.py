@@ -167,7 +167,7 @@ class SceneGraphTracker:
         self.relation_events = Hysteresis(c.event_on_frames, c.event_off_frames)
         # Last smoothed score of each relation the events follow (for 'ended' events).
         self._relation_score: dict[tuple[int, int, int], float] = {}
-        self._names: tuple[list[str], list[str]] = ([], [])  # classes, predicates (close)
+        self._names: tuple[list[str], list[str]] = ([], [])  # classes, predicates (events)
 
     def configure(self, config: TrackingConfig) -> None:
         """New settings from the next frame on; tracks and their ids are kept."""
@@ -192,26 +192,12 @@ class SceneGraphTracker:
         relation, 'disappeared' for each appeared object (``object_id`` 0, ``frame`` the last
         one tracked). Track ids are never given again."""
         tracks = {tr.key: tr for tr in self.tracker.tracks}
-        frame, (names, preds) = self.tracker.frame, self._names
+        frame, names = self.tracker.frame, self._names[0]
         rel_events = []
         for k in self.relation_events.tracked():
             s_tr, o_tr = tracks.get(k[0]), tracks.get(k[1])
             if self.relation_events.is_active(k) and s_tr is not None and o_tr is not None:
-                rel_events.append(
-                    RelationEvent(
-                        kind=ENDED,
-                        subject_track_id=int(s_tr.track_id),
-                        object_track_id=int(o_tr.track_id),
-                        subject_id=0,
-                        object_id=0,
-                        subject_class=_name(names, s_tr.class_id),
-                        object_class=_name(names, o_tr.class_id),
-                        predicate_id=int(k[2]),
-                        predicate=_name(preds, k[2]),
-                        score=float(self._relation_score.get(k, 0.0)),
-                        frame=frame,
-                    )
-                )
+                rel_events.append(self._relation_event(ENDED, k, s_tr, o_tr, {}, frame))
         obj_events = [
             _object_event(DISAPPEARED, tracks[k], 0, names, frame)
             for k in self.object_events.tracked()
@@ -293,7 +279,7 @@ class SceneGraphTracker:
                     o_tr = o_tr or gone.get(k[1])
                     if s_tr is not None and o_tr is not None:
                         rel_events.append(
-                            self._relation_event(ENDED, k, s_tr, o_tr, id_of_key, result, frame)
+                            self._relation_event(ENDED, k, s_tr, o_tr, id_of_key, frame)
                         )
                 continue
             if k in smoothed:
@@ -303,9 +289,7 @@ class SceneGraphTracker:
             )
             if ev is not None:
                 kind = STARTED if ev == "start" else ENDED
-                rel_events.append(
-                    self._relation_event(kind, k, s_tr, o_tr, id_of_key, result, frame)
-                )
+                rel_events.append(self._relation_event(kind, k, s_tr, o_tr, id_of_key, frame))
         live = self.relation_events.state
         self._relation_score = {k: v for k, v in self._relation_score.items() if k in live}
         return TrackedFrame(
@@ -318,8 +302,10 @@ class SceneGraphTracker:
             relation_events=rel_events,
         )
 
-    def _relation_event(self, kind, k, s_tr, o_tr, id_of_key, result, frame) -> RelationEvent:
-        names, preds = result.class_names, result.predicate_names
+    def _relation_event(self, kind, k, s_tr, o_tr, id_of_key, frame) -> RelationEvent:
+        """A relation event between two tracks (``id_of_key``: this frame's object ids of the
+        tracks; a track missing from it gets object id 0)."""
+        names, preds = self._names
         return RelationEvent(
             kind=kind,
             subject_track_id=int(s_tr.track_id),
