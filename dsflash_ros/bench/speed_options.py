@@ -61,6 +61,9 @@ SPEED_OPTIONS: tuple[SpeedOption, ...] = (
     SpeedOption("pair_topk 16", {"pair_topk": 16}),
     SpeedOption("pair_topk 32", {"pair_topk": 32}),
     SpeedOption("pair_topk 16 + prune", {"pair_topk": 16, "prune": True}),
+    # operating points: the defaults at other input sizes (the long side the model runs at)
+    SpeedOption("input 480", {"pair_topk": -1, "input_size": 480}),
+    SpeedOption("input 640", {"pair_topk": -1, "input_size": 640}),
 )
 
 
@@ -123,10 +126,14 @@ def _accuracy(pipe: Pipeline, dataset: Any, max_images: int | None) -> dict[str,
     from dsflash_ros.evaluate.run import evaluate_dataset
 
     summary = evaluate_dataset(pipe, dataset, max_images=max_images, progress=False)
+    things = {r["bucket"]: r for r in summary["by_size"].get("things", [])}
     return {
         "pq": 100 * summary["pq"]["PQ"],
+        "pq_things": 100 * summary["pq"]["things"]["PQ"],
         "sgdet_mR@50": 100 * summary["sgdet"]["mR@50"],
         "predcls_mR@50": 100 * summary["predcls"]["mR@50"],
+        # the small things a manipulator cares about: found share of GT things of 256-1024 px
+        "found_256_1k": 100 * things.get("256-1024", {}).get("found_share", float("nan")),
     }
 
 
@@ -202,7 +209,8 @@ def format_speed_options(rows: Sequence[dict[str, Any]], ns: Sequence[int] = (5,
     """The rows as a fixed-width table (deltas in points against the first row)."""
     cols = [f"ms_n{n}" for n in ns] + [f"fps_n{n}" for n in ns]
     cols += [f"tput_n{n}" for n in ns if any(f"tput_n{n}" in r for r in rows)]
-    acc = ["pq", "d_pq", "sgdet_mR@50", "d_sgdet_mR@50", "predcls_mR@50", "d_predcls_mR@50"]
+    acc = ["pq", "d_pq", "pq_things", "sgdet_mR@50", "d_sgdet_mR@50"]
+    acc += ["predcls_mR@50", "d_predcls_mR@50", "found_256_1k"]
     if any("pq" in r for r in rows):
         cols += acc
     width = max(len(r["option"]) for r in rows) + 2

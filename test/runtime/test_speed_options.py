@@ -27,6 +27,7 @@ def test_options_are_timed_and_scored_against_the_reference(heldout):
     options = (
         SpeedOption("reference"),
         SpeedOption("prune", {"prune": True}),
+        SpeedOption("input 480", {"input_size": 480}),
         SpeedOption("gpu only", {"precision": "fp16"}),  # fp16 needs CUDA, device is cpu
     )
     threads = torch.get_num_threads()
@@ -42,21 +43,24 @@ def test_options_are_timed_and_scored_against_the_reference(heldout):
     )
     assert torch.get_num_threads() == threads  # the 2-worker run gives its threads back
     by_name = {r["option"]: r for r in rows}
-    assert list(by_name) == ["reference", "prune", "gpu only"]
+    assert list(by_name) == ["reference", "prune", "input 480", "gpu only"]
     assert "skipped" in by_name["gpu only"] and "fp16" in by_name["gpu only"]["skipped"]
-    for name in ("reference", "prune"):
+    for name in ("reference", "prune", "input 480"):
         r = by_name[name]
         assert r["ms_n3"] > 0 and r["ms_n6"] > 0
         assert math.isclose(r["fps_n3"], 1e3 / r["ms_n3"])
         assert r["tput_n3"] > 0 and r["tput_n6"] > 0  # frames/s with 2 frames at once
         assert 0 <= r["pq"] <= 100 and 0 <= r["predcls_mR@50"] <= 100
+        assert 0 <= r["pq_things"] <= 100
+        assert math.isnan(r["found_256_1k"]) or 0 <= r["found_256_1k"] <= 100
     ref = by_name["reference"]
     assert ref["d_pq"] == ref["d_sgdet_mR@50"] == ref["d_predcls_mR@50"] == 0
     prune = by_name["prune"]
     assert prune["d_pq"] == 0  # pruning touches the relation head only
     assert prune["d_predcls_mR@50"] == pytest.approx(prune["predcls_mR@50"] - ref["predcls_mR@50"])
     table = format_speed_options(rows, ns=(3, 6))
-    assert "d_predcls_mR@50" in table.splitlines()[0] and "tput_n6" in table.splitlines()[0]
+    header = table.splitlines()[0]
+    assert "d_predcls_mR@50" in header and "tput_n6" in header and "found_256_1k" in header
     assert "skipped" in table.splitlines()[-1]
 
 
