@@ -61,6 +61,7 @@ SPEED_OPTIONS: tuple[SpeedOption, ...] = (
     SpeedOption("pair_topk 16", {"pair_topk": 16}),
     SpeedOption("pair_topk 32", {"pair_topk": 32}),
     SpeedOption("pair_topk 16 + prune", {"pair_topk": 16, "prune": True}),
+    SpeedOption("defaults + prune", {"pair_topk": -1, "prune": True}),
     # operating points: the defaults at other input sizes (the long side the model runs at)
     SpeedOption("input 480", {"pair_topk": -1, "input_size": 480}),
     SpeedOption("input 640", {"pair_topk": -1, "input_size": 640}),

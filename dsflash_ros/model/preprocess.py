@@ -64,6 +64,12 @@ def letterbox_geometry(orig_hw: tuple[int, int], size: int) -> LetterboxInfo:
     return LetterboxInfo(scale=scale, content_hw=content, orig_hw=(h, w))
 
 
+def _resize(chw: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    return F.interpolate(chw[None], size=hw, mode="bilinear", align_corners=False, antialias=True)[
+        0
+    ]
+
+
 def letterbox(
     image: np.ndarray | torch.Tensor,
     size: int,
@@ -81,11 +87,15 @@ def letterbox(
         tensor = tensor.to(device)
     info = letterbox_geometry((int(tensor.shape[0]), int(tensor.shape[1])), size)
     ch, cw = info.content_hw
-    chw = tensor.permute(2, 0, 1).float().div_(255.0)
-    if (ch, cw) != info.orig_hw:
-        chw = F.interpolate(
-            chw[None], size=(ch, cw), mode="bilinear", align_corners=False, antialias=True
-        )[0].clamp_(0.0, 1.0)
+    chw = tensor.permute(2, 0, 1)  # a channels-last view of the HWC image
+    if (ch, cw) != info.orig_hw and chw.device.type == "cpu":
+        # torch's uint8 antialiased bilinear (CPU, channels-last) is ~5x faster than the float
+        # kernel at camera sizes; it differs only by the rounding to uint8 (<= 1/255)
+        chw = _resize(chw, (ch, cw)).float().div_(255.0)
+    elif (ch, cw) != info.orig_hw:
+        chw = _resize(chw.float().div_(255.0), (ch, cw)).clamp_(0.0, 1.0)
+    else:
+        chw = chw.float().div_(255.0)
     out = chw.new_zeros((3, size, size))
     out[:, :ch, :cw] = chw
     return out, info

@@ -89,3 +89,19 @@ def test_rejects_bad_images(image) -> None:
 def test_rejects_bad_sizes(size) -> None:
     with pytest.raises(ValueError, match="size"):
         letterbox(np.zeros((4, 4, 3), dtype=np.uint8), size)
+
+
+def test_cpu_downscale_matches_the_float_kernel_to_one_grey_level() -> None:
+    """The CPU path resizes uint8 (fast); it may differ from the float kernel that other
+    devices use only by the rounding to uint8."""
+    import torch.nn.functional as F
+
+    rgb = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    out, info = letterbox(rgb, 320)
+    ch, cw = info.content_hw
+    chw = torch.from_numpy(rgb).permute(2, 0, 1).float().div(255.0)[None]
+    ref = F.interpolate(chw, size=(ch, cw), mode="bilinear", antialias=True)[0].clamp(0, 1)
+    diff = (out[:, :ch, :cw] - ref).abs()
+    assert diff.max() <= 1.0 / 255 + 1e-6
+    assert diff.mean() < 0.5 / 255  # rounding, not a different filter
+    assert out[:, ch:, :].abs().sum() == 0 and out[:, :, cw:].abs().sum() == 0
