@@ -20,7 +20,7 @@ import torch
 from dsflash_ros.model.backbone import EoMTBackbone
 from dsflash_ros.model.checkpoint import read_checkpoint
 from dsflash_ros.model.config import BackboneConfig
-from dsflash_ros.offline.convert import ConvertError, resolve_source
+from dsflash_ros.model.convert_eomt import ConvertError, resolve_source
 
 pytest.importorskip("huggingface_hub")
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -184,7 +184,7 @@ def test_local_paths_and_non_ids(tmp_path: Path) -> None:
 
 def test_hf_directory_with_a_legacy_pytorch_model_bin(tmp_path: Path, write_hf_eomt) -> None:
     """An older HF save (config.json + pytorch_model.bin in HF names) is not a tue-mps file."""
-    from dsflash_ros.offline.convert import convert_eomt
+    from dsflash_ros.model.convert_eomt import convert_eomt
 
     files, model = hf_layout_files(tmp_path, write_hf_eomt)
     directory = tmp_path / "legacy"
