@@ -16,7 +16,8 @@ from dsflash_ros.model.panoptic import (
     segments_to_id_map,
 )
 from dsflash_ros.model.preprocess import letterbox_geometry
-from dsflash_ros.runtime.pipeline import object_statistics, visible_segments
+from dsflash_ros.runtime.frame_result import object_statistics
+from dsflash_ros.runtime.pipeline import visible_segments
 
 K = 6
 IS_THING = torch.tensor([True, True, True, False, False, False])
