@@ -23,11 +23,12 @@ import torch
 
 from dsflash_ros.limits import OPTION, OPTIONS, RANGES, check_range
 from dsflash_ros.model.checkpoint import CheckpointError
-from dsflash_ros.model.config import ModelConfig, PanopticConfig
+from dsflash_ros.model.config import ModelConfig
 from dsflash_ros.model.dsflash import DSFlash, build_model, load_model, resize_input
 from dsflash_ros.model.files import default_model_path
 from dsflash_ros.model.panoptic import (
     PanopticSegments,
+    PanopticThresholds,
     postprocess_panoptic,
     segments_to_id_map,
 )
@@ -363,9 +364,11 @@ class Pipeline:
         rgb: np.ndarray,
         masks: np.ndarray | None = None,
         labels: np.ndarray | None = None,
+        relations: bool = True,
     ) -> FramePrediction:
         """Raw scores of all ordered pairs. With ``masks (N, H, W)`` and ``labels (N,)``
-        given (PredCls), the segmentation is replaced by them; otherwise SGDet."""
+        given (PredCls), the segmentation is replaced by them; otherwise SGDet. Without
+        ``relations`` the relation stage is left out (no pairs): the segments alone."""
         t0 = time.perf_counter()
         options = self.options
         pixels, info, timings = self._preprocess(rgb, t0)
@@ -378,7 +381,11 @@ class Pipeline:
             features = self.backend.run_backbone(pixels[None]).features
             segments = self._given_segments(masks, labels, info)
             id_map = segments_to_id_map(segments.masks, info.content_hw, info.orig_hw)
-        rel = self._timed_relations(segments, features, timings, options)
+        if relations:
+            rel = self._timed_relations(segments, features, timings, options)
+        else:
+            none = self.config.head.num_predicates + 1
+            rel = RelationLogits(torch.zeros(0, 2, dtype=torch.long), torch.zeros(0, none), 0)
         timings["total"] = (time.perf_counter() - t0) * 1e3
         return FramePrediction(
             id_map=id_map.cpu().numpy(),
@@ -440,7 +447,7 @@ class Pipeline:
         out = self.backend.run_backbone(pixels[None])
         t = self._lap(timings, "backbone", t)
         o = options or self.options
-        cfg = PanopticConfig(
+        cfg = PanopticThresholds(
             o.score_threshold, o.overlap_threshold, o.mask_threshold, o.max_objects
         )
         segments = postprocess_panoptic(
