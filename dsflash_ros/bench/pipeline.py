@@ -2,8 +2,8 @@
 
 For every preset × backend × precision (unsupported combinations become ``skipped`` rows):
 
-* ``stages``: one frame per segment count ``n`` through the same functions the Pipeline
-  uses, with a controlled segmentation (random Voronoi, ``n`` segments) instead of the
+* ``stages``: one frame per segment count ``n`` through the Pipeline's own stage methods,
+  with a controlled segmentation (random Voronoi, ``n`` segments) instead of the
   random-weight segmenter's: ``preprocess`` (letterbox), ``backbone``, ``postprocess``
   (panoptic merge of the real logits), ``mask_embedding`` (Alg. 2 step 1: the ``n`` masks
   pooled to cell ratios + boxes; the per-pair gather/mix is inside the head graph),
