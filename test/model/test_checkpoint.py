@@ -22,27 +22,19 @@ from dsflash_ros.model.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from dsflash_ros.model.config import BackboneConfig, ModelConfig, load_preset
+from dsflash_ros.model.config import ModelConfig, load_preset
 from dsflash_ros.model.files import METADATA_KEY, default_model_path, safetensors_metadata
 from dsflash_ros.model.weights import WeightsError, convert_tue_mps_state_dict
 
-
-def micro_backbone_config() -> BackboneConfig:
-    return BackboneConfig(
-        image_size=32,
-        hidden_size=16,
-        num_layers=4,
-        num_heads=2,
-        intermediate_size=32,
-        num_queries=3,
-        num_blocks=1,
-        num_labels=133,
-    )
+from ..conftest import micro_backbone_config
 
 
 @pytest.fixture(scope="module")
 def config() -> ModelConfig:
-    return load_preset("tiny", backbone=micro_backbone_config().__dict__)
+    backbone = micro_backbone_config(
+        image_size=32, hidden_size=16, intermediate_size=32, num_queries=3, num_blocks=1
+    )
+    return load_preset("tiny", backbone={**backbone.__dict__, "num_labels": 133})
 
 
 @pytest.fixture(scope="module")
