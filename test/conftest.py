@@ -116,6 +116,7 @@ FAST_IN_SLOW_FOLDERS = {
     "test_option_table.py",
     "test_relation_loss.py",
     "test_segmenter_loss.py",
+    "test_stage1_validation.py",
 }
 SLOW_FILES = {
     "test_bench_model_plot.py",
