@@ -2,8 +2,8 @@
 
 For every preset × backend × precision (unsupported combinations become ``skipped`` rows):
 
-* ``stages``: one frame per segment count ``n`` through the same functions the Pipeline
-  uses, with a controlled segmentation (random Voronoi, ``n`` segments) instead of the
+* ``stages``: one frame per segment count ``n`` through the Pipeline's own stage methods,
+  with a controlled segmentation (random Voronoi, ``n`` segments) instead of the
   random-weight segmenter's: ``preprocess`` (letterbox), ``backbone``, ``postprocess``
   (panoptic merge of the real logits), ``mask_embedding`` (Alg. 2 step 1: the ``n`` masks
   pooled to cell ratios + boxes; the per-pair gather/mix is inside the head graph),
@@ -43,11 +43,10 @@ from dsflash_ros.bench.relation_head import bench_relation_head, random_segmenta
 from dsflash_ros.model.config import load_preset
 from dsflash_ros.model.dsflash import DSFlash
 from dsflash_ros.model.pairs import unordered_pairs
-from dsflash_ros.model.panoptic import masks_to_boxes, segments_to_id_map
-from dsflash_ros.model.preprocess import letterbox
+from dsflash_ros.model.panoptic import PanopticSegments, masks_to_boxes
 from dsflash_ros.model.relation_head import HeadOptions
 from dsflash_ros.runtime.backends import BackendError
-from dsflash_ros.runtime.pipeline import Pipeline, PipelineOptions, build_result
+from dsflash_ros.runtime.pipeline import Pipeline, PipelineOptions
 from dsflash_ros.runtime.relations import head_on_tokens, relation_logits
 from dsflash_ros.tracking.scene import SceneGraphTracker, TrackingConfig
 
@@ -211,51 +210,35 @@ class StagedFrame:
         self.tracker = SceneGraphTracker(TrackingConfig().with_pipeline(pipe.options))
 
     def run(self) -> dict[str, float]:
-        pipe, dev, model = self.pipe, self.pipe.device, self.pipe.model
-        head, o = model.head, pipe.options
+        """One frame through the Pipeline's own stage methods, timed stage by stage."""
+        pipe, o = self.pipe, self.pipe.options
         t: dict[str, float] = {}
         last = time.perf_counter()
 
         def lap(name: str) -> None:
             nonlocal last
-            _sync(dev)
+            _sync(pipe.device)
             now = time.perf_counter()
             t[name] = (now - last) * 1e3
             last = now
 
-        pixels, info = letterbox(self.rgb, model.image_size, device=dev)
+        pixels, info = pipe.preprocess(self.rgb)
         lap("preprocess")
-        _, features = pipe.segments(pixels, info, t)  # laps backbone + postprocess itself
+        _, features = pipe.segments(pixels, info, t, o)  # laps backbone + postprocess itself
         last = time.perf_counter()
-
-        def run_head(
-            ratios: torch.Tensor, boxes: torch.Tensor, pairs: torch.Tensor
-        ) -> tuple[torch.Tensor, torch.Tensor]:
-            lap("mask_embedding")  # the masks pooled to cell ratios + boxes, pairs listed
-            return pipe.backend.run_head(features, ratios, boxes, pairs, o.head_options)
-
-        rel = relation_logits(
-            run_head,
-            head,
-            self.masks,
-            mask_embedding=o.mask_embedding,
-            labels=self.labels,
-            pair_topk=pipe.pair_topk(o),
+        segments = PanopticSegments(self.masks, self.labels, self.scores)
+        rel = pipe.relations(
+            features,
+            segments.masks,
+            options=o,
+            labels=segments.labels,
+            # the masks pooled to cell ratios + boxes, pairs chosen
+            before_head=lambda: lap("mask_embedding"),
         )
         if "mask_embedding" not in t:  # fewer than 2 segments: the head never ran
             lap("mask_embedding")
         lap("relation_head")  # the head passes + spreading both directions to ordered pairs
-        id_map = segments_to_id_map(self.masks, info.content_hw, info.orig_hw)
-        result = build_result(
-            id_map,
-            self.labels,
-            self.scores,
-            rel.pairs,
-            rel.logits,
-            model.config,
-            o,
-            pipe.model_id,
-        )
+        result = pipe.result(segments, rel, info, o)
         result.timings_ms = dict(t)
         lap("result")
         self.tracker.update(result)
@@ -278,7 +261,7 @@ def alg1_relation_ms(pipe: Pipeline, frame: StagedFrame, cfg: BenchConfig) -> fl
     pooling, one pair per forward), on the backbone features of the frame."""
     model, dev = pipe.model, pipe.device
     head = model.head.to(dev)
-    pixels, _ = letterbox(frame.rgb, model.image_size, device=dev)
+    pixels, _ = pipe.preprocess(frame.rgb)
     with torch.inference_mode():
         tokens = head.encode_image(model.backbone.to(dev)(pixels[None]).features)
         one_pair = head_on_tokens(head, tokens, HeadOptions(max_pairs_per_chunk=1))

@@ -206,7 +206,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from dsflash_ros.offline.convert import convert_to_file
+    from dsflash_ros.model.convert_eomt import convert_to_file
 
     if bool(args.source) == bool(args.hf_eomt):
         raise ValueError("give the EoMT model once: EOMT (directory, file or Hub id)")

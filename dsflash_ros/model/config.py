@@ -1,4 +1,4 @@
-"""Model configuration as plain data: backbone, relation head, post-processing, labels.
+"""Model configuration as plain data: backbone, relation head, labels.
 
 A ``ModelConfig`` travels with every checkpoint (as YAML/JSON next to the safetensors
 weights) and the presets ``tiny``/``S``/``B``/``L`` are YAML files in ``presets/``.
@@ -115,16 +115,10 @@ class HeadConfig:
 # each call now (``relation_head.HeadOptions``, set through the pipeline options), so a
 # saved value never decided anything at deployment; loading ignores them.
 RUNTIME_HEAD_KEYS = ("prune", "prune_dilation", "tome_ratio", "max_pairs_per_chunk")
-
-
-@dataclass
-class PanopticConfig:
-    """EoMT panoptic post-processing thresholds (EoMT defaults)."""
-
-    score_threshold: float = 0.8
-    overlap_threshold: float = 0.8
-    mask_threshold: float = 0.5
-    max_segments: int = 0  # 0 = no cap; otherwise keep the best-scoring segments
+# Post-processing thresholds that older checkpoints saved as ``panoptic``. The pipeline
+# options set them (``limits.OPTIONS``, or the checkpoint's recommended thresholds), so
+# loading drops the entry.
+RUNTIME_KEYS = ("panoptic",)
 
 
 @dataclass
@@ -132,7 +126,6 @@ class ModelConfig:
     name: str = "dsflash"
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
-    panoptic: PanopticConfig = field(default_factory=PanopticConfig)
     class_names: list[str] = field(default_factory=lambda: list(PSG_CLASSES))
     is_thing: list[bool] = field(default_factory=lambda: list(PSG_IS_THING))
     predicate_names: list[str] = field(default_factory=lambda: list(PSG_PREDICATES))
@@ -164,13 +157,12 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        data = dict(data)
+        data = {k: v for k, v in data.items() if k not in RUNTIME_KEYS}
         head = {k: v for k, v in data.pop("head", {}).items() if k not in RUNTIME_HEAD_KEYS}
         try:
             sub = {
                 "backbone": BackboneConfig(**data.pop("backbone", {})),
                 "head": HeadConfig(**head),
-                "panoptic": PanopticConfig(**data.pop("panoptic", {})),
             }
             return cls(**sub, **data)
         except TypeError as e:  # unknown or missing keys

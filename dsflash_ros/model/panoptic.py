@@ -29,7 +29,15 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from dsflash_ros.model.config import PanopticConfig
+
+class PanopticThresholds(NamedTuple):
+    """The decisions of :func:`postprocess_panoptic` (the pipeline options of the same
+    names, ``max_segments`` = ``max_objects``)."""
+
+    score_threshold: float
+    overlap_threshold: float
+    mask_threshold: float
+    max_segments: int = 0  # 0 = no cap; otherwise keep the best-scoring segments
 
 
 class PanopticSegments(NamedTuple):
@@ -138,7 +146,7 @@ def postprocess_panoptic(
     is_thing: torch.Tensor,
     image_size: int,
     content_hw: tuple[int, int],
-    cfg: PanopticConfig,
+    cfg: PanopticThresholds,
 ) -> PanopticSegments:
     """Non-overlapping panoptic segments of one image at model-input resolution.
 

@@ -2,7 +2,8 @@
 
 Stages (each timed): preprocess (letterbox on the device) -> backbone (one EoMT pass: panoptic
 queries + the 4 feature blocks) -> postprocess (non-overlapping segments) -> relation
-(mask ratios once, all pairs batched through the head; bidirectional: N(N-1)/2 passes).
+(mask ratios once, all pairs batched through the head; bidirectional: N(N-1)/2 passes) ->
+result (id image, object statistics, ranked relations: :mod:`.frame_result`).
 Everything stays on the backend's device until the final uint16 id image and the small
 per-object arrays are copied to the host.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,11 +23,12 @@ import torch
 
 from dsflash_ros.limits import OPTION, OPTIONS, RANGES, check_range
 from dsflash_ros.model.checkpoint import CheckpointError
-from dsflash_ros.model.config import ModelConfig, PanopticConfig
+from dsflash_ros.model.config import ModelConfig
 from dsflash_ros.model.dsflash import DSFlash, build_model, load_model, resize_input
 from dsflash_ros.model.files import default_model_path
 from dsflash_ros.model.panoptic import (
     PanopticSegments,
+    PanopticThresholds,
     postprocess_panoptic,
     segments_to_id_map,
 )
@@ -34,6 +37,7 @@ from dsflash_ros.model.provenance import ModelFacts, ProvenanceError
 from dsflash_ros.model.relation_head import HeadOptions
 from dsflash_ros.runtime.backends import BACKENDS, Backend, create_backend
 from dsflash_ros.runtime.backends.torch_backend import cpu_has_native_bf16
+from dsflash_ros.runtime.frame_result import build_result
 from dsflash_ros.runtime.precision import PrecisionChoice, resolve_precision
 from dsflash_ros.runtime.relations import (
     MASK_EMBEDDINGS,
@@ -360,9 +364,11 @@ class Pipeline:
         rgb: np.ndarray,
         masks: np.ndarray | None = None,
         labels: np.ndarray | None = None,
+        relations: bool = True,
     ) -> FramePrediction:
         """Raw scores of all ordered pairs. With ``masks (N, H, W)`` and ``labels (N,)``
-        given (PredCls), the segmentation is replaced by them; otherwise SGDet."""
+        given (PredCls), the segmentation is replaced by them; otherwise SGDet. Without
+        ``relations`` the relation stage is left out (no pairs): the segments alone."""
         t0 = time.perf_counter()
         options = self.options
         pixels, info, timings = self._preprocess(rgb, t0)
@@ -375,7 +381,11 @@ class Pipeline:
             features = self.backend.run_backbone(pixels[None]).features
             segments = self._given_segments(masks, labels, info)
             id_map = segments_to_id_map(segments.masks, info.content_hw, info.orig_hw)
-        rel = self._timed_relations(segments, features, timings, options)
+        if relations:
+            rel = self._timed_relations(segments, features, timings, options)
+        else:
+            none = self.config.head.num_predicates + 1
+            rel = RelationLogits(torch.zeros(0, 2, dtype=torch.long), torch.zeros(0, none), 0)
         timings["total"] = (time.perf_counter() - t0) * 1e3
         return FramePrediction(
             id_map=id_map.cpu().numpy(),
@@ -397,10 +407,15 @@ class Pipeline:
         timings[name] = (now - start) * 1e3
         return now
 
+    def preprocess(self, rgb: np.ndarray) -> tuple[torch.Tensor, LetterboxInfo]:
+        """The letterboxed frame ``pixels (3, S, S)`` on the backend's device, and its
+        geometry (:func:`.preprocess.letterbox`)."""
+        return letterbox(rgb, self.model.image_size, device=self.device)
+
     def _preprocess(
         self, rgb: np.ndarray, t0: float
     ) -> tuple[torch.Tensor, LetterboxInfo, dict[str, float]]:
-        pixels, info = letterbox(rgb, self.model.image_size, device=self.device)
+        pixels, info = self.preprocess(rgb)
         timings: dict[str, float] = {}
         self._lap(timings, "preprocess", t0)
         return pixels, info, timings
@@ -432,7 +447,7 @@ class Pipeline:
         out = self.backend.run_backbone(pixels[None])
         t = self._lap(timings, "backbone", t)
         o = options or self.options
-        cfg = PanopticConfig(
+        cfg = PanopticThresholds(
             o.score_threshold, o.overlap_threshold, o.mask_threshold, o.max_objects
         )
         segments = postprocess_panoptic(
@@ -462,6 +477,7 @@ class Pipeline:
         bidirectional: bool | None = None,
         options: PipelineOptions | None = None,
         labels: torch.Tensor | None = None,
+        before_head: Callable[[], object] | None = None,
     ) -> RelationLogits:
         """The relation stage on one image: logits of the ordered pairs of its segments (all
         of them, or those the pair proposals choose).
@@ -470,6 +486,8 @@ class Pipeline:
         ``labels (N,)`` their classes (for pair proposals); the options' head switches, mask
         embedding and ``pair_topk`` apply (:mod:`.relations`).
         ``bidirectional`` None = the model's own mode; ``options`` None = the current ones.
+        ``before_head`` is called once the masks are embedded and the pairs chosen, just
+        before the head runs (the benchmark times the two parts with it).
         """
         o = options or self.options
         head_options = o.head_options
@@ -477,6 +495,8 @@ class Pipeline:
         def run_head(
             ratios: torch.Tensor, boxes: torch.Tensor, pairs: torch.Tensor
         ) -> tuple[torch.Tensor, torch.Tensor]:
+            if before_head is not None:
+                before_head()
             return self.backend.run_head(features, ratios, boxes, pairs, head_options)
 
         return relation_logits(
@@ -511,19 +531,30 @@ class Pipeline:
     ) -> SceneGraphResult:
         rel = self._timed_relations(segments, features, timings, options)
         t = time.perf_counter()
+        result = self.result(segments, rel, info, options)
+        self._lap(timings, "result", t)
+        return result
+
+    def result(
+        self,
+        segments: PanopticSegments,
+        rel: RelationLogits,
+        info: LetterboxInfo,
+        options: PipelineOptions | None = None,
+    ) -> SceneGraphResult:
+        """The result stage: the segments' id image in the original frame, and the scene
+        graph the options keep of ``rel`` (:func:`.frame_result.build_result`)."""
         id_map = segments_to_id_map(segments.masks, info.content_hw, info.orig_hw)
-        result = build_result(
+        return build_result(
             id_map,
             segments.labels,
             segments.scores,
             rel.pairs,
             rel.logits,
             self.config,
-            options,
+            options or self.options,
             self.model_id,
         )
-        self._lap(timings, "result", t)
-        return result
 
 
 def visible_segments(
@@ -543,103 +574,3 @@ def visible_segments(
     lut[1:][present] = torch.arange(1, int(present.sum()) + 1, device=id_map.device).int()
     kept = PanopticSegments(*(t[present] for t in segments))
     return kept, lut[id_map.to(torch.int32)].to(torch.uint16)
-
-
-def _line_counts(ids: torch.Tensor, n: int, dim: int) -> torch.Tensor:
-    """``(n, L)`` pixel counts of ids 1..n in each row (``dim`` 0) or column (``dim`` 1) of
-    ``ids (H, W)``: one bincount over ``line * (n + 1) + id``."""
-    lines = ids.shape[dim]
-    dtype = torch.int32 if lines * (n + 1) < 2**31 else torch.long
-    offsets = torch.arange(0, lines * (n + 1), n + 1, dtype=dtype, device=ids.device)
-    key = ids.to(dtype) + (offsets[:, None] if dim == 0 else offsets[None, :])
-    counts = torch.bincount(key.reshape(-1), minlength=lines * (n + 1))
-    return counts.view(lines, n + 1)[:, 1:].t()
-
-
-def _extent(present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """First and last True index of each row of ``present (n, L)`` (0, -1 when none)."""
-    p = present.to(torch.uint8)  # argmax finds the first 1
-    length = present.shape[1]
-    return p.argmax(1), length - 1 - p.flip(1).argmax(1)
-
-
-def object_statistics(
-    id_map: torch.Tensor, n: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per segment id 1..n of an (H, W) id image: area, xywh box, centroid (vectorised).
-
-    Two bincounts (ids per row, ids per column) give everything: area, first/last row and
-    column, and the exact integer coordinate sums of the centroids.
-    """
-    h, w = id_map.shape
-    ids = id_map.to(torch.int32)
-    if h * w and int(ids.max()) > n:
-        raise ValueError(f"id image holds ids above n = {n}")
-    dev = id_map.device
-    per_row, per_col = _line_counts(ids, n, 0), _line_counts(ids, n, 1)  # (n, H), (n, W)
-    area = per_row.sum(1)
-    safe = area.clamp(min=1).double()
-    cx = (per_col * torch.arange(w, device=dev)).sum(1).double() / safe
-    cy = (per_row * torch.arange(h, device=dev)).sum(1).double() / safe
-    y0, y1 = _extent(per_row > 0)
-    x0, x1 = _extent(per_col > 0)
-    boxes = torch.stack((x0, y0, x1 - x0 + 1, y1 - y0 + 1), dim=1)
-    boxes = torch.where(area[:, None] > 0, boxes, torch.zeros_like(boxes))
-    return area, boxes, torch.stack((cx, cy), dim=1).float()
-
-
-def build_result(
-    id_map: torch.Tensor,
-    labels: torch.Tensor,
-    seg_scores: torch.Tensor,
-    pairs: torch.Tensor,
-    logits: torch.Tensor,
-    config: ModelConfig,
-    options: PipelineOptions,
-    model_id: str,
-) -> SceneGraphResult:
-    """Threshold, rank and package one frame's prediction (segments that vanished when
-    resized to the original image are dropped, with their relations)."""
-    n = len(labels)
-    area, boxes, centroids = object_statistics(id_map, n)
-    present = area > 0
-    ids = torch.arange(1, n + 1, device=id_map.device)
-
-    probs = torch.sigmoid(logits.float())
-    scores = (1.0 - probs[:, :1]) * probs[:, 1:]  # P(relation) * P(predicate), (P, R)
-    k_alt = min(options.relation_alternatives, max(scores.shape[1] - 1, 0))
-    top_scores, top_preds = scores.topk(1 + k_alt, dim=1) if len(scores) else (scores, scores)
-    best = top_scores[:, 0] if len(scores) else scores.new_zeros(0)
-    keep = best >= options.relation_threshold
-    if len(pairs):
-        keep &= present[pairs[:, 0]] & present[pairs[:, 1]]
-    idx = torch.nonzero(keep).flatten()
-    idx = idx[torch.argsort(best[idx], descending=True, stable=True)][: options.max_relations]
-
-    def host(t: torch.Tensor, dtype: type) -> np.ndarray:
-        return t.cpu().numpy().astype(dtype)
-
-    rel_pairs = pairs[idx] if len(pairs) else pairs.new_zeros((0, 2))
-    return SceneGraphResult(
-        panoptic=host(id_map, np.uint16),
-        object_ids=host(ids[present], np.uint16),
-        class_ids=host(labels[present], np.int64),
-        scores=host(seg_scores[present], np.float32),
-        boxes_xywh=host(boxes[present], np.int64),
-        areas=host(area[present], np.int64),
-        centroids=host(centroids[present], np.float32),
-        relation_subjects=host(rel_pairs[:, 0] + 1, np.uint16),
-        relation_objects=host(rel_pairs[:, 1] + 1, np.uint16),
-        relation_predicates=host(top_preds[idx, 0], np.int64) if len(idx) else np.zeros(0, int),
-        relation_scores=host(best[idx], np.float32),
-        relation_alt_predicates=host(top_preds[idx, 1:], np.int64)
-        if len(idx)
-        else np.zeros((0, k_alt), np.int64),
-        relation_alt_scores=host(top_scores[idx, 1:], np.float32)
-        if len(idx)
-        else np.zeros((0, k_alt), np.float32),
-        class_names=list(config.class_names),
-        is_thing_table=list(config.is_thing),
-        predicate_names=list(config.predicate_names),
-        model_id=model_id,
-    )

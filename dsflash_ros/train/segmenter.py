@@ -6,8 +6,11 @@ embedding and the ViT blocks before the query blocks are frozen; the query block
 norm, the queries and the class/mask/upscale heads train. Without pretrained weights (the
 synthetic tiny model) everything trains.
 
-Validation: panoptic quality on the validation split with the deployment post-processing
-(:func:`dsflash_ros.model.panoptic.postprocess_panoptic`), in the model frame.
+Validation: panoptic quality on the validation split of the segments the shipped pipeline
+finds (:meth:`runtime.pipeline.Pipeline.predict` on the torch backend, fp32) at the operating
+point of ``dsflash eval`` (:data:`dsflash_ros.limits.EVAL_OPTIONS`), scored in the original
+image frame as ``dsflash eval`` scores its SGDet segments: the val PQ is the PQ
+``dsflash eval --modes sgdet --precision fp32`` reports for the same images.
 """
 
 from __future__ import annotations
@@ -21,14 +24,14 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from dsflash_ros.evaluate import PanopticQualityEvaluator
+from dsflash_ros.limits import EVAL_OPTIONS
 from dsflash_ros.model.backbone import EoMTBackbone, mask_annealing
 from dsflash_ros.model.dsflash import DSFlash
-from dsflash_ros.model.panoptic import postprocess_panoptic, segments_to_id_map
 from dsflash_ros.train.batching import TrainBatch
 from dsflash_ros.train.loop import DistInfo, Trainer, TrainingError
 from dsflash_ros.train.recipes import SegmenterRecipe
 from dsflash_ros.train.segmenter_loss import SegmenterLoss, SegmenterLossConfig, SegmentTargets
-from dsflash_ros.train.stage import eval_loader, eval_mode, fit_stage
+from dsflash_ros.train.stage import eval_mode, fit_stage
 
 
 def freeze_vit(backbone: EoMTBackbone) -> list[str]:
@@ -123,35 +126,26 @@ def step_for_recipe(
 
 @torch.no_grad()
 def evaluate_segmenter(
-    model: DSFlash,
-    dataset: Dataset,
-    device: torch.device,
-    max_images: int = 0,
-    batch_size: int = 8,
+    model: DSFlash, dataset: Dataset, device: torch.device, max_images: int = 0
 ) -> dict[str, float]:
-    """PQ / SQ / RQ (overall, things, stuff) of the panoptic output on ``dataset``."""
+    """PQ / SQ / RQ (overall, things, stuff) of the pipeline's segments on ``dataset`` (the
+    first ``max_images`` when > 0), as ``dsflash eval`` scores them (module docstring)."""
+    from dsflash_ros.evaluate.run import gt_of, prediction_of
+    from dsflash_ros.runtime.pipeline import Pipeline, PipelineOptions
+
     cfg = model.config
-    size = cfg.backbone.image_size
-    loader = eval_loader(dataset, size, max_images, batch_size)
     evaluator = PanopticQualityEvaluator(len(cfg.class_names), cfg.is_thing, cfg.class_names)
-    is_thing = model.is_thing.to(device)
+    count = len(dataset)  # type: ignore[arg-type]
+    count = min(count, max_images) if max_images > 0 else count
+    options = PipelineOptions(device=str(device), precision="fp32", **EVAL_OPTIONS)
     num_segments = 0
-    with eval_mode(model.backbone):
-        for batch in loader:
-            out = model.backbone(batch.pixels.to(device))
-            for b, content in enumerate(batch.content_hw):
-                seg = postprocess_panoptic(
-                    out.class_logits[b], out.mask_logits[b], is_thing, size, content, cfg.panoptic
-                )
-                num_segments += len(seg.labels)
-                pred_map = segments_to_id_map(seg.masks, content, content).cpu().numpy()
-                gt_map = segments_to_id_map(batch.masks[b], content, content).numpy()
-                evaluator.add_segments(
-                    gt_map.astype("int64"),
-                    batch.labels[b].numpy(),
-                    pred_map.astype("int64"),
-                    seg.labels.cpu().numpy(),
-                )
+    with eval_mode(model.head), eval_mode(model.backbone):
+        pipeline = Pipeline(model, "validation", options)
+        for i in range(count):
+            sample = dataset[i]
+            frame = pipeline.predict(sample.image, relations=False)
+            evaluator.add(gt_of(sample), prediction_of(sample.image_id, frame))
+            num_segments += len(frame.labels)
     s = evaluator.summary()
     images = max(evaluator.images, 1)
     return {

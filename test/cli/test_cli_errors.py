@@ -14,14 +14,15 @@ from dsflash_ros.cli import main
 from dsflash_ros.model.config import BackboneConfig, HeadConfig, ModelConfig
 from dsflash_ros.model.dsflash import build_model, save_model
 
+from ..conftest import micro_backbone_config
+
 LABELS = ["person", "cup", "table-merged", "wall-other-merged", "widget"]
 
 
 def _backbone_cfg(hidden: int = 64, labels: int = len(LABELS)) -> BackboneConfig:
-    return BackboneConfig(
-        image_size=64, patch_size=16, hidden_size=hidden, num_layers=4, num_heads=2,
-        intermediate_size=2 * hidden, num_queries=6, num_blocks=2, num_labels=labels,
-    )  # fmt: skip
+    return micro_backbone_config(
+        hidden_size=hidden, intermediate_size=2 * hidden, num_queries=6, num_labels=labels
+    )
 
 
 def _small_config(hidden: int = 64, labels: int = len(LABELS)) -> ModelConfig:

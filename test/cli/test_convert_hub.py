@@ -7,7 +7,6 @@ and ``refs/main``); the conversions run in a subprocess with ``HF_HUB_OFFLINE=1`
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -19,21 +18,14 @@ import torch
 
 from dsflash_ros.model.backbone import EoMTBackbone
 from dsflash_ros.model.checkpoint import read_checkpoint
-from dsflash_ros.model.config import BackboneConfig
-from dsflash_ros.offline.convert import ConvertError, resolve_source
+from dsflash_ros.model.convert_eomt import ConvertError, resolve_source
+
+from ..conftest import micro_backbone_config
+from ..model.test_tue_mps import dinov2_config, random_backbone, to_timm_layout
 
 pytest.importorskip("huggingface_hub")
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 OTHER = "fedcba9876543210fedcba9876543210fedcba98"
-
-
-def _tue_mps_helpers():
-    """The tue-mps DINOv2 layout builders of test/model/test_tue_mps.py."""
-    path = Path(__file__).parents[1] / "model" / "test_tue_mps.py"
-    spec = importlib.util.spec_from_file_location("tue_mps_layout", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def hub_repo(
@@ -53,18 +45,9 @@ def hub_repo(
 
 def hf_layout_files(tmp: Path, write_hf_eomt) -> tuple[dict[str, bytes], EoMTBackbone]:
     """config.json + model.safetensors of an EomtDinov3ForUniversalSegmentation save."""
-    cfg = BackboneConfig(
-        image_size=64,
-        hidden_size=32,
-        num_layers=4,
-        num_heads=2,
-        intermediate_size=64,
-        num_queries=5,
-        num_blocks=2,
-        num_labels=3,
-    )
     folder = tmp / "hf_save"
-    model = write_hf_eomt(folder, cfg, ["person", "cup", "wall-other-merged"], seed=1)
+    labels = ["person", "cup", "wall-other-merged"]
+    model = write_hf_eomt(folder, micro_backbone_config(), labels, seed=1)
     return {
         name: (folder / name).read_bytes() for name in ("config.json", "model.safetensors")
     }, model
@@ -72,11 +55,10 @@ def hf_layout_files(tmp: Path, write_hf_eomt) -> tuple[dict[str, bytes], EoMTBac
 
 def original_layout_files(tmp: Path) -> tuple[dict[str, bytes], EoMTBackbone]:
     """What the tue-mps repositories hold: a minimal config.json + the original weights."""
-    helpers = _tue_mps_helpers()
-    cfg = helpers.dinov2_config()
+    cfg = dinov2_config()
     cfg.num_heads = 1  # the converter's assumption without heads in config.json: 32 // 64 -> 1
-    model = helpers.random_backbone(cfg)
-    state = helpers.to_timm_layout(model.state_dict(), cfg.num_blocks)
+    model = random_backbone(cfg)
+    state = to_timm_layout(model.state_dict(), cfg.num_blocks)
     del state["network.attn_mask_probs"]  # num_blocks must then come from config.json
     torch.save(state, tmp / "pytorch_model.bin")
     config = {
@@ -184,7 +166,7 @@ def test_local_paths_and_non_ids(tmp_path: Path) -> None:
 
 def test_hf_directory_with_a_legacy_pytorch_model_bin(tmp_path: Path, write_hf_eomt) -> None:
     """An older HF save (config.json + pytorch_model.bin in HF names) is not a tue-mps file."""
-    from dsflash_ros.offline.convert import convert_eomt
+    from dsflash_ros.model.convert_eomt import convert_eomt
 
     files, model = hf_layout_files(tmp_path, write_hf_eomt)
     directory = tmp_path / "legacy"

@@ -6,28 +6,9 @@ import pytest
 import torch
 
 from dsflash_ros.model.backbone import BackboneOutput, EoMTBackbone, count_parameters
-from dsflash_ros.model.config import BackboneConfig, ConfigError, load_preset
+from dsflash_ros.model.config import ConfigError, load_preset
 
-
-def micro_config(**overrides) -> BackboneConfig:
-    values = dict(
-        image_size=64,
-        hidden_size=32,
-        num_layers=4,
-        num_heads=2,
-        intermediate_size=64,
-        num_queries=5,
-        num_blocks=2,
-        num_labels=3,
-    )
-    values.update(overrides)
-    return BackboneConfig(**values)
-
-
-@pytest.fixture(scope="module")
-def micro() -> EoMTBackbone:
-    torch.manual_seed(0)
-    return EoMTBackbone(micro_config()).eval()
+from ..conftest import micro_backbone_config
 
 
 def test_tiny_preset_shapes() -> None:
@@ -43,74 +24,75 @@ def test_tiny_preset_shapes() -> None:
     assert all(torch.isfinite(t).all() for t in out)
 
 
-def test_features_are_raw_block_outputs(micro: EoMTBackbone) -> None:
+def test_features_are_raw_block_outputs(micro_backbone: EoMTBackbone) -> None:
     captured: dict[int, torch.Tensor] = {}
     hooks = [
         layer.register_forward_hook(lambda _m, _i, o, i=i: captured.__setitem__(i, o))
-        for i, layer in enumerate(micro.layers)
+        for i, layer in enumerate(micro_backbone.layers)
     ]
     try:
         with torch.no_grad():
-            out = micro(torch.rand(2, 3, 64, 64))
+            out = micro_backbone(torch.rand(2, 3, 64, 64))
     finally:
         for h in hooks:
             h.remove()
-    # micro has 4 blocks -> feature layers (0, 1, 2, 3); queries join before block 2
-    assert micro.cfg.feature_layers == (0, 1, 2, 3)
+    # micro_backbone has 4 blocks -> feature layers (0, 1, 2, 3); queries join before block 2
+    assert micro_backbone.cfg.feature_layers == (0, 1, 2, 3)
     assert captured[1].shape[1] == 5 + 16  # prefix + patches
     assert captured[2].shape[1] == 5 + 5 + 16  # queries + prefix + patches
-    for slot, layer in enumerate(micro.cfg.feature_layers):
+    for slot, layer in enumerate(micro_backbone.cfg.feature_layers):
         expected = captured[layer][:, -16:].transpose(1, 2).reshape(2, 32, 4, 4)
         torch.testing.assert_close(out.features[:, slot], expected)
 
 
-def test_queries_only_influence_the_last_blocks(micro: EoMTBackbone) -> None:
+def test_queries_only_influence_the_last_blocks(micro_backbone: EoMTBackbone) -> None:
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
-        before = micro(x)
-        saved = micro.query.weight.clone()
-        micro.query.weight.add_(torch.randn_like(saved))  # (a constant shift is LN-invariant)
-        after = micro(x)
-        micro.query.weight.copy_(saved)
+        before = micro_backbone(x)
+        saved = micro_backbone.query.weight.clone()
+        # a random change (a constant shift would be LN-invariant)
+        micro_backbone.query.weight.add_(torch.randn_like(saved))
+        after = micro_backbone(x)
+        micro_backbone.query.weight.copy_(saved)
     # blocks 0, 1 run before query injection; blocks 2, 3 attend to the queries
     torch.testing.assert_close(before.features[:, :2], after.features[:, :2])
     assert not torch.allclose(before.features[:, 2:], after.features[:, 2:])
     assert not torch.allclose(before.class_logits, after.class_logits)
 
 
-def test_batch_items_are_independent(micro: EoMTBackbone) -> None:
+def test_batch_items_are_independent(micro_backbone: EoMTBackbone) -> None:
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
-        both = micro(x)
-        second = micro(x[1:])
+        both = micro_backbone(x)
+        second = micro_backbone(x[1:])
     for a, b in zip(both, second):
         torch.testing.assert_close(a[1:], b, atol=1e-5, rtol=1e-4)
 
 
-def test_normalisation_is_inside_the_model(micro: EoMTBackbone) -> None:
+def test_normalisation_is_inside_the_model(micro_backbone: EoMTBackbone) -> None:
     # a mid-grey image equals the ImageNet mean only after internal normalisation: feeding the
     # same tensor twice must give the same result, and [0,1] vs [0,255] inputs must differ
     x = torch.full((1, 3, 64, 64), 0.5)
     with torch.no_grad():
-        a = micro(x).class_logits
-        b = micro(x * 255).class_logits
+        a = micro_backbone(x).class_logits
+        b = micro_backbone(x * 255).class_logits
     assert not torch.allclose(a, b)
 
 
 def test_dinov2_flavour_and_gated_mlp() -> None:
     for cfg in (
-        micro_config(flavour="dinov2"),
-        micro_config(use_gated_mlp=True, hidden_act="silu"),
+        micro_backbone_config(flavour="dinov2"),
+        micro_backbone_config(use_gated_mlp=True, hidden_act="silu"),
     ):
         model = EoMTBackbone(cfg).eval()
         with torch.no_grad():
             out = model(torch.rand(1, 3, 64, 64))
         assert out.mask_logits.shape == (1, 5, 16, 16)
-    keys = EoMTBackbone(micro_config(flavour="dinov2")).state_dict()
+    keys = EoMTBackbone(micro_backbone_config(flavour="dinov2")).state_dict()
     assert "embeddings.position_embeddings.weight" in keys
     assert "layers.0.attention.out_proj.weight" in keys
     assert "layers.0.mlp.fc1.weight" in keys
-    keys3 = EoMTBackbone(micro_config()).state_dict()
+    keys3 = EoMTBackbone(micro_backbone_config()).state_dict()
     assert "layers.0.attention.o_proj.weight" in keys3
     assert "layers.0.attention.k_proj.bias" not in keys3  # DINOv3: no key bias
     assert "layers.0.mlp.up_proj.weight" in keys3
@@ -120,14 +102,14 @@ def test_dinov2_flavour_and_gated_mlp() -> None:
     "shape",
     [(3, 64, 64), (1, 3, 32, 32), (1, 1, 64, 64), (1, 3, 64, 48)],
 )
-def test_rejects_bad_input_shapes(micro: EoMTBackbone, shape: tuple[int, ...]) -> None:
+def test_rejects_bad_input_shapes(micro_backbone: EoMTBackbone, shape: tuple[int, ...]) -> None:
     with pytest.raises(ValueError, match="pixel_values"):
-        micro(torch.rand(shape))
+        micro_backbone(torch.rand(shape))
 
 
-def test_rejects_integer_input(micro: EoMTBackbone) -> None:
+def test_rejects_integer_input(micro_backbone: EoMTBackbone) -> None:
     with pytest.raises(ValueError, match="float"):
-        micro(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
+        micro_backbone(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
 
 
 @pytest.mark.parametrize(
@@ -141,18 +123,18 @@ def test_rejects_integer_input(micro: EoMTBackbone) -> None:
 )
 def test_rejects_bad_configs(overrides: dict) -> None:
     with pytest.raises(ConfigError):
-        EoMTBackbone(micro_config(**overrides))
+        EoMTBackbone(micro_backbone_config(**overrides))
 
 
-def test_exports_without_data_dependent_branches(micro: EoMTBackbone) -> None:
+def test_exports_without_data_dependent_branches(micro_backbone: EoMTBackbone) -> None:
     """torch.export (the dynamo ONNX exporter's front end) with a dynamic batch dimension."""
     batch = torch.export.Dim("batch", min=1, max=8)
     program = torch.export.export(
-        micro, (torch.rand(2, 3, 64, 64),), dynamic_shapes={"pixel_values": {0: batch}}
+        micro_backbone, (torch.rand(2, 3, 64, 64),), dynamic_shapes={"pixel_values": {0: batch}}
     )
     x = torch.rand(3, 3, 64, 64)
     with torch.no_grad():
-        for a, b in zip(program.module()(x), micro(x)):
+        for a, b in zip(program.module()(x), micro_backbone(x)):
             torch.testing.assert_close(a, b)
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from dsflash_ros.model.backbone import EoMTBackbone
@@ -21,26 +22,19 @@ from dsflash_ros.model.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from dsflash_ros.model.config import BackboneConfig, ModelConfig, load_preset
+from dsflash_ros.model.config import ModelConfig, load_preset
+from dsflash_ros.model.files import METADATA_KEY, default_model_path, safetensors_metadata
 from dsflash_ros.model.weights import WeightsError, convert_tue_mps_state_dict
 
-
-def micro_backbone_config() -> BackboneConfig:
-    return BackboneConfig(
-        image_size=32,
-        hidden_size=16,
-        num_layers=4,
-        num_heads=2,
-        intermediate_size=32,
-        num_queries=3,
-        num_blocks=1,
-        num_labels=133,
-    )
+from ..conftest import micro_backbone_config
 
 
 @pytest.fixture(scope="module")
 def config() -> ModelConfig:
-    return load_preset("tiny", backbone=micro_backbone_config().__dict__)
+    backbone = micro_backbone_config(
+        image_size=32, hidden_size=16, intermediate_size=32, num_queries=3, num_blocks=1
+    )
+    return load_preset("tiny", backbone={**backbone.__dict__, "num_labels": 133})
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +116,27 @@ def test_invalid_config_in_header(tmp_path: Path) -> None:
     save_file({"w": torch.zeros(2)}, str(path), metadata={"dsflash": '{"config": {"bogus": 1}}'})
     with pytest.raises(CheckpointError, match="invalid model config"):
         read_checkpoint(path)
+
+
+def test_old_configs_with_post_processing_thresholds_still_load(
+    tmp_path: Path, config: ModelConfig, model: EoMTBackbone
+) -> None:
+    """Checkpoints that stored the post-processing thresholds as a ``panoptic`` entry (the
+    embedded model among them) load with the entry dropped: the pipeline options set them."""
+    data = config.to_dict()
+    assert "panoptic" not in data
+    old = {"score_threshold": 0.8, "overlap_threshold": 0.8, "mask_threshold": 0.5}
+    assert ModelConfig.from_dict({**data, "panoptic": old}).to_dict() == data
+    path = save_checkpoint(tmp_path / "old.safetensors", model, config)
+    header = json.loads(safetensors_metadata(path)[METADATA_KEY])
+    header["config"]["panoptic"] = {**old, "max_segments": 0}
+    save_file(load_file(str(path)), str(path), {METADATA_KEY: json.dumps(header)})
+    _, cfg, _ = read_checkpoint(path)
+    assert cfg.to_dict() == data
+    embedded = default_model_path()
+    if embedded.is_file():  # the shipped model, whichever code version wrote it
+        _, cfg, _ = read_checkpoint(embedded)
+        assert "panoptic" not in cfg.to_dict()
 
 
 def test_extra_metadata_must_be_json(tmp_path: Path, config, model) -> None:

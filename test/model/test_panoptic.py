@@ -5,14 +5,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dsflash_ros.model.config import PanopticConfig
-from dsflash_ros.model.panoptic import masks_to_boxes, postprocess_panoptic, segments_to_id_map
+from dsflash_ros.model.panoptic import (
+    PanopticThresholds,
+    masks_to_boxes,
+    postprocess_panoptic,
+    segments_to_id_map,
+)
 
 S = 32  # model input size; mask logits are given at S/4 = 8
 K = 3  # classes 0, 1 are things, 2 is stuff
 IS_THING = torch.tensor([True, True, False])
 BIG = 20.0
-CFG = PanopticConfig(score_threshold=0.8, overlap_threshold=0.8, mask_threshold=0.5)
+CFG = PanopticThresholds(score_threshold=0.8, overlap_threshold=0.8, mask_threshold=0.5)
 
 
 def class_logits(*rows: tuple[int, float]) -> torch.Tensor:
@@ -30,7 +34,7 @@ def region(y0: int, y1: int, x0: int, x1: int, h: int = S // 4) -> torch.Tensor:
     return m
 
 
-def run(cl: torch.Tensor, ml: torch.Tensor, cfg: PanopticConfig = CFG, content=(S, S)):
+def run(cl: torch.Tensor, ml: torch.Tensor, cfg: PanopticThresholds = CFG, content=(S, S)):
     return postprocess_panoptic(cl, ml, IS_THING, S, content, cfg)
 
 
@@ -44,7 +48,7 @@ def test_two_queries_compete_higher_score_wins_overlap() -> None:
     # they overlap on columns 3-4; those pixels go to query 0
     cl = class_logits((0, 8.0), (1, 5.0))
     ml = torch.stack([region(0, 8, 0, 5), region(0, 8, 3, 8)])
-    seg = run(cl, ml, PanopticConfig(score_threshold=0.8, overlap_threshold=0.5))
+    seg = run(cl, ml, CFG._replace(score_threshold=0.8, overlap_threshold=0.5))
     assert seg.labels.tolist() == [0, 1]
     assert seg.scores[0] > seg.scores[1]
     assert_disjoint(seg.masks)
@@ -101,7 +105,7 @@ def test_empty_masks_are_dropped() -> None:
 def test_max_segments_keeps_the_best() -> None:
     cl = class_logits((0, 6.0), (1, 9.0), (0, 7.0))
     ml = torch.stack([region(0, 8, 0, 2), region(0, 8, 3, 5), region(0, 8, 6, 8)])
-    seg = run(cl, ml, PanopticConfig(max_segments=2))
+    seg = run(cl, ml, CFG._replace(max_segments=2))
     assert seg.labels.tolist() == [1, 0]
     assert seg.masks[1, :, 26].all()  # the kept thing-0 segment is query 2 (cols 6-7)
     assert not seg.masks[:, :, 2].any()  # query 0 (cols 0-1) was capped away
@@ -123,7 +127,7 @@ def test_random_logits_never_overlap() -> None:
     for _ in range(5):
         cl = torch.randn(12, K + 1, generator=gen) * 4
         ml = torch.randn(12, 8, 8, generator=gen) * 3
-        seg = run(cl, ml, PanopticConfig(score_threshold=0.3, overlap_threshold=0.3))
+        seg = run(cl, ml, CFG._replace(score_threshold=0.3, overlap_threshold=0.3))
         assert_disjoint(seg.masks)
         assert (seg.labels < K).all()
         assert torch.all(seg.scores[:-1] >= seg.scores[1:])
@@ -179,7 +183,7 @@ def test_matches_hf_eomt_postprocessing() -> None:
     processor = transformers.EomtImageProcessorPil(size={"shortest_edge": S, "longest_edge": S})
     gen = torch.Generator().manual_seed(7)
     ch, cw = S, S // 2
-    cfg = PanopticConfig(score_threshold=0.5, overlap_threshold=0.3)
+    cfg = CFG._replace(score_threshold=0.5, overlap_threshold=0.3)
     compared = 0
     for _ in range(4):
         cl = torch.randn(10, K + 1, generator=gen) * 3

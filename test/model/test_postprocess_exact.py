@@ -7,16 +7,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dsflash_ros.model.config import PanopticConfig
 from dsflash_ros.model.mask_embedding import mask_ratios
 from dsflash_ros.model.panoptic import (
     PanopticSegments,
+    PanopticThresholds,
     empty_segments,
     postprocess_panoptic,
     segments_to_id_map,
 )
 from dsflash_ros.model.preprocess import letterbox_geometry
-from dsflash_ros.runtime.pipeline import object_statistics, visible_segments
+from dsflash_ros.runtime.frame_result import object_statistics
+from dsflash_ros.runtime.pipeline import visible_segments
 
 K = 6
 IS_THING = torch.tensor([True, True, True, False, False, False])
@@ -31,7 +32,7 @@ def ref_postprocess(
     is_thing: torch.Tensor,
     s: int,
     content_hw: tuple[int, int],
-    cfg: PanopticConfig,
+    cfg: PanopticThresholds,
 ) -> PanopticSegments:
     num_classes = class_logits.shape[1] - 1
     scores, labels = class_logits.float().softmax(-1).max(-1)
@@ -162,10 +163,10 @@ def test_postprocess_matches_reference(case, kind) -> None:
     for _ in range(2 if q * h < 2000 else 1):
         cl, ml = random_logits(gen, q, h, kind)
         for cfg in (
-            PanopticConfig(0.0, 0.0, 0.5, 0),
-            PanopticConfig(0.5, 0.8, 0.5, 0),
-            PanopticConfig(0.3, 0.5, 0.7, 7),
-            PanopticConfig(0.2, 0.0, 0.3, 20),
+            PanopticThresholds(0.0, 0.0, 0.5, 0),
+            PanopticThresholds(0.5, 0.8, 0.5, 0),
+            PanopticThresholds(0.3, 0.5, 0.7, 7),
+            PanopticThresholds(0.2, 0.0, 0.3, 20),
         ):
             new = postprocess_panoptic(cl, ml, IS_THING, s, content, cfg)
             ref = ref_postprocess(cl, ml, IS_THING, s, content, cfg)
@@ -176,13 +177,13 @@ def test_postprocess_matches_reference(case, kind) -> None:
 def test_postprocess_half_precision_logits_and_empty_cases() -> None:
     gen = torch.Generator().manual_seed(1)
     cl, ml = random_logits(gen, 40, 80, "plain")
-    cfg = PanopticConfig(0.0, 0.0, 0.5, 0)
+    cfg = PanopticThresholds(0.0, 0.0, 0.5, 0)
     args = (IS_THING, 320, (240, 320), cfg)
     assert_segments_equal(
         postprocess_panoptic(cl.half(), ml.half(), *args),
         ref_postprocess(cl.half(), ml.half(), *args),
     )
-    none = PanopticConfig(1.0, 0.0, 0.5, 0)  # no score passes
+    none = PanopticThresholds(1.0, 0.0, 0.5, 0)  # no score passes
     nothing = postprocess_panoptic(cl, ml, IS_THING, 320, (240, 320), none)
     assert nothing.masks.shape == (0, 320, 320)
     ml_neg = torch.full_like(ml, -50.0)  # every query kept, every mask empty

@@ -6,27 +6,17 @@ import pytest
 import torch
 
 from dsflash_ros.bench.relation_head import random_segmentation
-from dsflash_ros.model.config import BackboneConfig, HeadConfig
 from dsflash_ros.model.pairs import ordered_pairs
 from dsflash_ros.model.panoptic import masks_to_boxes
 from dsflash_ros.model.relation_head import PLAIN, HeadBlock, HeadOptions, RelationHead
 from dsflash_ros.model.token_merging import merge_tokens, pack_left, tome_tokens_per_block
 
-BACKBONE = BackboneConfig(image_size=112, patch_size=16, hidden_size=24, num_layers=4, num_heads=2)
+from ..conftest import HEAD_TEST_BACKBONE as BACKBONE
+from ..conftest import micro_head
 
 
 def make_head(layers: int = 2, pool: int = 2) -> RelationHead:
-    cfg = HeadConfig(
-        hidden_size=32,
-        num_layers=layers,
-        num_heads=4,
-        ffn_size=64,
-        pool=pool,
-        num_predicates=5,
-        classifier_hidden=24,
-    )
-    torch.manual_seed(0)
-    return RelationHead(cfg, BACKBONE).eval()
+    return micro_head(num_layers=layers, pool=pool)
 
 
 def tokens_for(head: RelationHead, seed: int = 0) -> torch.Tensor:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dsflash_ros.bench.relation_head import bench_relation_head, random_segmentation
-from dsflash_ros.model.config import BackboneConfig, HeadConfig, load_preset
+from dsflash_ros.model.config import HeadConfig, load_preset
 from dsflash_ros.model.pairs import (
     batch_pairs,
     ordered_pair_index,
@@ -19,22 +19,8 @@ from dsflash_ros.model.panoptic import masks_to_boxes
 from dsflash_ros.model.relation_head import HeadOptions, RelationHead, consistency_loss
 from dsflash_ros.runtime.relations import head_on_tokens, relation_logits
 
-BACKBONE = BackboneConfig(image_size=112, patch_size=16, hidden_size=24, num_layers=4, num_heads=2)
-
-
-def small_head(**overrides: object) -> RelationHead:
-    cfg = HeadConfig(
-        hidden_size=32,
-        num_layers=2,
-        num_heads=4,
-        ffn_size=64,
-        pool=2,  # 7x7 backbone grid -> 3x3 head grid (last row/col dropped)
-        num_predicates=5,
-        classifier_hidden=24,
-        **overrides,
-    )
-    torch.manual_seed(0)
-    return RelationHead(cfg, BACKBONE).eval()
+from ..conftest import HEAD_TEST_BACKBONE as BACKBONE
+from ..conftest import micro_head
 
 
 def image_inputs(head: RelationHead, n: int, seed: int = 0, batch: int = 1):
@@ -63,7 +49,7 @@ def test_pair_enumeration() -> None:
 
 
 def test_encode_image_shape_and_mean_init() -> None:
-    head = small_head()
+    head = micro_head()
     g = BACKBONE.grid_size
     features = torch.randn(2, 4, BACKBONE.hidden_size, g, g)
     tokens = head.encode_image(features)
@@ -80,7 +66,7 @@ def stage(head: RelationHead, tokens: torch.Tensor, masks: torch.Tensor, **kwarg
 
 
 def test_bidirectional_stage_passes_and_roles() -> None:
-    head = small_head()
+    head = micro_head()
     n = 5
     tokens, masks, boxes = image_inputs(head, n)
     head.reset_stats()
@@ -108,7 +94,7 @@ def test_bidirectional_stage_passes_and_roles() -> None:
 @pytest.mark.parametrize("from_config", [True, False])
 def test_unidirectional_stage_uses_forward_of_each_ordered_pair(from_config: bool) -> None:
     """A unidirectional model, or a bidirectional one run unidirectionally by argument."""
-    head = small_head(bidirectional=not from_config)
+    head = micro_head(bidirectional=not from_config)
     n = 4
     tokens, masks, boxes = image_inputs(head, n, seed=1)
     head.reset_stats()
@@ -129,7 +115,7 @@ def test_unidirectional_stage_uses_forward_of_each_ordered_pair(from_config: boo
 
 def test_swapping_pair_swaps_roles() -> None:
     """(j, i) equals (i, j) after exchanging the two segments' data: roles follow the order."""
-    head = small_head()
+    head = micro_head()
     tokens, masks, boxes = image_inputs(head, 4, seed=2)
     ratios = head.mask_ratios(masks)
     i, j = 1, 3
@@ -144,7 +130,7 @@ def test_swapping_pair_swaps_roles() -> None:
 
 
 def test_chunk_size_independence_and_multi_image_batch() -> None:
-    head = small_head()
+    head = micro_head()
     tokens, masks, boxes = image_inputs(head, 4, seed=3, batch=2)
     # two images with the same 4 segments each, indices made batch-global
     ratios = head.mask_ratios(masks).repeat(2, 1)
@@ -167,7 +153,7 @@ def test_chunk_size_independence_and_multi_image_batch() -> None:
 
 
 def test_gate_partitions_feature_and_consistency_loss() -> None:
-    head = small_head()
+    head = micro_head()
     tokens, masks, boxes = image_inputs(head, 3, seed=4)
     pairs, image = with_reversed(unordered_pairs(3), torch.zeros(3, dtype=torch.long))
     out = head.forward_pairs(tokens, head.mask_ratios(masks), boxes, pairs, image)
@@ -192,7 +178,7 @@ def test_gate_partitions_feature_and_consistency_loss() -> None:
 
 
 def test_small_and_bad_inputs() -> None:
-    head = small_head()
+    head = micro_head()
     tokens, masks, boxes = image_inputs(head, 3, seed=5)
     for n in (0, 1):
         rel = stage(head, tokens, masks[:n])
@@ -300,7 +286,7 @@ def test_pair_proposals_send_only_the_best_k_pairs_to_the_head(bidirectional: bo
     """K below the pair count: the head runs exactly the K pairs the scorer rates best (both
     directions each), and their logits are the full path's; K at or above the pair count:
     nothing is scored and the result equals the full path bit for bit."""
-    head = small_head(proposal_hidden=16)
+    head = micro_head(proposal_hidden=16)
     n, k = 7, 5
     tokens, masks, boxes = image_inputs(head, n, seed=2)
     labels = torch.arange(n) % 3
@@ -325,7 +311,7 @@ def test_pair_proposals_send_only_the_best_k_pairs_to_the_head(bidirectional: bo
 
 
 def test_pair_proposal_scores_are_symmetric_and_need_labels() -> None:
-    head = small_head(proposal_hidden=16)
+    head = micro_head(proposal_hidden=16)
     n = 6
     _, masks, boxes = image_inputs(head, n, seed=1)
     labels, ratios, up = torch.arange(n), head.mask_ratios(masks), unordered_pairs(n)
@@ -337,7 +323,7 @@ def test_pair_proposal_scores_are_symmetric_and_need_labels() -> None:
     tokens = head.encode_image(torch.randn(1, 4, BACKBONE.hidden_size, 7, 7))
     with pytest.raises(ValueError, match="class labels"):
         stage(head, tokens, masks, pair_topk=3)
-    plain = small_head()
+    plain = micro_head()
     assert plain.proposal is None
     with pytest.raises(ValueError, match="needs a model with a pair-proposal scorer"):
         stage(plain, tokens, masks, labels=labels, pair_topk=3)

@@ -26,19 +26,16 @@ from dsflash_ros.model.weights import (
     tue_mps_flavour,
 )
 
+from ..conftest import micro_backbone_config
+
 B = "network.encoder.backbone."
 
 
 def dinov2_config(gated: bool = False) -> BackboneConfig:
-    return BackboneConfig(
+    # num_heads 2, not 32 // 64: the tests pass it (real DINOv2 heads are 64 wide)
+    return micro_backbone_config(
         flavour="dinov2",
-        image_size=64,
-        hidden_size=32,
-        num_layers=4,
-        num_heads=2,  # not 32 // 64: the tests pass it (real DINOv2 heads are 64 wide)
         intermediate_size=48 if gated else 64,
-        num_queries=5,
-        num_blocks=2,
         num_labels=7,
         layer_norm_eps=1e-6,
         use_gated_mlp=gated,

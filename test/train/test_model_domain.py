@@ -29,7 +29,7 @@ def test_synthetic_training_data_makes_a_synthetic_model(synth_root, tmp_path) -
 
 
 def test_psg_head_on_a_synthetic_backbone_stays_synthetic(tmp_path: Path) -> None:
-    from dsflash_ros.offline.convert import convert_to_file
+    from dsflash_ros.model.convert_eomt import convert_to_file
 
     backbone, _ = convert_to_file(micro_coco_eomt(tmp_path / "hf"), tmp_path / "b.safetensors")
     assert read_metadata(backbone)["domain"] == "real"

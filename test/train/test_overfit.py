@@ -45,7 +45,6 @@ def test_stage1_memorises_a_few_images(four_images, tmp_path) -> None:
     train = PSGDataset.from_dir(four_images, "train", cache=True)
     assert len(train) >= 4
     config = config_for_dataset(load_preset("tiny", backbone=OVERFIT_BACKBONE), train)
-    config.panoptic.score_threshold = 0.5  # the evaluation's operating point
     model = build_model(config, seed=0)
     before = evaluate_segmenter(model, train, torch.device("cpu"))
     steps = 300

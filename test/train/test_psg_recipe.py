@@ -10,36 +10,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-from safetensors.torch import save_file
-
 from dsflash_ros.cli import main
 from dsflash_ros.labels import PSG_CLASSES
-from dsflash_ros.model.backbone import EoMTBackbone
 from dsflash_ros.model.checkpoint import read_metadata
-from dsflash_ros.model.config import BackboneConfig
 from dsflash_ros.train.recipes import RECIPE_DIR, TrainRecipe
+
+from ..conftest import micro_backbone_config, save_hf_eomt
 
 PSG_MINI = Path(__file__).resolve().parents[1] / "fixtures" / "psg_mini"
 
 
 def micro_coco_eomt(directory: Path) -> Path:
     """An HF ``save_pretrained``-style EoMT-DINOv3 directory: 64 px, 133 COCO classes."""
-    cfg = BackboneConfig(
-        image_size=64, hidden_size=32, num_layers=4, num_heads=2, intermediate_size=64,
-        num_queries=6, num_blocks=1, num_labels=len(PSG_CLASSES),
-    )  # fmt: skip
-    torch.manual_seed(0)
-    state = EoMTBackbone(cfg).state_dict()  # our parameter names are HF's
-    directory.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in state.items()}, directory / "model.safetensors")
-    config = {
-        "model_type": "eomt_dinov3", "hidden_size": 32, "num_hidden_layers": 4,
-        "num_attention_heads": 2, "intermediate_size": 64, "image_size": 64, "patch_size": 16,
-        "num_queries": 6, "num_blocks": 1, "layer_norm_eps": 1e-5,
-        "id2label": {str(i): name for i, name in enumerate(PSG_CLASSES)},
-    }  # fmt: skip
-    (directory / "config.json").write_text(json.dumps(config))
+    cfg = micro_backbone_config(num_queries=6, num_blocks=1, num_labels=len(PSG_CLASSES))
+    save_hf_eomt(directory, cfg, list(PSG_CLASSES))
     return directory
 
 
