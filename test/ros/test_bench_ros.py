@@ -21,7 +21,7 @@ import node_harness as H
 import numpy as np
 from sensor_msgs.msg import Image
 
-from dsflash_ros.ros.bench_node import Graph, node_stats
+from dsflash_ros.bench.ros_report import Graph, node_stats
 
 CLI = [sys.executable, "-m", "dsflash_ros.cli", "bench", "--ros"]
 SMALL = ["--ros-frames", "2", "--ros-size", "160x120", "--ros-warmup", "0.5"]
@@ -171,7 +171,8 @@ def test_bench_camera_switches_topics_on_stdin(tmp_path):
         peer.node.create_subscription(
             Image, f"{topic}/image_raw", lambda m, times=times: times.append(time.time()), 10
         )
-    args = [sys.executable, "-m", "dsflash_ros.ros.bench_camera", str(frames), "--rate", "20"]
+    args = [sys.executable, "-m", "dsflash_ros.ros.programs.bench_camera", str(frames)]
+    args += ["--rate", "20"]
     args += ["--topic", f"{ns}/a/image_raw", "--topic", f"{ns}/b/image_raw", "--stdin-control"]
     camera = subprocess.Popen(
         args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

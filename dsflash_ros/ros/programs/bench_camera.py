@@ -1,6 +1,6 @@
 """The camera process of ``dsflash bench --ros``: pre-recorded frames, published in a loop.
 
-    python -m dsflash_ros.ros.bench_camera FRAMES.npy --topic /ns/image_raw --rate 30
+    python -m dsflash_ros.ros.programs.bench_camera FRAMES.npy --topic /ns/image_raw --rate 30
 
 ``FRAMES.npy`` holds (N, H, W, 3) uint8 RGB frames; they are turned into sensor_msgs/Image
 (rgb8) messages, or with ``--compressed`` CompressedImage (JPEG, quality 90), once, at
@@ -35,7 +35,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from dsflash_ros.ros.image_conversion import numpy_to_image, rgb8_to_compressed
-from dsflash_ros.ros.sample_camera import CAMERA_QOS
+from dsflash_ros.ros.programs.sample_camera import CAMERA_QOS
 
 
 def frame_messages(
