@@ -388,8 +388,10 @@ class _LiveNode:
         camera, camera_log = self.children["camera"]
         camera_out, _ = _stop_all([camera, self.children["node"][0]])
         self.children.clear()
+        # the other lines answer the pause/resume commands (one may come after the stamps)
+        lines = [ln for ln in camera_out.splitlines() if ln.startswith('{"stamps"')]
         try:
-            return json.loads(camera_out.strip().splitlines()[-1])["stamps"]
+            return json.loads(lines[-1])["stamps"]
         except (IndexError, ValueError, KeyError):
             raise NodeBenchError(f"the camera reported nothing: {_tail(camera_log)}") from None
 
