@@ -3,12 +3,12 @@
 
     .venv/bin/python scripts/soak.py --frames 10000
 
-Starts ``python -m dsflash_ros.ros.node`` (with ``--model``, or a random-weight ``tiny``
-checkpoint written to a temporary folder), then sends frames one at a time and waits for
-each frame's SceneGraph (a frame lost by best-effort transport is sent again), so every
-frame really goes through decode -> model -> publish. Prints the node's RSS (from /proc) at
-the start, every ``--every`` frames and at the end, then a summary; exits non-zero when the
-RSS grew by more than ``--max-growth-mb`` after warm-up.
+Starts ``python -m dsflash_ros.ros.programs.dsflash_node`` (with ``--model``, or a
+random-weight ``tiny`` checkpoint written to a temporary folder), then sends frames one at a
+time and waits for each frame's SceneGraph (a frame lost by best-effort transport is sent
+again), so every frame really goes through decode -> model -> publish. Prints the node's RSS
+(from /proc) at the start, every ``--every`` frames and at the end, then a summary; exits
+non-zero when the RSS grew by more than ``--max-growth-mb`` after warm-up.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = tempfile.TemporaryDirectory(prefix="dsflash_soak_")
     model = args.model or str(tiny_checkpoint(Path(tmp.name), args.image_size))
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-    cmd = [sys.executable, "-m", "dsflash_ros.ros.node", "--ros-args"]
+    cmd = [sys.executable, "-m", "dsflash_ros.ros.programs.dsflash_node", "--ros-args"]
     cmd += ["-p", f"model_path:={model}", "-p", "score_threshold:=0.0", "-p", "max_objects:=4"]
     log = Path(tmp.name) / "node.log"
     with log.open("w") as log_file:

@@ -82,7 +82,9 @@ def test_demo_excerpt_and_prose_name_the_demo_s_folder():
     folders = set(re.findall(r"(\S+)/last_overlay\.png", excerpt))
     assert folders == {"out/demo"}, folders
     assert "`out/demo/`" in text
-    demo = pytest.importorskip("dsflash_ros.ros.demo", reason="rclpy or the messages missing")
+    demo = pytest.importorskip(
+        "dsflash_ros.ros.programs.demo", reason="rclpy or the messages missing"
+    )
     assert str(demo.parse_args([]).out) == "out/demo"
 
 

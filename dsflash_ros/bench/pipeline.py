@@ -9,7 +9,8 @@ For every preset × backend × precision (unsupported combinations become ``skip
   pooled to cell ratios + boxes; the per-pair gather/mix is inside the head graph),
   ``relation_head`` (all ``n(n-1)/2`` passes + spreading to ordered pairs), ``result``
   (id image + thresholding into a SceneGraphResult) and ``ros`` (SceneGraph message build +
-  serialisation; only where rclpy and the messages import). Medians over ``repeats``.
+  serialisation: the ``message`` callable the caller passes in, as ``dsflash bench`` does
+  where rclpy and the messages import; no ROS import here). Medians over ``repeats``.
   ``overhead_pct`` = (result + ros) / model time (backbone + postprocess + mask embedding +
   relation head): what the node adds on top of the model.
 * ``pipeline``: ``Pipeline.__call__`` end to end (permissive thresholds, ``max_objects`` =
@@ -62,6 +63,8 @@ STAGES = (
 )
 MODEL_STAGES = ("backbone", "postprocess", "mask_embedding", "relation_head")
 OPEN_THRESHOLDS = {"score_threshold": 0.0, "overlap_threshold": 0.0, "relation_threshold": 0.0}
+# the ``ros`` stage: a SceneGraphResult built into its SceneGraph message and serialised
+Message = Callable[[Any], Any]
 
 
 @dataclass
@@ -161,23 +164,6 @@ class PeakMemory:
             self.mb = max(0, self._hwm_kb() - self._base) / 1024
 
 
-def _ros_converter() -> Callable[[Any], None] | None:
-    """SceneGraph build + serialisation, or None where rclpy / the messages are missing."""
-    try:
-        from rclpy.serialization import serialize_message
-        from std_msgs.msg import Header
-
-        from dsflash_ros.ros.messages import scene_graph_msg
-    except Exception:  # ImportError, or a broken ROS environment
-        return None
-    header = Header(frame_id="camera")
-
-    def convert(result: Any) -> None:
-        serialize_message(scene_graph_msg(result, header))
-
-    return convert
-
-
 def test_image(hw: tuple[int, int], seed: int) -> np.ndarray:
     """A deterministic RGB frame with some structure (blocks over noise)."""
     rng = np.random.default_rng(seed)
@@ -193,9 +179,12 @@ def test_image(hw: tuple[int, int], seed: int) -> np.ndarray:
 
 
 class StagedFrame:
-    """The Pipeline's stages with a controlled ``n``-segment segmentation."""
+    """The Pipeline's stages with a controlled ``n``-segment segmentation; ``message`` (a
+    SceneGraphResult -> its serialised SceneGraph) is timed as the ``ros`` stage."""
 
-    def __init__(self, pipe: Pipeline, rgb: np.ndarray, n: int, seed: int) -> None:
+    def __init__(
+        self, pipe: Pipeline, rgb: np.ndarray, n: int, seed: int, message: Message | None = None
+    ) -> None:
         self.pipe, self.rgb, self.n = pipe, rgb, n
         model, dev = pipe.model, pipe.device
         gen = torch.Generator().manual_seed(seed + n)
@@ -203,7 +192,7 @@ class StagedFrame:
         self.labels = torch.randint(0, model.config.backbone.num_labels, (n,), generator=gen)
         self.labels = self.labels.to(dev)
         self.scores = torch.rand(n, generator=gen).to(dev)
-        self.convert = _ros_converter()
+        self.convert = message
         # the node's default tracking (TrackingConfig's defaults are the node's parameters'):
         # track ids, smoothed relations and events on every frame (its state carries over
         # between repeats, as from one camera frame to the next)
@@ -322,12 +311,15 @@ def _rps_rows(pipe: Pipeline, base: dict[str, Any], cfg: BenchConfig) -> list[di
     return rows
 
 
-def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
-    """Run every section for every configuration; returns JSON-able dict of row lists."""
+def run_bench(
+    cfg: BenchConfig, log: Callable[[str], None] = lambda s: None, message: Message | None = None
+) -> dict[str, Any]:
+    """Run every section for every configuration; returns JSON-able dict of row lists.
+    ``message``: the ``ros`` stage (see the module docstring); None leaves it out."""
     cfg.validate()
     device = torch.device(cfg.device)
     out: dict[str, Any] = {
-        "meta": _meta(cfg),
+        "meta": _meta(cfg, message is not None),
         "stages": [],
         "pipeline": [],
         "rps": [],
@@ -357,7 +349,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> 
                     base["precision"] = f"auto ({pipe.precision.precision})"
                 with torch.inference_mode(), PeakMemory(pipe.device) as mem:
                     for n in cfg.ns:
-                        frame = StagedFrame(pipe, rgb, n, cfg.seed)
+                        frame = StagedFrame(pipe, rgb, n, cfg.seed, message)
                         stage_frames.setdefault(n, frame)
                         t = _median_stages(frame, cfg)
                         out["stages"].append(_stage_row(base, n, t))
@@ -460,7 +452,7 @@ def summarize(out: dict[str, Any]) -> dict[str, Any]:
     return s
 
 
-def _meta(cfg: BenchConfig) -> dict[str, Any]:
+def _meta(cfg: BenchConfig, ros_conversion: bool) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "config": {
             k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()
@@ -469,7 +461,7 @@ def _meta(cfg: BenchConfig) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
-        "ros_conversion": _ros_converter() is not None,
+        "ros_conversion": ros_conversion,
     }
     if cfg.device.startswith("cuda") and torch.cuda.is_available():
         meta["gpu"] = torch.cuda.get_device_name(torch.device(cfg.device))

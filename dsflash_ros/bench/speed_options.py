@@ -9,7 +9,8 @@ loaded with those options and
   interleaved repeat by repeat so that load drift on a shared machine hits them alike;
 * with ``workers`` > 1, run as the node runs it on a CPU: that many frames at once, each on
   ``cores / workers`` threads (:mod:`~dsflash_ros.runtime.concurrency`), whole frames
-  (:class:`~dsflash_ros.bench.pipeline.StagedFrame` including tracking and message building)
+  (:class:`~dsflash_ros.bench.pipeline.StagedFrame` including tracking and, given
+  ``message``, message building)
   back to back in every worker for ``tput_seconds``: ``tput_n<N>`` frames per second in all;
 * scored on a PSG-format split with ``dsflash eval``'s operating point
   (:data:`~dsflash_ros.limits.EVAL_OPTIONS`): PQ, SGDet mR@50 and PredCls mR@50, and the
@@ -29,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from dsflash_ros.bench.pipeline import STAGES, StagedFrame, test_image
+from dsflash_ros.bench.pipeline import STAGES, Message, StagedFrame, test_image
 from dsflash_ros.bench.side_by_side import run_side_by_side
 from dsflash_ros.limits import EVAL_OPTIONS
 from dsflash_ros.runtime.backends import BackendError
@@ -97,6 +98,7 @@ def _throughput(
     workers: int,
     seconds: float,
     warmup: int,
+    message: Message | None,
 ) -> float:
     """Frames per second with ``workers`` frames at once, each on its share of the cores.
 
@@ -109,7 +111,7 @@ def _throughput(
     torch.set_num_threads(resolve_threads(0, workers))
     try:
         pipe = _load(model_path, option, max_objects)
-        frames = [StagedFrame(pipe, rgb, n, seed=0) for _ in range(workers)]
+        frames = [StagedFrame(pipe, rgb, n, 0, message) for _ in range(workers)]
 
         def warm(worker: int) -> None:
             for _ in range(warmup):
@@ -150,10 +152,12 @@ def bench_speed_options(
     workers: int = 1,
     tput_seconds: float = 3.0,
     log: Callable[[str], None] = lambda s: None,
+    message: Message | None = None,
 ) -> list[dict[str, Any]]:
     """One row per option: ``ms_n<N>`` frame times, ``fps_n<N>``, with ``workers`` > 1
     ``tput_n<N>`` (frames/s, that many frames at once for ``tput_seconds``), accuracy and its
-    deltas (accuracy only with ``data``)."""
+    deltas (accuracy only with ``data``). ``message``: the ``ros`` stage of
+    :class:`~dsflash_ros.bench.pipeline.StagedFrame`."""
     rgb = test_image((480, 640), 0)
     pipes: dict[str, Pipeline] = {}
     rows: dict[str, dict[str, Any]] = {}
@@ -163,7 +167,9 @@ def bench_speed_options(
             rows[opt.name] = {"option": opt.name}
         except (BackendError, ValueError) as e:
             rows[opt.name] = {"option": opt.name, "skipped": str(e)}
-    frames = {(name, n): StagedFrame(p, rgb, n, seed=0) for name, p in pipes.items() for n in ns}
+    frames = {
+        (name, n): StagedFrame(p, rgb, n, 0, message) for name, p in pipes.items() for n in ns
+    }
     for frame in frames.values():
         for _ in range(warmup):
             frame.run()
@@ -183,7 +189,7 @@ def bench_speed_options(
             opt = next(o for o in options if o.name == name)
             for n in ns:
                 rows[name][f"tput_n{n}"] = _throughput(
-                    model_path, opt, rgb, n, max(ns), workers, tput_seconds, warmup
+                    model_path, opt, rgb, n, max(ns), workers, tput_seconds, warmup, message
                 )
     if data is not None:
         from dsflash_ros.data.psg import PSGDataset

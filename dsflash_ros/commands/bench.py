@@ -3,8 +3,10 @@
 Random-weight presets by default, or any checkpoint with ``--model``. Progress is shown per
 section (one preset x backend x precision, or the head comparisons); with ``--json J`` the
 results are also drawn into ``J`` with the suffix ``.png`` (``--plot`` names another file).
-``--ros`` instead measures the ROS node as users run it (:mod:`dsflash_ros.ros.bench_node`,
-imported only then: the ROS types live under ``dsflash_ros.ros``).
+``--ros`` instead measures the ROS node as users run it
+(:mod:`dsflash_ros.ros.programs.bench_node`, imported only then: the ROS types live under
+``dsflash_ros.ros``). The per-stage ``ros`` time (SceneGraph build + serialisation) is taken
+where rclpy and the built messages import: this command passes the node's message builder in.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from dsflash_ros.limits import OPTION
 
@@ -263,7 +267,7 @@ def run(args: argparse.Namespace) -> int:
         len(cfg.backends) * len(cfg.precisions) + (1 if cfg.head_comparisons else 0)
     )
     with _SectionProgress(sections) as log:
-        out = run_bench(cfg, log=log)
+        out = run_bench(cfg, log=log, message=_scene_graph_message())
     print(format_report(out))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2, default=str))
@@ -303,6 +307,7 @@ def _run_speed_options(args: argparse.Namespace) -> int:
         workers=resolve_workers(args.workers, args.device, "torch"),
         tput_seconds=args.tput_seconds,
         log=lambda s: print(f"[bench] {s}", flush=True),
+        message=_scene_graph_message(),
     )
     print(format_speed_options(rows, ns))
     if args.json:
@@ -311,9 +316,19 @@ def _run_speed_options(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scene_graph_message() -> Callable[[Any], bytes] | None:
+    """The node's SceneGraph build + serialisation, or None where rclpy or the built
+    messages are missing (the bench then leaves its ``ros`` stage out)."""
+    try:
+        from dsflash_ros.ros.messages import serialized_scene_graph
+    except Exception:  # ImportError, or a broken ROS environment
+        return None
+    return serialized_scene_graph
+
+
 def _run_ros(args: argparse.Namespace) -> int:
     try:
-        from dsflash_ros.ros import bench_node
+        from dsflash_ros.ros.programs import bench_node
     except ImportError as e:
         print(
             "dsflash bench: error: --ros needs ROS 2 (rclpy) and the built dsflash_ros "

@@ -11,12 +11,12 @@ HELP = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from dsflash_ros.ros.demo import add_arguments as demo_arguments
+    from dsflash_ros.ros.programs.demo import add_arguments as demo_arguments
 
     demo_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from dsflash_ros.ros.demo import run as run_demo
+    from dsflash_ros.ros.programs.demo import run as run_demo
 
     return run_demo(args)

@@ -4,6 +4,7 @@ contents are defined once, ROS-free, in :mod:`dsflash_ros.message_fields`."""
 from __future__ import annotations
 
 import numpy as np
+from rclpy.serialization import serialize_message
 from std_msgs.msg import Header
 
 from dsflash_ros.message_fields import (
@@ -67,3 +68,9 @@ def label_info_msg(
         header,
     )  # fmt: skip
     return fill(LabelInfo(), fields)
+
+
+def serialized_scene_graph(result: SceneGraphResult) -> bytes:
+    """``result``'s SceneGraph built and serialised as the node sends it: what ``dsflash
+    bench`` times as its ``ros`` stage (passed into the ROS-free bench)."""
+    return serialize_message(scene_graph_msg(result, Header(frame_id="camera")))

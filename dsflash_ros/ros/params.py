@@ -25,6 +25,8 @@ from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rcl_interfaces.msg import ParameterType as PT
+from rclpy.exceptions import ParameterException
+from rclpy.node import Node
 
 from dsflash_ros.limits import OPTION, TRACKING_OPTION, TRACKING_OPTIONS
 
@@ -302,3 +304,22 @@ def markdown_table(names: tuple[str, ...] | None = None) -> str:
             f"| `{s.name}` | `{s.default!r}` | {allowed} | {s.kind.value} | {s.description} |"
         )
     return "\n".join(rows)
+
+
+def declare(node: Node) -> tuple[dict[str, Any], dict[str, str]]:
+    """Declare every parameter on ``node``: (values, name -> why its start value was
+    refused). A bad override is refused and the default declared in its place."""
+    values, errors = {}, {}
+    for spec in SPECS:
+        try:
+            value = node.declare_parameter(spec.name, spec.default, spec.descriptor()).value
+        except ParameterException as e:
+            errors[spec.name] = f"{spec.name}: {e}"
+            value = node.declare_parameter(
+                spec.name, spec.default, spec.descriptor(), ignore_override=True
+            ).value
+        reason = check_value(spec.name, value)
+        if reason:
+            errors[spec.name] = reason
+        values[spec.name] = value
+    return values, errors

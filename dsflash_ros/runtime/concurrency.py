@@ -51,3 +51,27 @@ def resolve_threads(threads: int, workers: int, cores: int | None = None) -> int
     if threads:
         return threads
     return max(1, (cores or cpu_cores()) // max(1, workers))
+
+
+class TorchThreads:
+    """torch's CPU threads per frame, set for a while: :meth:`restore` gives torch back the
+    number it had before the first :meth:`set` (imports torch only when called)."""
+
+    def __init__(self) -> None:
+        self.threads: int | None = None  # what set() asked for; None = torch's own
+        self._before: int | None = None
+
+    def set(self, threads: int) -> None:
+        import torch
+
+        if self._before is None:
+            self._before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        self.threads = threads
+
+    def restore(self) -> None:
+        if self._before is not None:
+            import torch
+
+            torch.set_num_threads(self._before)
+            self._before = self.threads = None

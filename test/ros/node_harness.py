@@ -30,7 +30,7 @@ from std_msgs.msg import Header
 from dsflash_ros.msg import LabelInfo, SceneGraph
 from dsflash_ros.ros.diagnostics import values_of
 from dsflash_ros.ros.image_conversion import numpy_to_image, rgb8_to_compressed
-from dsflash_ros.ros.node import LATCHED_QOS
+from dsflash_ros.ros.node_output import LATCHED_QOS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -73,7 +73,8 @@ def stamp_s(t: Time) -> float:
 
 
 class NodeProcess:
-    """``python -m dsflash_ros.ros.node`` in its own process, log captured to a file."""
+    """``python -m dsflash_ros.ros.programs.dsflash_node`` in its own process, log captured
+    to a file."""
 
     def __init__(
         self,
@@ -84,8 +85,11 @@ class NodeProcess:
         env: dict[str, str] | None = None,
     ) -> None:
         """``command``: the node's command line up to and including ``--ros-args`` (default
-        ``python -m dsflash_ros.ros.node --ros-args``); namespace and params are appended."""
-        args = list(command or [sys.executable, "-m", "dsflash_ros.ros.node", "--ros-args"])
+        ``python -m dsflash_ros.ros.programs.dsflash_node --ros-args``); namespace and params
+        are appended."""
+        args = list(
+            command or [sys.executable, "-m", "dsflash_ros.ros.programs.dsflash_node", "--ros-args"]
+        )
         if namespace:
             args += ["-r", f"__ns:={namespace}"]
         for k, v in (params or {}).items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -21,9 +22,10 @@ import node_harness as H
 import numpy as np
 from sensor_msgs.msg import Image
 
-from dsflash_ros.ros.bench_node import Graph, node_stats
+from dsflash_ros.bench.ros_report import Graph, node_stats
 
 CLI = [sys.executable, "-m", "dsflash_ros.cli", "bench", "--ros"]
+RATE = 20  # the bench camera's frames per second in test_bench_camera_switches_topics_on_stdin
 SMALL = ["--ros-frames", "2", "--ros-size", "160x120", "--ros-warmup", "0.5"]
 
 
@@ -111,10 +113,9 @@ def test_bench_ros_interrupted_leaves_no_processes(tmp_path):
     killer.start()
     try:
         for line in proc.stdout:
-            if "node starting" in line:
+            if "camera at" in line:  # the bench holds both children and its listener
                 break
         H.wait_until(lambda: len(_bench_processes(proc.pid)) >= 2, 30, "node and camera")
-        time.sleep(1.0)
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
     finally:
@@ -161,7 +162,8 @@ def test_node_stats_pool_the_windows():
 
 def test_bench_camera_switches_topics_on_stdin(tmp_path):
     """The camera of `bench --ros` publishes to its first topic, to none after `pause`, to
-    the second after `resume 1` and to the first again after `resume`."""
+    the second after `resume 1` and to the first again after `resume`; it answers each
+    command with the frames published to each topic so far."""
     frames = tmp_path / "frames.npy"
     np.save(frames, np.stack([H.rgb_image(480, 640, seed) for seed in range(2)]))
     ns = f"/bench_camera_test_{os.getpid()}"
@@ -171,40 +173,51 @@ def test_bench_camera_switches_topics_on_stdin(tmp_path):
         peer.node.create_subscription(
             Image, f"{topic}/image_raw", lambda m, times=times: times.append(time.time()), 10
         )
-    args = [sys.executable, "-m", "dsflash_ros.ros.bench_camera", str(frames), "--rate", "20"]
-    args += ["--topic", f"{ns}/a/image_raw", "--topic", f"{ns}/b/image_raw", "--stdin-control"]
+    module = "dsflash_ros.ros.programs.bench_camera"
+    args = [sys.executable, "-m", module, str(frames), "--rate", str(RATE), "--stdin-control"]
+    args += ["--topic", f"{ns}/a/image_raw", "--topic", f"{ns}/b/image_raw"]
     camera = subprocess.Popen(
         args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(ln) for ln in camera.stdout], daemon=True)
+    reader.start()
     a, b = received["a"], received["b"]
 
-    def command(line: str) -> tuple[int, int]:
-        """Send ``line``; the counts once frames already on their way are in."""
+    def command(line: str) -> list[int]:
+        """Send ``line``; the frames published to each topic when it took effect."""
         camera.stdin.write(line + "\n")
         camera.stdin.flush()
-        time.sleep(0.5)
-        return len(a), len(b)
+        answer = json.loads(lines.get(timeout=30))
+        assert answer["command"] == line
+        return answer["published"]
 
     try:
         H.wait_until(lambda: len(a) >= 5, 60, "frames on the first topic")
         H.wait_until(lambda: peer.node.count_publishers(f"{ns}/b/image_raw"), 30, "2nd topic")
-        assert b == []
-        n_a, n_b = command("pause")
-        time.sleep(1.5)
-        assert (len(a), len(b)) == (n_a, n_b), "frames published while paused"
-        command("resume 1")
-        H.wait_until(lambda: len(b) >= n_b + 5, 30, "frames on the second topic")
-        n_a, n_b = command("resume")
-        H.wait_until(lambda: len(a) >= n_a + 5, 30, "frames on the first topic again")
-        assert len(b) == n_b, "frames on the second topic after `resume`"
-        command("resume 7")  # no such topic: ignored
+        paused = command("pause")
+        assert paused[0] >= 5 and paused[1] == 0 and b == []
+        time.sleep(3 / RATE)  # paused for three frame periods; the verdict is the count:
+        assert command("resume 1") == paused, "frames published while paused"
+        H.wait_until(lambda: len(b) >= 5, 30, "frames on the second topic")
+        to_b = command("resume")
+        assert to_b[0] == paused[0] and to_b[1] >= 5, "frames on the first topic in `resume 1`"
+        H.wait_until(lambda: len(a) >= paused[0] + 5, 30, "frames on the first topic again")
+        assert lines.empty()
+        camera.stdin.write("resume 7\n")  # no such topic: ignored, not answered
+        camera.stdin.flush()
+        after = command("resume 0")
+        assert after[1] == to_b[1], "frames on the second topic after `resume`"
         camera.send_signal(signal.SIGINT)
-        out, err = camera.communicate(timeout=30)
+        camera.wait(timeout=30)
+        reader.join(timeout=30)
+        err = camera.stderr.read()
     finally:
         if camera.poll() is None:
             camera.kill()
         peer.close()
     assert camera.returncode == 0, err[-2000:]
-    stamps = json.loads(out.strip().splitlines()[-1])["stamps"]
-    assert len(stamps) >= len(a) + len(b) - 2  # every publish is recorded
-    assert np.diff(stamps).max() > 1.4  # the pause, in the camera's own record
+    out = list(lines.queue)
+    stamps = json.loads(out[-1])["stamps"]
+    assert len(stamps) >= sum(after)  # every publish is recorded
+    assert len(b) <= to_b[1] and len(a) <= len(stamps) - len(b)

@@ -69,7 +69,7 @@ def test_the_synthetic_camera_plays_one_room_and_the_scenes_mode_stays():
     and back so the loop never jumps); ``synthetic_scenes``: unrelated rooms, cycled."""
     import numpy as np
 
-    from dsflash_ros.ros.sample_camera import (
+    from dsflash_ros.ros.programs.sample_camera import (
         SyntheticSequenceSource,
         SyntheticSource,
         open_source,

@@ -40,7 +40,8 @@ FRAMES, RATE_HZ = 10, 2.0  # per case; answered share must be >= 80 %
 def readme_node_command() -> list[str]:
     """The README's command for the node without ``ros2 launch``, up to its remaps."""
     text = (H.REPO / "README.md").read_text()
-    found = re.search(r"`(\.venv/bin/python -m dsflash_ros\.ros\.node [^`]*)`", text)
+    node = r"dsflash_ros\.ros\.programs\.dsflash_node"
+    found = re.search(rf"`(\.venv/bin/python -m {node} [^`]*)`", text)
     assert found, "README lost the plain-node command"
     words = found.group(1).split()
     return [sys.executable, *words[1:]]

@@ -169,7 +169,7 @@ def test_sample_camera_sources(tmp_path):
     """The sample camera reads synthetic scenes, image folders and video files."""
     import cv2
 
-    from dsflash_ros.ros.sample_camera import FolderSource, SourceError, open_source
+    from dsflash_ros.ros.programs.sample_camera import FolderSource, SourceError, open_source
 
     synth = open_source("synthetic_scenes", 96, 64)  # a new scene each frame
     a, b = synth.read(), synth.read()
@@ -252,7 +252,7 @@ def test_help_prints_usage_instead_of_starting(tmp_path):
     import sys
 
     out = subprocess.run(
-        [sys.executable, "-m", "dsflash_ros.ros.node", "--help"],
+        [sys.executable, "-m", "dsflash_ros.ros.programs.dsflash_node", "--help"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -269,7 +269,13 @@ def test_sample_camera_with_missing_video_exits_2_with_one_line():
     import subprocess
     import sys
 
-    command = ["-m", "dsflash_ros.ros.sample_camera", "--ros-args", "-p", "source:=/nope.mp4"]
+    command = [
+        "-m",
+        "dsflash_ros.ros.programs.sample_camera",
+        "--ros-args",
+        "-p",
+        "source:=/nope.mp4",
+    ]
     out = subprocess.run(
         [sys.executable, *command],
         capture_output=True,

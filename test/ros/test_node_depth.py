@@ -140,7 +140,7 @@ def test_objects_carry_positions_from_a_separate_rgbd_process(depth_node, t0, en
 
 def test_synthetic_camera_depth_belongs_to_its_frame():
     from dsflash_ros.data.synth import render_scene
-    from dsflash_ros.ros.sample_camera import SyntheticSource
+    from dsflash_ros.ros.programs.sample_camera import SyntheticSource
 
     source = SyntheticSource(128, 96, scenes=2)
     for i in (0, 1, 0):
@@ -159,7 +159,7 @@ def test_sample_camera_depth_needs_the_synthetic_source(tmp_path):
     cv2.imwrite(str(tmp_path / "a.png"), H.rgb_image(20, 30))
     args = ["--ros-args", "-p", f"source:={tmp_path}", "-p", "depth:=true"]
     out = subprocess.run(
-        [sys.executable, "-m", "dsflash_ros.ros.sample_camera", *args],
+        [sys.executable, "-m", "dsflash_ros.ros.programs.sample_camera", *args],
         capture_output=True,
         text=True,
         timeout=60,

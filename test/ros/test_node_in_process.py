@@ -155,7 +155,7 @@ def test_workers_and_cpu_threads_at_configure(model, make_node):
     node = make_node(factory, workers=3, cpu_threads=wanted)
     assert node.trigger_configure() == SUCCESS
     assert torch.get_num_threads() == wanted and node._worker.workers == 3
-    assert node._cpu_threads == wanted
+    assert node._cpu_threads.threads == wanted
     refused = set_param(node, "workers", 1)
     assert not refused.successful and "deactivate" in refused.reason
     assert node.trigger_cleanup() == SUCCESS

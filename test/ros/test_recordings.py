@@ -260,7 +260,7 @@ def test_ctrl_c_leaves_a_finished_mcap(setup: dict, tmp_path: Path) -> None:
 def test_sample_camera_plays_the_recording_to_the_node(setup: dict, tmp_path: Path) -> None:
     """Sample camera and node in their own processes: the node's graphs carry the
     recording's header stamps and frame id (the camera keeps the recorded headers)."""
-    camera_cmd = [sys.executable, "-m", "dsflash_ros.ros.sample_camera", "--ros-args"]
+    camera_cmd = [sys.executable, "-m", "dsflash_ros.ros.programs.sample_camera", "--ros-args"]
     camera_params = {"source": setup["mcap"], "topic": R.JPEG_TOPIC, "recorded_rate": True}
     camera_params["rate"] = 2.0  # ignored: the recording's own 10 Hz
     stamps = {R.START_NS + k * R.PERIOD_NS for k in range(R.FRAMES)}

@@ -16,7 +16,8 @@ from types import SimpleNamespace
 import numpy as np
 import rclpy
 
-from dsflash_ros.ros.node import DSFlashNode, spin_until_shutdown
+from dsflash_ros.ros.node import DSFlashNode
+from dsflash_ros.ros.programs.dsflash_node import spin_until_shutdown
 from dsflash_ros.runtime.precision import PrecisionChoice
 from dsflash_ros.tracking.frames import result_from_segments
 

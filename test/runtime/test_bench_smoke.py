@@ -74,6 +74,30 @@ def test_bench_rows_are_well_formed() -> None:
     assert "== stages ==" in report and "== summary" in report
 
 
+def test_the_ros_stage_is_the_message_builder_passed_in() -> None:
+    """bench/ imports no ROS: the caller (``dsflash bench``) passes the message builder."""
+    from dsflash_ros.runtime.result import SceneGraphResult
+
+    cfg = BenchConfig(
+        backends=("torch",),
+        precisions=("fp32",),
+        ns=(3,),
+        batch_sizes=(3,),
+        repeats=1,
+        warmup=0,
+        baseline_n=0,
+        head_comparisons=False,
+    )
+    built: list[SceneGraphResult] = []
+    out = run_bench(cfg, message=lambda result: built.append(result) or b"")
+    (row,) = out["stages"]
+    assert positive(row["ros_ms"]) and out["meta"]["ros_conversion"] is True
+    assert built and all(isinstance(r, SceneGraphResult) for r in built)
+    assert {r.num_objects for r in built} == {3}
+    out = run_bench(cfg)
+    assert "ros_ms" not in out["stages"][0] and out["meta"]["ros_conversion"] is False
+
+
 def test_peak_memory_sees_an_allocation() -> None:
     """The CPU figure is the growth of the peak RSS: 64 MB touched inside the block show."""
     with PeakMemory(torch.device("cpu")) as mem:

@@ -1,7 +1,7 @@
 """The whole graph in one process, no ``ros2 launch`` needed: sample camera -> DSFlash node
 -> a listener that prints one line per scene graph and records the overlay.
 
-    python -m dsflash_ros.ros.demo --frames 30 --source synthetic --out out/demo
+    python -m dsflash_ros.ros.programs.demo --frames 30 --source synthetic --out out/demo
 
 Prints e.g. ``frame 12: 7 objects, 12 relations | cup T3 on table T1 0.91; ...`` (``T3``:
 track id 3; ``cup#2``: not tracked yet, per-frame id 2), a line per frame with events
@@ -15,8 +15,8 @@ no depth: ``synthetic`` then plays ``synthetic_scenes``), the node places the ob
 (``use_depth``) and a line per frame names the nearest ones
 (``3D: cup T3 at (0.12, 0.31, 2.05) m; ...``). The camera shares this process with the
 node, so its frames are rendered once at start-up and then played
-(:class:`~dsflash_ros.ros.sample_camera.SyntheticSequenceSource` forwards and back,
-:class:`~dsflash_ros.ros.sample_camera.SyntheticSource` cycled): a frame then costs the
+(:class:`~dsflash_ros.ros.programs.sample_camera.SyntheticSequenceSource` forwards and back,
+:class:`~dsflash_ros.ros.programs.sample_camera.SyntheticSource` cycled): a frame then costs the
 camera a message copy, not a render that takes CPU from the node.
 """
 
@@ -40,9 +40,10 @@ from dsflash_ros.limits import OPTION
 from dsflash_ros.msg import ObjectEvent, RelationEvent, SceneGraph, SceneGraphEvents
 from dsflash_ros.ros.image_conversion import image_to_rgb8
 from dsflash_ros.ros.markers import object_label
-from dsflash_ros.ros.node import OUTPUT_QOS, DSFlashNode
+from dsflash_ros.ros.node import DSFlashNode
+from dsflash_ros.ros.node_output import OUTPUT_QOS
 from dsflash_ros.ros.node_tracking import EVENTS_QOS
-from dsflash_ros.ros.sample_camera import SampleCamera, SourceError
+from dsflash_ros.ros.programs.sample_camera import SampleCamera, SourceError
 
 
 def describe(msg: SceneGraph, max_relations: int = 5) -> str:

@@ -199,7 +199,7 @@ def open_source(source: str, width: int = 0, height: int = 0, topic: str = "") -
     from dsflash_ros.offline.inputs import is_recording
 
     if path.exists() and is_recording(path):
-        from dsflash_ros.ros.recording_source import RecordingSource
+        from dsflash_ros.ros.programs.recording_source import RecordingSource
 
         return RecordingSource(path, topic)
     if path.is_dir():

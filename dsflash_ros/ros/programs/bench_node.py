@@ -1,11 +1,11 @@
 """``dsflash bench --ros``: the node's speed as users run it, against the bare pipeline.
 
-Three processes talk over ROS 2: the DSFlash node, started as it is launched
-(``python -m dsflash_ros.ros.node --ros-args -p ...``, in a namespace of its own), the camera
-(:mod:`.bench_camera`: pre-recorded frames at a fixed rate, rgb8 Images or, with ``transport``
-"compressed", JPEG CompressedImages, stamped at publish time) and this one, which listens to
-``scene_graph``. The node copies the input header, so a graph's end-to-end latency is its
-receive time minus its stamp.
+Three processes talk over ROS 2: the DSFlash node, started as it is launched (``python -m
+dsflash_ros.ros.programs.dsflash_node --ros-args -p ...``, in a namespace of its own), the
+camera (:mod:`.bench_camera`: pre-recorded frames at a fixed rate, rgb8 Images or, with
+``transport`` "compressed", JPEG CompressedImages, stamped at publish time) and this one,
+which listens to ``scene_graph``. The node copies the input header, so a graph's end-to-end
+latency is its receive time minus its stamp.
 
 The bare pipeline (:meth:`Pipeline.load` in this process, the same frames back to back, with
 the node's number of workers and CPU threads each) is timed in the same run, interleaved
@@ -47,7 +47,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import cv2
 import numpy as np
@@ -56,12 +56,14 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image
 
+from dsflash_ros.bench.cpu_accounting import CpuMeter
+from dsflash_ros.bench.ros_report import Graph, format_report, node_stats, percentile
 from dsflash_ros.bench.side_by_side import run_side_by_side
 from dsflash_ros.msg import SceneGraph
 from dsflash_ros.ros.frame_queue import LatestSlot
 from dsflash_ros.ros.image_conversion import compressed_to_rgb8, rgb8_to_compressed
-from dsflash_ros.ros.node import OUTPUT_QOS
-from dsflash_ros.ros.sample_camera import CAMERA_QOS, SyntheticSource, open_source
+from dsflash_ros.ros.node_output import OUTPUT_QOS
+from dsflash_ros.ros.programs.sample_camera import CAMERA_QOS, SyntheticSource, open_source
 
 POLL_S = 0.1
 STOP_TIMEOUT_S = 15.0
@@ -187,14 +189,6 @@ def _tail(path: Path, lines: int = 5) -> str:
     return " | ".join(text[-lines:])
 
 
-class Graph(NamedTuple):
-    """One scene graph as the listener saw it."""
-
-    stamp: float  # its header stamp: the input frame's publish time (s since the epoch)
-    received: float  # when it arrived here (same clock)
-    pipeline_ms: float  # the pipeline's time for its frame, as the graph reports it
-
-
 class _Listener:
     """Subscribes to ``<ns>/scene_graph`` and keeps a :class:`Graph` of every graph; also
     takes every camera frame on ``<ns>/FED_TOPIC`` as a plain subscriber would (newest frame
@@ -252,91 +246,10 @@ def _node_command(cfg: NodeBenchConfig, ns: str) -> list[str]:
     }
     if cfg.model:
         params["model_path"] = str(Path(cfg.model).resolve())
-    command = ["-m", "dsflash_ros.ros.node", "--ros-args", "-r", f"__ns:={ns}"]
+    command = ["-m", "dsflash_ros.ros.programs.dsflash_node", "--ros-args", "-r", f"__ns:={ns}"]
     for k, v in params.items():
         command += ["-p", f"{k}:={v}"]
     return command
-
-
-THREAD_GROUPS = ("executor", "dds", "workers")  # see thread_cpu_seconds
-
-
-def _read_stat(path: str) -> tuple[str, float] | None:
-    """The name (comm) and CPU seconds (user + system) in a /proc ``stat`` file; None when
-    it cannot be read (not Linux, or the process or thread has gone)."""
-    try:
-        text = Path(path).read_text()
-    except OSError:
-        return None
-    comm = text[text.index("(") + 1 : text.rindex(")")]
-    fields = text[text.rindex(")") + 2 :].split()  # fields 14 and 15 of proc(5): utime, stime
-    return comm, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int | None = None) -> float | None:
-    """CPU time (user + system) used so far by this process (``None``) or by child ``pid``
-    (from /proc: Linux only, None elsewhere or once it has gone)."""
-    if pid is None:
-        return time.process_time()
-    stat = _read_stat(f"/proc/{pid}/stat")
-    return None if stat is None else stat[1]
-
-
-def thread_cpu_seconds(pid: int) -> dict[str, float] | None:
-    """CPU seconds so far of child ``pid``'s threads in the THREAD_GROUPS: ``executor`` (the
-    main thread, where the node spins), ``dds`` (threads Fast DDS names ``dds.*``) and
-    ``workers`` (the rest: the frame workers and torch's threads). None where /proc is not
-    readable."""
-    groups = dict.fromkeys(THREAD_GROUPS, 0.0)
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return None
-    for tid in tids:
-        stat = _read_stat(f"/proc/{pid}/task/{tid}/stat")
-        if stat is None:
-            continue  # the thread ended meanwhile
-        comm, seconds = stat
-        group = "executor" if int(tid) == pid else "dds" if comm.startswith("dds.") else "workers"
-        groups[group] += seconds
-    return groups
-
-
-class _CpuMeter:
-    """CPU cores used (CPU seconds per wall second) by named processes over timed windows;
-    for the processes named in ``by_thread`` also per thread group (thread_cpu_seconds)."""
-
-    def __init__(self, pids: dict[str, int | None], by_thread: tuple[str, ...] = ()) -> None:
-        self.pids = pids
-        self.cpu: dict[str, float | None] = dict.fromkeys(pids, 0.0)
-        self.threads = {name: pids[name] for name in by_thread if pids[name] is not None}
-        self.cpu.update({f"{name}_{g}": 0.0 for name in self.threads for g in THREAD_GROUPS})
-        self.wall = 0.0
-
-    def _sample(self) -> dict[str, float | None]:
-        out = {k: cpu_seconds(pid) for k, pid in self.pids.items()}
-        for name, pid in self.threads.items():
-            groups = thread_cpu_seconds(pid)
-            for g in THREAD_GROUPS:
-                out[f"{name}_{g}"] = None if groups is None else groups[g]
-        return out
-
-    @contextlib.contextmanager
-    def window(self) -> Iterator[None]:
-        before = self._sample()
-        t = time.monotonic()
-        yield
-        self.wall += time.monotonic() - t
-        for k, now in self._sample().items():
-            then, total = before[k], self.cpu[k]
-            unknown = now is None or then is None or total is None  # not Linux, or gone
-            self.cpu[k] = None if unknown else total + now - then
-
-    def cores(self) -> dict[str, float | None]:
-        return {
-            f"cpu_{k}": None if v is None or not self.wall else v / self.wall
-            for k, v in self.cpu.items()
-        }
 
 
 class _LiveNode:
@@ -351,7 +264,7 @@ class _LiveNode:
         self.listener: _Listener | None = None
         self.frames = np.empty(0)
         self.windows: list[tuple[float, float]] = []  # wall clock, as the stamps
-        self.cpu: _CpuMeter | None = None
+        self.cpu: CpuMeter | None = None
 
     def __enter__(self) -> _LiveNode:
         try:
@@ -374,7 +287,7 @@ class _LiveNode:
         self.frames = np.stack([jpeg_round_trip(f) for f in frames]) if compressed else frames
         suffix = "/compressed" if compressed else ""
         camera_log = self.tmp / "camera.log"
-        camera_cmd = ["-m", "dsflash_ros.ros.bench_camera", str(self.tmp / "frames.npy")]
+        camera_cmd = ["-m", "dsflash_ros.ros.programs.bench_camera", str(self.tmp / "frames.npy")]
         camera_cmd += ["--topic", f"{self.ns}/image_raw{suffix}"]
         camera_cmd += ["--topic", f"{self.ns}/{FED_TOPIC}{suffix}"]
         camera_cmd += ["--rate", str(cfg.rate), "--stdin-control"] + (
@@ -385,7 +298,7 @@ class _LiveNode:
         )
         self.children["camera"] = (camera, camera_log)
         self.listener = _Listener(self.ns, compressed)
-        self.cpu = _CpuMeter(
+        self.cpu = CpuMeter(
             {"node": node.pid, "camera": camera.pid, "listener": None}, by_thread=("node",)
         )
         h, w = self.frames.shape[1:3]
@@ -475,41 +388,12 @@ class _LiveNode:
         camera, camera_log = self.children["camera"]
         camera_out, _ = _stop_all([camera, self.children["node"][0]])
         self.children.clear()
+        # the other lines answer the pause/resume commands (one may come after the stamps)
+        lines = [ln for ln in camera_out.splitlines() if ln.startswith('{"stamps"')]
         try:
-            return json.loads(camera_out.strip().splitlines()[-1])["stamps"]
+            return json.loads(lines[-1])["stamps"]
         except (IndexError, ValueError, KeyError):
             raise NodeBenchError(f"the camera reported nothing: {_tail(camera_log)}") from None
-
-
-def _pct(values: list[float], q: float) -> float | None:
-    return float(np.percentile(values, q)) if values else None
-
-
-def node_stats(
-    graphs: list[Graph], stamps: list[float], windows: list[tuple[float, float]]
-) -> dict[str, Any]:
-    """Over the measured ``windows`` (wall-clock intervals): fps, latency and pipeline time of
-    the graphs received in them; frames published in them and how many of those were
-    answered (at any time)."""
-
-    def inside(t: float) -> bool:
-        return any(t0 <= t <= t1 for t0, t1 in windows)
-
-    seconds = sum(t1 - t0 for t0, t1 in windows)
-    received = [g for g in graphs if inside(g.received)]
-    latency_ms = [(g.received - g.stamp) * 1e3 for g in received]
-    published = sum(1 for s in stamps if inside(s))
-    return {
-        "fps": len(received) / seconds,
-        "latency_p50_ms": _pct(latency_ms, 50),
-        "latency_p95_ms": _pct(latency_ms, 95),
-        "frame_p50_ms": _pct([g.pipeline_ms for g in received], 50),
-        "published": published,
-        "answered": len({g.stamp for g in graphs if inside(g.stamp)}),
-        "received_in_window": len(received),
-        "publish_rate_hz": published / seconds,
-        "window_s": seconds,
-    }
 
 
 class _BarePipeline:
@@ -562,7 +446,7 @@ class _BarePipeline:
         seconds = sum(s for _, s in run.windows)
         return {
             "fps": frames / seconds,
-            "frame_p50_ms": _pct(run.times_ms, 50),
+            "frame_p50_ms": percentile(run.times_ms, 50),
             "frames": frames,
             "seconds": seconds,
             "workers": self.workers,
@@ -576,7 +460,7 @@ class _BareRuns:
 
     times_ms: list[float] = dataclasses.field(default_factory=list)
     windows: list[tuple[int, float]] = dataclasses.field(default_factory=list)  # frames, s
-    cpu: _CpuMeter = dataclasses.field(default_factory=lambda: _CpuMeter({"bare": None}))
+    cpu: CpuMeter = dataclasses.field(default_factory=lambda: CpuMeter({"bare": None}))
 
 
 def run_node_bench(
@@ -661,66 +545,6 @@ def config_from_args(args: argparse.Namespace) -> NodeBenchConfig:
         rounds=args.ros_rounds,
         workers=args.ros_workers,
         threads=args.threads,
-    )
-
-
-def format_report(report: dict[str, Any]) -> str:
-    from dsflash_ros.bench.pipeline import format_table
-
-    c, node, bare = report["config"], report["node"], report["bare"]
-    prune = ", prune" if c.get("prune") else ""
-    where = f"{c['backend']} {c['precision']}{prune} on {c['device']}, {c['model']}"
-    encoding = "jpeg" if c.get("transport") == "compressed" else "rgb8"
-    return "\n\n".join(
-        [
-            format_table(
-                f"ros node: own process, {c['size']} {encoding} at {c['rate']:g} Hz, {where} "
-                "(cpu: cores used by node, camera, listener)",
-                [node],
-                (
-                    "fps",
-                    "latency_p50_ms",
-                    "latency_p95_ms",
-                    "frame_p50_ms",
-                    "published",
-                    "answered",
-                    "window_s",
-                    "cpu_node",
-                    "cpu_node_workers",
-                    "cpu_node_executor",
-                    "cpu_node_dds",
-                    "cpu_camera",
-                    "cpu_listener",
-                ),
-            ),
-            format_table(
-                "bare pipeline: this process, same frames back to back in the node's number of "
-                f"workers, in {c['rounds']} windows between the node's; bare: camera paused; "
-                "fed: the camera's frames received here meanwhile (and dropped)",
-                [{"run": "bare"} | bare, {"run": "fed"} | report["bare_fed"]],
-                (
-                    "run",
-                    "fps",
-                    "frame_p50_ms",
-                    "frames",
-                    "seconds",
-                    "workers",
-                    "threads",
-                    "cpu_bare",
-                    "input_hz",
-                ),
-            ),
-            _ratio_line(report, "bare"),
-            _ratio_line(report, "fed"),
-        ]
-    )
-
-
-def _ratio_line(report: dict[str, Any], kind: str) -> str:
-    rounds = ", ".join(f"{p:.1f}" for p in report.get(f"node_vs_{kind}_pct_rounds", []))
-    return (
-        f"node_vs_{kind}_pct (node fps / {kind} fps * 100): {report[f'node_vs_{kind}_pct']:.1f}"
-        f" (per round: {rounds})"
     )
 
 

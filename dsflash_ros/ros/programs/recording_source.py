@@ -22,7 +22,7 @@ from dsflash_ros.offline.recording import (
     describe_topics,
     iter_frames,
 )
-from dsflash_ros.ros.sample_camera import FrameSource, SourceError
+from dsflash_ros.ros.programs.sample_camera import FrameSource, SourceError
 
 DEFAULT_RATE = 10.0  # frames/s when the stamps do not tell
 

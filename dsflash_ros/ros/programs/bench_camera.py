@@ -1,6 +1,6 @@
 """The camera process of ``dsflash bench --ros``: pre-recorded frames, published in a loop.
 
-    python -m dsflash_ros.ros.bench_camera FRAMES.npy --topic /ns/image_raw --rate 30
+    python -m dsflash_ros.ros.programs.bench_camera FRAMES.npy --topic /ns/image_raw --rate 30
 
 ``FRAMES.npy`` holds (N, H, W, 3) uint8 RGB frames; they are turned into sensor_msgs/Image
 (rgb8) messages, or with ``--compressed`` CompressedImage (JPEG, quality 90), once, at
@@ -9,11 +9,13 @@ a real driver's capture but like its steady state). Each message
 is stamped with the time it is published. The QoS is the sample camera's (reliable, as
 drivers publish). ``--topic`` may be given several times; frames go to the first. With
 ``--stdin-control`` lines on stdin switch where they go: ``pause`` stops publishing,
-``resume`` resumes on the first topic, ``resume N`` on the N-th (from 0). The bench pauses
-the camera, or sends its frames to itself, while it times the bare pipeline, so that the
-node idles then. Stops on SIGINT or SIGTERM and then prints one JSON line,
-``{"stamps": [...]}``: the publish times (seconds since the epoch), for the bench to count
-the frames published inside its measured windows.
+``resume`` resumes on the first topic, ``resume N`` on the N-th (from 0); each command,
+once in effect (no frame goes to the old route after it), is answered with one JSON line on
+stdout, ``{"command": "pause", "published": [...]}``: the frames published to each topic so
+far. The bench pauses the camera, or sends its frames to itself, while it times the bare
+pipeline, so that the node idles then. Stops on SIGINT or SIGTERM and then prints one JSON
+line, ``{"stamps": [...]}``: the publish times (seconds since the epoch), for the bench to
+count the frames published inside its measured windows.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 import numpy as np
@@ -35,7 +38,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from dsflash_ros.ros.image_conversion import numpy_to_image, rgb8_to_compressed
-from dsflash_ros.ros.sample_camera import CAMERA_QOS
+from dsflash_ros.ros.programs.sample_camera import CAMERA_QOS
 
 
 def frame_messages(
@@ -50,22 +53,34 @@ def frame_messages(
 
 class Route:
     """Which topic the frames go to (an index into the publishers; None: paused), switched
-    from another thread."""
+    from another thread, and how many frames went to each topic."""
 
-    def __init__(self, target: int | None = 0) -> None:
+    def __init__(self, topics: int, target: int | None = 0) -> None:
         self._cond = threading.Condition()
         self._target = target
+        self.published = [0] * topics
 
-    def set(self, target: int | None) -> None:
+    def set(self, target: int | None) -> list[int]:
+        """Switch to ``target`` (a frame being sent is sent first); the frames published to
+        each topic until now."""
         with self._cond:
             self._target = target
             self._cond.notify_all()
+            return list(self.published)
 
-    def get(self, timeout: float) -> int | None:
-        """The target, waiting up to ``timeout`` seconds while paused."""
+    def wait(self, timeout: float) -> bool:
+        """Whether frames are to be sent, waiting up to ``timeout`` seconds while paused."""
         with self._cond:
-            self._cond.wait_for(lambda: self._target is not None, timeout)
-            return self._target
+            return self._cond.wait_for(lambda: self._target is not None, timeout)
+
+    def send(self, publish: Callable[[int], None]) -> bool:
+        """``publish(target)`` unless paused, with no switch meanwhile; False when paused."""
+        with self._cond:
+            if self._target is None:
+                return False
+            publish(self._target)
+            self.published[self._target] += 1
+            return True
 
 
 def publish_loop(
@@ -81,42 +96,49 @@ def publish_loop(
     burst of catch-up frames, as a camera that missed a frame does not send two). While
     paused nothing is published; the schedule restarts on resuming."""
     period = 1.0 / rate
+    route = route or Route(len(pubs))
     stamps: list[float] = []
     next_t = time.monotonic()
-    i = 0
+
+    def publish(target: int) -> None:
+        msg = msgs[len(stamps) % len(msgs)]
+        now_ns = time.time_ns()
+        msg.header.stamp = Time(sec=now_ns // 1_000_000_000, nanosec=now_ns % 1_000_000_000)
+        pubs[target].publish(msg)
+        stamps.append(now_ns / 1e9)
+
     try:
         while True:
-            target = route.get(0) if route is not None else 0
-            if target is None:
-                while (target := route.get(0.1)) is None:  # short waits: Ctrl-C in between
+            if not route.wait(0):
+                while not route.wait(0.1):  # short waits: Ctrl-C in between
                     pass
                 next_t = time.monotonic()
             wait = next_t - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
-            msg = msgs[i % len(msgs)]
-            now_ns = time.time_ns()
-            msg.header.stamp = Time(sec=now_ns // 1_000_000_000, nanosec=now_ns % 1_000_000_000)
-            pubs[target].publish(msg)
-            stamps.append(now_ns / 1e9)
-            i += 1
-            next_t = max(next_t + period, time.monotonic())
+            if route.send(publish):  # else paused meanwhile: wait for the resume
+                next_t = max(next_t + period, time.monotonic())
     except KeyboardInterrupt:
         pass
     return stamps
 
 
-def follow_commands(lines: TextIO, route: Route, topics: int) -> None:
-    """``pause``, ``resume`` and ``resume N`` (0 <= N < ``topics``) switch ``route``; other
-    lines are ignored."""
+def follow_commands(lines: TextIO, route: Route, out: TextIO) -> None:
+    """``pause``, ``resume`` and ``resume N`` (N a topic's index) switch ``route``, each
+    answered on ``out`` (see the module docstring); other lines are ignored."""
     for line in lines:
         words = line.split()
         if words == ["pause"]:
-            route.set(None)
+            published = route.set(None)
         elif words[:1] == ["resume"] and len(words) <= 2:
             target = int(words[1]) if len(words) == 2 and words[1].isdigit() else 0
-            if target < topics:
-                route.set(target)
+            if target >= len(route.published):
+                continue
+            published = route.set(target)
+        else:
+            continue
+        out.write(json.dumps({"command": " ".join(words), "published": published}) + "\n")
+        out.flush()
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -148,11 +170,10 @@ def main(argv: list[str] | None = None) -> int:
         topics = args.topic or ["image_raw"]
         msg_type = CompressedImage if args.compressed else Image
         pubs = [node.create_publisher(msg_type, topic, CAMERA_QOS) for topic in topics]
-        route = None
+        route = Route(len(pubs))
         if args.stdin_control:
-            route = Route()
             follow = threading.Thread(
-                target=follow_commands, args=(sys.stdin, route, len(pubs)), daemon=True
+                target=follow_commands, args=(sys.stdin, route, sys.stdout), daemon=True
             )
             follow.start()
         stamps = publish_loop(pubs, msgs, args.rate, route)

@@ -1,0 +1,92 @@
+"""CPU time of processes and of a process's threads, from /proc (Linux; None elsewhere):
+what ``dsflash bench --ros`` reports as the cores the node, its thread groups, the camera and
+the listener use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+THREAD_GROUPS = ("executor", "dds", "workers")  # see thread_cpu_seconds
+
+
+def _read_stat(path: str) -> tuple[str, float] | None:
+    """The name (comm) and CPU seconds (user + system) in a /proc ``stat`` file; None when
+    it cannot be read (not Linux, or the process or thread has gone)."""
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return None
+    comm = text[text.index("(") + 1 : text.rindex(")")]
+    fields = text[text.rindex(")") + 2 :].split()  # fields 14 and 15 of proc(5): utime, stime
+    return comm, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int | None = None) -> float | None:
+    """CPU time (user + system) used so far by this process (``None``) or by child ``pid``
+    (from /proc: Linux only, None elsewhere or once it has gone)."""
+    if pid is None:
+        return time.process_time()
+    stat = _read_stat(f"/proc/{pid}/stat")
+    return None if stat is None else stat[1]
+
+
+def thread_cpu_seconds(pid: int) -> dict[str, float] | None:
+    """CPU seconds so far of child ``pid``'s threads in the THREAD_GROUPS: ``executor`` (the
+    main thread, where the node spins), ``dds`` (threads Fast DDS names ``dds.*``) and
+    ``workers`` (the rest: the frame workers and torch's threads). None where /proc is not
+    readable."""
+    groups = dict.fromkeys(THREAD_GROUPS, 0.0)
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for tid in tids:
+        stat = _read_stat(f"/proc/{pid}/task/{tid}/stat")
+        if stat is None:
+            continue  # the thread ended meanwhile
+        comm, seconds = stat
+        group = "executor" if int(tid) == pid else "dds" if comm.startswith("dds.") else "workers"
+        groups[group] += seconds
+    return groups
+
+
+class CpuMeter:
+    """CPU cores used (CPU seconds per wall second) by named processes over timed windows;
+    for the processes named in ``by_thread`` also per thread group (thread_cpu_seconds)."""
+
+    def __init__(self, pids: dict[str, int | None], by_thread: tuple[str, ...] = ()) -> None:
+        self.pids = pids
+        self.cpu: dict[str, float | None] = dict.fromkeys(pids, 0.0)
+        self.threads = {name: pids[name] for name in by_thread if pids[name] is not None}
+        self.cpu.update({f"{name}_{g}": 0.0 for name in self.threads for g in THREAD_GROUPS})
+        self.wall = 0.0
+
+    def _sample(self) -> dict[str, float | None]:
+        out = {k: cpu_seconds(pid) for k, pid in self.pids.items()}
+        for name, pid in self.threads.items():
+            groups = thread_cpu_seconds(pid)
+            for g in THREAD_GROUPS:
+                out[f"{name}_{g}"] = None if groups is None else groups[g]
+        return out
+
+    @contextlib.contextmanager
+    def window(self) -> Iterator[None]:
+        before = self._sample()
+        t = time.monotonic()
+        yield
+        self.wall += time.monotonic() - t
+        for k, now in self._sample().items():
+            then, total = before[k], self.cpu[k]
+            unknown = now is None or then is None or total is None  # not Linux, or gone
+            self.cpu[k] = None if unknown else total + now - then
+
+    def cores(self) -> dict[str, float | None]:
+        return {
+            f"cpu_{k}": None if v is None or not self.wall else v / self.wall
+            for k, v in self.cpu.items()
+        }
