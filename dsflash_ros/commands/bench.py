@@ -186,6 +186,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="frames at once in the node and the bare pipeline (node parameter `workers`; "
         "0: the node's auto); --threads sets each one's CPU threads (`cpu_threads`)",
     )
+    ros.add_argument(
+        "--ros-param",
+        action="append",
+        metavar="NAME:=VALUE",
+        help="one more node parameter (repeatable), e.g. input_size:=480 or tracking:=false; "
+        "pipeline options among them apply to the bare pipeline as well",
+    )
     ros.add_argument("--ros-frames", type=int, default=10, help="distinct frames, looped")
     ros.add_argument("--ros-size", type=_size, default="640x480", help="frame size WxH")
     ros.add_argument("--ros-rate", type=float, default=30.0, help="camera frames per second")

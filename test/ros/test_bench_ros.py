@@ -89,13 +89,26 @@ def test_bench_ros_with_a_compressed_camera(tmp_path):
     out = tmp_path / "bench.json"
     args = [*CLI, *SMALL, "--model", str(model), "--ros-seconds", "1", "--ros-rounds", "1"]
     args += ["--ros-transport", "compressed", "--json", str(out)]
+    args += ["--ros-param", "pair_topk:=0", "--ros-param", "tracking:=false"]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "160x120 jpeg at 30 Hz" in proc.stdout
     report = json.loads(out.read_text())["ros"]
     assert report["config"]["transport"] == "compressed"
+    assert report["config"]["params"] == ["pair_topk:=0", "tracking:=false"]
     assert report["node"]["fps"] > 0 and report["node"]["answered"] > 0
     assert report["bare_fed"]["input_hz"] > 5
+
+
+def test_ros_params_reach_the_bare_pipeline_too():
+    from dsflash_ros.ros.programs.bench_node import NodeBenchConfig, pipeline_changes
+
+    params = ("input_size:=480", "tracking:=false", "precision:=bf16")
+    # pipeline options only, parsed as the node parses parameter values
+    assert pipeline_changes(params) == {"input_size": 480, "precision": "bf16"}
+    for bad in ("input_size=480", ":=3", "input_size:="):
+        with pytest.raises(ValueError, match="NAME:=VALUE"):
+            NodeBenchConfig(params=(bad,)).validate()
 
 
 def test_bench_ros_interrupted_leaves_no_processes(tmp_path):

@@ -104,6 +104,9 @@ class NodeBenchConfig:
     workers: int = 0  # frames at once (node parameter `workers`; 0: the node's auto)
     threads: int = 0  # CPU threads per frame (node parameter `cpu_threads`; 0: auto)
     startup_timeout: float = 300.0  # until the node's first answer
+    # more node parameters, NAME:=VALUE (--ros-param); those that are pipeline options
+    # (e.g. input_size, pair_topk) go to the bare pipeline as well
+    params: tuple[str, ...] = ()
 
     def validate(self) -> None:
         if self.frames < 1:
@@ -118,6 +121,29 @@ class NodeBenchConfig:
             raise ValueError(f"--ros-transport must be raw or compressed, got {self.transport!r}")
         if self.threads < 0 or self.workers < 0:
             raise ValueError("--threads and --ros-workers must be >= 0 (0 = the node's auto)")
+        extra_params(self.params)  # raises on a malformed one
+
+
+def extra_params(params: tuple[str, ...]) -> dict[str, str]:
+    """``("input_size:=480", ...)`` -> ``{"input_size": "480"}`` (ValueError when malformed)."""
+    out: dict[str, str] = {}
+    for item in params:
+        name, sep, value = item.partition(":=")
+        if not sep or not name.isidentifier() or not value:
+            raise ValueError(f"--ros-param must be NAME:=VALUE (as ros2 run -p), got {item!r}")
+        out[name] = value
+    return out
+
+
+def pipeline_changes(params: tuple[str, ...]) -> dict[str, Any]:
+    """The --ros-param values that are pipeline options, parsed as the node parses them
+    (YAML scalars), for the bare pipeline."""
+    import yaml
+
+    from dsflash_ros.runtime.pipeline import PipelineOptions
+
+    fields = {f.name for f in dataclasses.fields(PipelineOptions)}
+    return {k: yaml.safe_load(v) for k, v in extra_params(params).items() if k in fields}
 
 
 # ----------------------------------------------------------------------------- frames
@@ -246,6 +272,7 @@ def _node_command(cfg: NodeBenchConfig, ns: str) -> list[str]:
     }
     if cfg.model:
         params["model_path"] = str(Path(cfg.model).resolve())
+    params.update(extra_params(cfg.params))
     command = ["-m", "dsflash_ros.ros.programs.dsflash_node", "--ros-args", "-r", f"__ns:={ns}"]
     for k, v in params.items():
         command += ["-p", f"{k}:={v}"]
@@ -419,6 +446,7 @@ class _BarePipeline:
         options = PipelineOptions(
             backend=cfg.backend, device=cfg.device, precision=cfg.precision, prune=cfg.prune
         )
+        options = dataclasses.replace(options, **pipeline_changes(cfg.params))
         self.pipe = Pipeline.load(cfg.model or None, options)
         self.runs = {kind: _BareRuns() for kind in ("bare", "fed")}
 
@@ -545,6 +573,7 @@ def config_from_args(args: argparse.Namespace) -> NodeBenchConfig:
         rounds=args.ros_rounds,
         workers=args.ros_workers,
         threads=args.threads,
+        params=tuple(args.ros_param or ()),
     )
 
 
