@@ -68,6 +68,7 @@ class TrackingConfig:
     min_hits: int = _default("track_min_hits")
     max_age: int = _default("track_max_age")
     coast_frames: int = _default("track_coast_frames")
+    coast_min_score: float = _default("track_coast_min_score")
     relation_smoothing: float = _default("relation_smoothing")  # EMA factor, 0 = off
     relation_threshold: float = OPTION["relation_threshold"].default  # on smoothed scores
     event_on_frames: int = _default("event_on_frames")
@@ -81,6 +82,7 @@ class TrackingConfig:
         "min_hits": "track_min_hits",
         "max_age": "track_max_age",
         "coast_frames": "track_coast_frames",
+        "coast_min_score": "track_coast_min_score",
         "relation_smoothing": "relation_smoothing",
         "event_on_frames": "event_on_frames",
         "event_off_frames": "event_off_frames",
@@ -173,7 +175,9 @@ class SceneGraphTracker:
         self.config = config or TrackingConfig()
         self.config.check()
         c = self.config
-        self.tracker = MaskTracker(c.iou_threshold, c.min_hits, c.max_age, c.motion, c.coast_frames)
+        self.tracker = MaskTracker(
+            c.iou_threshold, c.min_hits, c.max_age, c.motion, c.coast_frames, c.coast_min_score
+        )
         self.smoother = RelationSmoother(c.relation_smoothing)
         self.object_events = Hysteresis(c.event_on_frames, c.event_off_frames)
         self.relation_events = Hysteresis(c.event_on_frames, c.event_off_frames)
@@ -191,6 +195,7 @@ class SceneGraphTracker:
             config.max_age,
             config.motion,
             config.coast_frames,
+            config.coast_min_score,
         )
         self.smoother.smoothing = float(config.relation_smoothing)
         self.object_events.configure(config.event_on_frames, config.event_off_frames)

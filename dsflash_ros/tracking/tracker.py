@@ -34,7 +34,9 @@ consecutive unmatched frames and is deleted after that.
 Coasting: a confirmed track that missed its detection is reported for up to
 ``coast_frames`` consecutive unmatched frames (``TrackerOutput.coasted``, with its last mask
 moved by its velocity, :meth:`MaskTracker.predicted_mask`): a segmenter that finds an
-object in 6 frames of 10 still gives one object in every frame.
+object in 6 frames of 10 still gives one object in every frame. Only tracks whose average
+score is at least ``coast_min_score`` coast: a track the segmenter was unsure of is more
+often a false detection, or a poor mask, than an object worth holding.
 """
 
 from __future__ import annotations
@@ -143,7 +145,8 @@ class MaskTracker:
 
     ``iou_threshold``: the least mask overlap for a segment to continue a track (same class
     only). ``min_hits`` >= 1, ``max_age`` >= 0, ``coast_frames`` >= 0 (frames; coasting
-    stops with the track, after ``max_age``).
+    stops with the track, after ``max_age``); ``coast_min_score``: the least average score
+    of a track that coasts.
     """
 
     def __init__(
@@ -153,8 +156,9 @@ class MaskTracker:
         max_age: int = 15,
         motion: bool = True,
         coast_frames: int = 0,
+        coast_min_score: float = 0.0,
     ):
-        self.configure(iou_threshold, min_hits, max_age, motion, coast_frames)
+        self.configure(iou_threshold, min_hits, max_age, motion, coast_frames, coast_min_score)
         self.tracks: list[Track] = []
         self.frame = -1
         self._next_key = 1
@@ -176,6 +180,7 @@ class MaskTracker:
         max_age: int,
         motion: bool = True,
         coast_frames: int = 0,
+        coast_min_score: float = 0.0,
     ) -> None:
         """Change the settings; existing tracks are kept."""
         self.iou_threshold = float(iou_threshold)
@@ -183,6 +188,7 @@ class MaskTracker:
         self.max_age = int(max_age)
         self.motion = bool(motion)
         self.coast_frames = int(coast_frames)
+        self.coast_min_score = float(coast_min_score)
 
     def predicted_mask(self, tr: Track, frame: int) -> tuple[np.ndarray, int, int]:
         """(crop, y0, x0): the track's last mask where it is expected in ``frame`` (moved by
@@ -320,7 +326,10 @@ class MaskTracker:
         coasted = [
             tr
             for tr in kept
-            if tr.confirmed and tr.last_frame < self.frame and tr.misses <= self.coast_frames
+            if tr.confirmed
+            and tr.last_frame < self.frame
+            and tr.misses <= self.coast_frames
+            and tr.score >= self.coast_min_score
         ]
         return TrackerOutput(track_ids, keys, deleted, out_classes, out_scores, coasted)
 

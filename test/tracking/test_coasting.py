@@ -16,7 +16,7 @@ FLOOR = 2
 STEP = 8  # the cup moves 8 px to the right per frame
 
 
-def frame(k: int, cup: bool = True, person: bool = True, cup_x0: int = 100):
+def frame(k: int, cup: bool = True, person: bool = True, cup_x0: int = 100, cup_score=1.0):
     """Frame k: the floor (stuff) fills the lower half, a 60x40 cup moves right, a person
     stands still at the left; either thing may be missed by the 'segmenter'."""
     pan = np.zeros((H, W), np.uint16)
@@ -32,7 +32,10 @@ def frame(k: int, cup: bool = True, person: bool = True, cup_x0: int = 100):
         objects.append(2)
         classes.append(1)
     rel = [(1, 2, 0, 0.9)] if cup and person else []
-    return result_from_segments(pan, objects, classes, CLASSES, IS_THING, PREDICATES, relations=rel)
+    scores = [1.0] * (len(objects) - 1) + [cup_score if cup else 1.0]
+    return result_from_segments(
+        pan, objects, classes, CLASSES, IS_THING, PREDICATES, relations=rel, scores=scores
+    )
 
 
 def tracked_cup(f):
@@ -82,6 +85,15 @@ def test_coasting_ends_after_coast_frames_and_zero_turns_it_off():
     # the track itself lives on (max_age): the cup found again gets its id back
     back = t.update(frame(12, cup=True))
     assert tracked_cup(back)[1] == tracked_cup(out[3])[1]
+
+
+def test_only_tracks_with_a_high_average_score_coast():
+    cfg = TrackingConfig(min_hits=2, coast_frames=5, coast_min_score=0.9)
+    for score, held in ((0.95, True), (0.6, False)):
+        t = SceneGraphTracker(cfg)
+        out = [t.update(frame(k, cup=k < 4, cup_score=score)) for k in range(6)]
+        assert tracked_cup(out[3])[1] > 0  # confirmed either way
+        assert (tracked_cup(out[4]) is not None) == held, score
 
 
 def test_tentative_tracks_are_not_coasted():
