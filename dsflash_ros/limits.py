@@ -141,6 +141,20 @@ TRACKING_OPTIONS: tuple[Option, ...] = (
         (0, 10000),
     ),
     Option(
+        "track_coast_frames",
+        5,
+        "Frames a tracked object the model missed is still reported (its last mask moved by "
+        "the track's motion; 0 = only objects found in the frame); at most track_max_age",
+        (0, 10000),
+    ),
+    Option(
+        "track_coast_min_score",
+        0.9,
+        "Least average segment score of a track for its object to be reported while missed "
+        "(track_coast_frames)",
+        (0.0, 1.0),
+    ),
+    Option(
         "relation_smoothing",
         0.5,
         "Weight of the past in the moving average of relation scores per (subject track, "

@@ -205,6 +205,7 @@ class FrameStream:
             result = tracked.result
             tracks = {
                 "track_ids": tracked.track_ids,
+                "observed": tracked.observed,
                 "relation_tracks": (
                     tracked.relation_subject_tracks,
                     tracked.relation_object_tracks,

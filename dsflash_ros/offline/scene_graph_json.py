@@ -21,8 +21,10 @@ One document per image (``<name>.json``) or per processed video frame (one line 
     }
 
 Video frames processed with tracking (``dsflash infer`` on a video) add ``"track_id"`` to
-each object (stable across frames; 0 = not confirmed yet) and ``"subject_track"`` /
-``"object_track"`` to each relation; both are optional.
+each object (stable across frames; 0 = not confirmed yet) and ``"observed"`` (false: the
+model missed the object in this frame and its track is held, its mask moved by the track's
+motion; see ``track_coast_frames``), and ``"subject_track"`` / ``"object_track"`` to each
+relation; all are optional.
 
 Pixel coordinates are in the input image (x right, y down, origin top-left pixel corner for
 ``bbox``; ``centroid`` is the mean pixel index). Object ``id`` is the value of the object's
@@ -113,8 +115,9 @@ SCENE_GRAPH_SCHEMA: dict[str, Any] = {
                         "area": _int(1),
                         "centroid": _pair(_num()),
                         "track_id": _int(0),
+                        "observed": {"type": "boolean"},
                     },
-                    optional=("track_id",),
+                    optional=("track_id", "observed"),
                 ),
             },
             "relations": {
@@ -154,9 +157,11 @@ def result_to_document(
     panoptic_png: str | None = None,
     track_ids: Any = None,
     relation_tracks: tuple[Any, Any] | None = None,
+    observed: Any = None,
 ) -> dict[str, Any]:
     """The JSON document (plain dict) of one frame's result. ``track_ids[i]``: track id of
-    object i; ``relation_tracks``: (subject tracks, object tracks) per relation (tracking)."""
+    object i; ``observed[i]``: whether object i was found in this frame (false: held by its
+    track); ``relation_tracks``: (subject tracks, object tracks) per relation (tracking)."""
     objects = [
         {
             "id": o.id,
@@ -188,6 +193,9 @@ def result_to_document(
     if track_ids is not None:
         for o, tid in zip(objects, track_ids):
             o["track_id"] = int(tid)
+    if observed is not None:
+        for o, seen in zip(objects, observed):
+            o["observed"] = bool(seen)
     if relation_tracks is not None:
         for r, st, ot in zip(relations, *relation_tracks):
             r["subject_track"], r["object_track"] = int(st), int(ot)

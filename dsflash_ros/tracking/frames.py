@@ -10,6 +10,17 @@ import numpy as np
 from dsflash_ros.runtime.result import SceneGraphResult
 
 
+def measure(mask: np.ndarray) -> tuple[tuple[int, int, int, int], int, tuple[float, float]]:
+    """(box x, y, w, h; area; centroid x, y) of a boolean mask, in its pixels (all 0 when
+    it is empty)."""
+    ys, xs = np.nonzero(mask)
+    if ys.size == 0:
+        return (0, 0, 0, 0), 0, (0.0, 0.0)
+    x0, y0 = int(xs.min()), int(ys.min())
+    box = (x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1)
+    return box, int(ys.size), (float(xs.mean()), float(ys.mean()))
+
+
 def result_from_segments(
     panoptic: np.ndarray,
     object_ids: Sequence[int],
@@ -29,12 +40,7 @@ def result_from_segments(
     areas = np.zeros(n, np.int64)
     cents = np.zeros((n, 2), np.float32)
     for i, oid in enumerate(ids):
-        ys, xs = np.nonzero(pan == oid)
-        if ys.size:
-            x0, y0 = int(xs.min()), int(ys.min())
-            boxes[i] = (x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1)
-            areas[i] = ys.size
-            cents[i] = (xs.mean(), ys.mean())
+        boxes[i], areas[i], cents[i] = measure(pan == oid)
     rel = sorted(relations, key=lambda r: -r[3])
     return SceneGraphResult(
         panoptic=pan,

@@ -22,6 +22,7 @@ from dsflash_ros.tracking.events import (
     ObjectEvent,
     RelationEvent,
 )
+from dsflash_ros.tracking.frames import measure
 from dsflash_ros.tracking.relations import RelationSmoother
 from dsflash_ros.tracking.tracker import MaskTracker, Track
 
@@ -32,13 +33,17 @@ from dsflash_ros.tracking.tracker import MaskTracker, Track
 TRACKING_MIN_SIDE = 240
 
 
+def tracking_step(height: int, width: int) -> int:
+    """The subsampling step of the tracker's view of a ``height`` x ``width`` frame."""
+    return max(1, min(height, width) // TRACKING_MIN_SIDE)
+
+
 def tracking_view(
     result: SceneGraphResult,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """The panoptic image the tracker works on, the segments' boxes in it, and their areas
     (None: counted by the tracker on the subsampled image)."""
-    h, w = result.panoptic.shape
-    step = max(1, min(h, w) // TRACKING_MIN_SIDE)
+    step = tracking_step(*result.panoptic.shape)
     if step == 1:
         return result.panoptic, result.boxes_xywh, result.areas
     panoptic = np.ascontiguousarray(result.panoptic[::step, ::step])
@@ -62,6 +67,8 @@ class TrackingConfig:
     iou_threshold: float = _default("track_iou_threshold")
     min_hits: int = _default("track_min_hits")
     max_age: int = _default("track_max_age")
+    coast_frames: int = _default("track_coast_frames")
+    coast_min_score: float = _default("track_coast_min_score")
     relation_smoothing: float = _default("relation_smoothing")  # EMA factor, 0 = off
     relation_threshold: float = OPTION["relation_threshold"].default  # on smoothed scores
     event_on_frames: int = _default("event_on_frames")
@@ -74,6 +81,8 @@ class TrackingConfig:
         "iou_threshold": "track_iou_threshold",
         "min_hits": "track_min_hits",
         "max_age": "track_max_age",
+        "coast_frames": "track_coast_frames",
+        "coast_min_score": "track_coast_min_score",
         "relation_smoothing": "relation_smoothing",
         "event_on_frames": "event_on_frames",
         "event_off_frames": "event_off_frames",
@@ -124,11 +133,16 @@ class TrackedFrame:
     or above the relation threshold (without smoothing: its own relations at or above it).
     ``track_ids[i]`` belongs to object i of ``result`` (0 = not confirmed yet);
     ``relation_subject_tracks[r]`` / ``relation_object_tracks[r]`` to relation r.
+    ``observed[i]`` is false for an object the model did not find in this frame but whose
+    track is held (coasting, ``coast_frames``): it comes after the frame's own objects, its
+    mask is the track's last one moved by the track's motion, painted over stuff and void
+    only (never over a thing found in this frame), and it is in no relation.
     """
 
     result: SceneGraphResult
     frame: int
     track_ids: np.ndarray  # (N,) uint32
+    observed: np.ndarray  # (N,) bool
     relation_subject_tracks: np.ndarray  # (R,) uint32
     relation_object_tracks: np.ndarray  # (R,) uint32
     object_events: list[ObjectEvent] = field(default_factory=list)
@@ -161,7 +175,9 @@ class SceneGraphTracker:
         self.config = config or TrackingConfig()
         self.config.check()
         c = self.config
-        self.tracker = MaskTracker(c.iou_threshold, c.min_hits, c.max_age, c.motion)
+        self.tracker = MaskTracker(
+            c.iou_threshold, c.min_hits, c.max_age, c.motion, c.coast_frames, c.coast_min_score
+        )
         self.smoother = RelationSmoother(c.relation_smoothing)
         self.object_events = Hysteresis(c.event_on_frames, c.event_off_frames)
         self.relation_events = Hysteresis(c.event_on_frames, c.event_off_frames)
@@ -173,7 +189,14 @@ class SceneGraphTracker:
         """New settings from the next frame on; tracks and their ids are kept."""
         config.check()
         self.config = config
-        self.tracker.configure(config.iou_threshold, config.min_hits, config.max_age, config.motion)
+        self.tracker.configure(
+            config.iou_threshold,
+            config.min_hits,
+            config.max_age,
+            config.motion,
+            config.coast_frames,
+            config.coast_min_score,
+        )
         self.smoother.smoothing = float(config.relation_smoothing)
         self.object_events.configure(config.event_on_frames, config.event_off_frames)
         self.relation_events.configure(config.event_on_frames, config.event_off_frames)
@@ -292,10 +315,14 @@ class SceneGraphTracker:
                 rel_events.append(self._relation_event(kind, k, s_tr, o_tr, id_of_key, frame))
         live = self.relation_events.state
         self._relation_score = {k: v for k, v in self._relation_score.items() if k in live}
+        result, held = _with_coasted(result, self.tracker, out.coasted)
+        track_ids = np.concatenate([out.track_ids, np.array(held, np.uint32)])
+        observed = np.arange(track_ids.shape[0]) < out.track_ids.shape[0]
         return TrackedFrame(
             result=result,
             frame=frame,
-            track_ids=out.track_ids,
+            track_ids=track_ids,
+            observed=observed,
             relation_subject_tracks=subj_t,
             relation_object_tracks=obj_t,
             object_events=obj_events,
@@ -319,6 +346,63 @@ class SceneGraphTracker:
             score=float(self._relation_score.get(k, 0.0)),
             frame=frame,
         )
+
+
+def _with_coasted(
+    result: SceneGraphResult, tracker: MaskTracker, coasted: list[Track]
+) -> tuple[SceneGraphResult, list[int]]:
+    """The result with each coasted track added as an object (see :class:`TrackedFrame`),
+    and the track ids of the objects added. A track whose predicted mask has no free pixel
+    left in the image (left it, or hidden by a thing found in this frame) is not added."""
+    if not coasted:
+        return result, []
+    pan = result.panoptic.copy()
+    H, W = pan.shape
+    step = tracking_step(H, W)
+    things = result.object_ids[[bool(result.is_thing_table[int(c)]) for c in result.class_ids]]
+    free = ~np.isin(pan, things) if things.size else np.ones(pan.shape, bool)
+    next_id = int(result.object_ids.max(initial=0)) + 1
+    touched: set[int] = set()
+    rows: list[tuple] = []  # (id, class, score, box, area, centroid)
+    held: list[int] = []
+    for tr in sorted(coasted, key=lambda t: (t.misses, -t.area)):
+        crop, y0, x0 = tracker.predicted_mask(tr, tracker.frame)
+        crop = crop.repeat(step, 0).repeat(step, 1)
+        y0, x0, (h, w) = y0 * step, x0 * step, crop.shape
+        ya, yb, xa, xb = max(y0, 0), min(y0 + h, H), max(x0, 0), min(x0 + w, W)
+        if ya >= yb or xa >= xb or next_id > np.iinfo(np.uint16).max:
+            continue
+        m = crop[ya - y0 : yb - y0, xa - x0 : xb - x0] & free[ya:yb, xa:xb]
+        if not m.any():
+            continue
+        window = pan[ya:yb, xa:xb]
+        touched.update(int(v) for v in np.unique(window[m]) if v)
+        window[m] = next_id
+        free[ya:yb, xa:xb][m] = False
+        (bx, by, bw, bh), area, (cx, cy) = measure(m)
+        rows.append(
+            (next_id, tr.class_id, tr.score, (bx + xa, by + ya, bw, bh), area, (cx + xa, cy + ya))
+        )
+        held.append(tr.track_id)
+        next_id += 1
+    if not rows:
+        return result, []
+    boxes = np.asarray(result.boxes_xywh, np.int64).copy()
+    areas = np.asarray(result.areas, np.int64).copy()
+    cents = np.asarray(result.centroids, np.float32).copy()
+    for i in np.flatnonzero(np.isin(result.object_ids, list(touched))):
+        boxes[i], areas[i], cents[i] = measure(pan == result.object_ids[i])
+    ids, classes, scores, new_boxes, new_areas, new_cents = zip(*rows)
+    return dataclasses.replace(
+        result,
+        panoptic=pan,
+        object_ids=np.concatenate([result.object_ids, np.array(ids, result.object_ids.dtype)]),
+        class_ids=np.concatenate([result.class_ids, np.array(classes, np.int64)]),
+        scores=np.concatenate([result.scores, np.array(scores, np.float32)]),
+        boxes_xywh=np.concatenate([boxes.reshape(-1, 4), np.array(new_boxes, np.int64)]),
+        areas=np.concatenate([areas, np.array(new_areas, np.int64)]),
+        centroids=np.concatenate([cents.reshape(-1, 2), np.array(new_cents, np.float32)]),
+    ), held
 
 
 def _name(table: list[str], i: int) -> str:

@@ -30,6 +30,13 @@ Lifecycle (as in SORT): an unmatched segment starts a tentative track; it is con
 after ``min_hits`` consecutive matched frames (and only then gets its public track id);
 a tentative track that misses a frame is dropped; a confirmed track survives ``max_age``
 consecutive unmatched frames and is deleted after that.
+
+Coasting: a confirmed track that missed its detection is reported for up to
+``coast_frames`` consecutive unmatched frames (``TrackerOutput.coasted``, with its last mask
+moved by its velocity, :meth:`MaskTracker.predicted_mask`): a segmenter that finds an
+object in 6 frames of 10 still gives one object in every frame. Only tracks whose average
+score is at least ``coast_min_score`` coast: a track the segmenter was unsure of is more
+often a false detection, or a poor mask, than an object worth holding.
 """
 
 from __future__ import annotations
@@ -94,7 +101,8 @@ class TrackerOutput:
 
     ``track_ids[i]`` is the public id of segment i (0 = not confirmed yet); ``keys[i]`` the
     internal track key of segment i (every segment has one). ``deleted`` lists the confirmed
-    tracks that ended in this frame.
+    tracks that ended in this frame; ``coasted`` the confirmed tracks not matched in this
+    frame that are still reported (at most ``coast_frames`` frames since their last match).
     """
 
     track_ids: np.ndarray  # (N,) uint32
@@ -102,6 +110,7 @@ class TrackerOutput:
     deleted: list[Track] = field(default_factory=list)
     class_ids: np.ndarray | None = None  # (N,) int64: the track's (smoothed) class
     scores: np.ndarray | None = None  # (N,) float32: the track's (smoothed) score
+    coasted: list[Track] = field(default_factory=list)
 
 
 def _assign(
@@ -135,7 +144,9 @@ class MaskTracker:
     """Associates the segments of consecutive panoptic frames into tracks.
 
     ``iou_threshold``: the least mask overlap for a segment to continue a track (same class
-    only). ``min_hits`` >= 1, ``max_age`` >= 0 (frames).
+    only). ``min_hits`` >= 1, ``max_age`` >= 0, ``coast_frames`` >= 0 (frames; coasting
+    stops with the track, after ``max_age``); ``coast_min_score``: the least average score
+    of a track that coasts.
     """
 
     def __init__(
@@ -144,11 +155,10 @@ class MaskTracker:
         min_hits: int = 2,
         max_age: int = 15,
         motion: bool = True,
+        coast_frames: int = 0,
+        coast_min_score: float = 0.0,
     ):
-        self.iou_threshold = float(iou_threshold)
-        self.min_hits = int(min_hits)
-        self.max_age = int(max_age)
-        self.motion = bool(motion)
+        self.configure(iou_threshold, min_hits, max_age, motion, coast_frames, coast_min_score)
         self.tracks: list[Track] = []
         self.frame = -1
         self._next_key = 1
@@ -164,13 +174,31 @@ class MaskTracker:
             self._next_id = 1
 
     def configure(
-        self, iou_threshold: float, min_hits: int, max_age: int, motion: bool = True
+        self,
+        iou_threshold: float,
+        min_hits: int,
+        max_age: int,
+        motion: bool = True,
+        coast_frames: int = 0,
+        coast_min_score: float = 0.0,
     ) -> None:
         """Change the settings; existing tracks are kept."""
         self.iou_threshold = float(iou_threshold)
         self.min_hits = int(min_hits)
         self.max_age = int(max_age)
         self.motion = bool(motion)
+        self.coast_frames = int(coast_frames)
+        self.coast_min_score = float(coast_min_score)
+
+    def predicted_mask(self, tr: Track, frame: int) -> tuple[np.ndarray, int, int]:
+        """(crop, y0, x0): the track's last mask where it is expected in ``frame`` (moved by
+        its velocity times the frames since its last match when ``motion`` is on)."""
+        y0, x0 = tr.y0, tr.x0
+        if self.motion:
+            age = frame - tr.last_frame
+            y0 += int(np.rint(tr.vy * age))
+            x0 += int(np.rint(tr.vx * age))
+        return tr.mask, y0, x0
 
     def overlap_matrix(
         self, panoptic: np.ndarray, object_ids: np.ndarray, areas: np.ndarray | None = None
@@ -192,11 +220,7 @@ class MaskTracker:
         H, W = panoptic.shape
         for t, tr in enumerate(self.tracks):
             h, w = tr.mask.shape
-            y0, x0 = tr.y0, tr.x0
-            if self.motion:
-                age = self.frame + 1 - tr.last_frame
-                y0 += int(np.rint(tr.vy * age))
-                x0 += int(np.rint(tr.vx * age))
+            _, y0, x0 = self.predicted_mask(tr, self.frame + 1)
             # the part of the (moved) crop inside the frame; the frame may also have changed
             ya, yb, xa, xb = max(y0, 0), min(y0 + h, H), max(x0, 0), min(x0 + w, W)
             if ya >= yb or xa >= xb:
@@ -299,7 +323,15 @@ class MaskTracker:
             out_classes[i] = tr.class_id
             out_scores[i] = tr.score
         self.tracks = kept
-        return TrackerOutput(track_ids, keys, deleted, out_classes, out_scores)
+        coasted = [
+            tr
+            for tr in kept
+            if tr.confirmed
+            and tr.last_frame < self.frame
+            and tr.misses <= self.coast_frames
+            and tr.score >= self.coast_min_score
+        ]
+        return TrackerOutput(track_ids, keys, deleted, out_classes, out_scores, coasted)
 
     def _match_near(self, panoptic, object_ids, same_class, matches, boxes_xywh):
         """Second stage for what overlap left unmatched: same class, similar size, box

@@ -34,14 +34,19 @@ def _video(path: Path) -> Path:
 class Scripted:
     """Frame k: a person and a cup moving right; 'holding' reported for frames 3..7."""
 
-    def __init__(self) -> None:
+    def __init__(self, cup_missed: tuple[int, ...] = ()) -> None:
         self.k = 0
+        self.cup_missed = cup_missed  # frames in which the 'model' misses the cup
 
     def __call__(self, rgb: np.ndarray):
         k, self.k = self.k, self.k + 1
         pan = np.zeros(rgb.shape[:2], np.uint16)
         a, b = (1, 2) if k % 2 else (2, 1)  # per-frame ids swap every frame
         pan[10:40, 5 + k : 25 + k] = a
+        if k in self.cup_missed:
+            return result_from_segments(
+                pan, [a], [0], ["person", "cup"], predicate_names=["holding"]
+            )
         pan[20:40, 40 + k : 55 + k] = b
         rel = [(a, b, 0, 0.9)] if 3 <= k < 8 else []
         return result_from_segments(
@@ -62,6 +67,7 @@ def test_video_with_tracking(tmp_path: Path) -> None:
     cup = {o["track_id"] for d in docs[1:] for o in d["objects"] if o["class"] == "cup"}
     assert len(person) == 1 and len(cup) == 1 and person != cup and 0 not in person
     assert {o["track_id"] for o in docs[0]["objects"]} == {0}
+    assert all(o["observed"] for d in docs for o in d["objects"])
     rel = docs[5]["relations"][0]
     assert (rel["subject_track"], rel["object_track"]) == (min(person), min(cup))
 
@@ -79,6 +85,19 @@ def test_video_with_tracking(tmp_path: Path) -> None:
     assert started["predicate"] == "holding" and started["subject_class"] == "person"
     assert started["timestamp_ms"] == pytest.approx(400.0, abs=1.0)
     assert [p for p in out.iterdir() if p.name.startswith("clip_overlay.")]
+
+
+def test_video_tracking_holds_a_missed_object_as_not_observed(tmp_path: Path) -> None:
+    video = _video(tmp_path / "clip")
+    cfg = TrackingConfig(min_hits=2, coast_frames=3)
+    run_inference([video], tmp_path / "out", Scripted((5, 6)), progress=False, tracking=cfg)
+    docs = [json.loads(x) for x in (tmp_path / "out" / "clip.jsonl").read_text().splitlines()]
+    cups = [[o for o in d["objects"] if o["class"] == "cup"] for d in docs]
+    assert all(len(c) == 1 for c in cups)  # held through the two missed frames
+    assert [c[0]["observed"] for c in cups[3:9]] == [True, True, False, False, True, True]
+    assert len({c[0]["track_id"] for c in cups[1:]}) == 1
+    # the held mask moved with the cup (1 px per frame): its box starts where the cup is
+    assert [c[0]["bbox"][0] for c in cups[4:8]] == [44, 45, 46, 47]
 
 
 def test_video_without_tracking_has_no_track_fields(tmp_path: Path) -> None:
