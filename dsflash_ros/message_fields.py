@@ -70,6 +70,7 @@ def scene_graph_fields(
     if tracked is not None:
         result = tracked.result
     track_ids = tracked.track_ids if tracked is not None else None
+    observed = tracked.observed if tracked is not None else None
     rows = geometry.index() if geometry is not None else {}
     objects = []
     for i, o in enumerate(result.objects()):
@@ -79,6 +80,7 @@ def scene_graph_fields(
             | {
                 "id": o.id,
                 "track_id": int(track_ids[i]) if track_ids is not None else 0,
+                "observed": bool(observed[i]) if observed is not None else True,
                 "class_id": o.class_id,
                 "class_name": o.class_name,
                 "is_thing": o.is_thing,

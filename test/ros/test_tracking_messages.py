@@ -54,3 +54,22 @@ def test_scene_graph_and_events_carry_track_ids():
     assert (rel.subject_class, rel.object_class) == ("person", "cup")
     assert rel.score == pytest.approx(0.7)
     assert not frames[2].has_events
+
+
+def test_a_held_object_is_marked_not_observed():
+    """A tracked thing the model misses in one frame is still in the message, held
+    (coasting), with observed false; the frame's own objects have observed true."""
+    tracker = SceneGraphTracker(TrackingConfig(min_hits=1, coast_frames=3, coast_min_score=0.5))
+    for s in range(3):
+        tracker.update(_graph(s))
+    pan = np.zeros((40, 80), np.uint16)
+    pan[5:25, 8:28] = 1  # the person only: the cup is missed
+    missed = result_from_segments(pan, [1], [0], ["person", "cup"], predicate_names=["holding"])
+    frame = tracker.update(missed)
+    msg = deserialize_message(
+        serialize_message(scene_graph_msg(frame.result, Header(), frame)),
+        type(scene_graph_msg(frame.result, Header(), frame)),
+    )
+    seen = {o.class_name: o.observed for o in msg.objects}
+    assert seen == {"person": True, "cup": False}
+    assert all(o.observed for o in scene_graph_msg(_graph(0), Header()).objects)
