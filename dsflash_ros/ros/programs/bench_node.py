@@ -224,7 +224,7 @@ class _Listener:
     def __init__(self, ns: str, compressed: bool = False) -> None:
         self.context = rclpy.Context()
         # no rclpy signal handlers: Ctrl-C stays a KeyboardInterrupt, handled by our cleanup
-        rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
+        rclpy.init(args=[], context=self.context, signal_handler_options=SignalHandlerOptions.NO)
         self.node = rclpy.create_node("dsflash_bench_listener", namespace=ns, context=self.context)
         self.graphs: list[Graph] = []
         self._lock = threading.Lock()
