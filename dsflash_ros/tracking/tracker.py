@@ -381,7 +381,10 @@ class MaskTracker:
             box = _box_of(panoptic, seg_id)
         mask, x0, y0 = _crop(panoptic, seg_id, box)
         tr.mask, tr.x0, tr.y0 = mask, x0, y0
-        tr.area = int(mask.sum())
+        # centroid from the row and column counts: exact, without materialising every
+        # pixel's coordinates (np.nonzero was the tracker's largest cost at 640x480)
+        rows, cols = mask.sum(axis=1), mask.sum(axis=0)
+        tr.area = int(rows.sum())
         if tr.area:
-            ys, xs = np.nonzero(mask)
-            tr.cy, tr.cx = float(ys.mean()) + y0, float(xs.mean()) + x0
+            tr.cy = float(rows @ np.arange(rows.size)) / tr.area + y0
+            tr.cx = float(cols @ np.arange(cols.size)) / tr.area + x0
