@@ -242,8 +242,14 @@ def test_ctrl_c_leaves_a_finished_mcap(setup: dict, tmp_path: Path) -> None:
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     lines = out / "run_cam1_image_raw_compressed.jsonl"
     try:
-        H.wait_until(lambda: lines.exists() and lines.read_text().count("\n") >= 2, 120, "frames")
+        # stop the process the moment its second line is there, then interrupt it: however
+        # fast the machine, the signal is delivered with most frames still to do
+        H.wait_until(
+            lambda: lines.exists() and lines.read_text().count("\n") >= 2, 120, "frames", 0.002
+        )
+        proc.send_signal(signal.SIGSTOP)
         proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGCONT)
         _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
