@@ -19,6 +19,7 @@ import contextlib
 import signal
 import sys
 from collections.abc import Callable, Iterator
+from typing import Any
 
 _received: list[int] = []
 _on_stop: list[Callable[[], None]] = []
@@ -77,6 +78,26 @@ def run(body: Callable[[], int]) -> int:
         if stop_requested():
             return 0
         raise
+
+
+def spin(node: Any, executor: Any, release: Callable[[], None] | None = None) -> None:
+    """Spin ``executor`` (with ``node`` added) until a stop signal or an external shutdown,
+    then ``release()`` (if given), shut the executor down, destroy the node and shut rclpy
+    down: a program's whole life after start-up."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+
+    try:
+        if not stop_requested():
+            executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if release is not None:
+            release()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
 
 
 def fail(program: str, message: str, status: int = 2) -> int:

@@ -11,7 +11,7 @@ import os
 import sys
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.logging import LoggingSeverity
 
 from dsflash_ros.ros import fastdds, process
@@ -95,16 +95,7 @@ def spin_until_shutdown(node: DSFlashNode, executor: SingleThreadedExecutor | No
     if executor is None:
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-    try:
-        if not process.stop_requested():
-            executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.stop_and_release()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
+    process.spin(node, executor, release=node.stop_and_release)
 
 
 if __name__ == "__main__":
