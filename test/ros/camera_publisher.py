@@ -1,12 +1,17 @@
 """A camera driver stand-in in its own OS process: publishes rgb8 frames of a real size.
 
 python camera_publisher.py TOPIC RELIABILITY WIDTH HEIGHT COUNT RATE_HZ [--match MODE]
+    [--frame-id ID] [--answers GRAPH_TOPIC]
 
 RELIABILITY is ``reliable`` (what usb_cam / realsense offer: the rclcpp default QoS, depth
 10) or ``best_effort`` (sensor-data QoS, depth 5). Before the first frame it waits (up to
 60 s) for MODE: ``same`` = a subscription with this reliability is matched (the node has
 adapted to us), ``none`` = do not wait. Frame i carries stamp (i + 1) s and the frame_id
-given (default ``qos_test``). Prints one JSON line: published stamps and the subscriptions seen.
+given (default ``qos_test``). With ``--answers`` it publishes in step with the node: the next
+frame goes out once the SceneGraph of the previous one arrived on GRAPH_TOPIC (or after 5 s
+without it), never faster than RATE_HZ, so a frame is only unanswered when the way to the node
+lost it, however busy the machine. Prints one JSON line: published stamps, the subscriptions
+seen and the stamps whose answer it waited for in vain.
 """
 
 from __future__ import annotations
@@ -21,7 +26,10 @@ from rclpy.qos import QoSProfile, QoSReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
+from dsflash_ros.msg import SceneGraph
 from dsflash_ros.ros.image_conversion import numpy_to_image
+
+ANSWER_WAIT_S = 5.0
 
 
 def main() -> int:
@@ -34,6 +42,7 @@ def main() -> int:
     p.add_argument("rate", type=float)
     p.add_argument("--match", choices=("same", "none"), default="same")
     p.add_argument("--frame-id", default="qos_test")
+    p.add_argument("--answers", default="", help="scene graph topic to step with")
     args = p.parse_args()
 
     reliable = args.reliability == "reliable"
@@ -56,9 +65,20 @@ def main() -> int:
             return 1
         rclpy.spin_once(node, timeout_sec=0.05)
 
+    answered: set[int] = set()
+    if args.answers:
+        node.create_subscription(
+            SceneGraph,
+            args.answers,
+            lambda g: answered.add(g.header.stamp.sec)
+            if g.header.frame_id == args.frame_id
+            else None,
+            10,
+        )
+
     rgb = np.random.default_rng(0).integers(0, 256, (args.height, args.width, 3), np.uint8)
     msg = numpy_to_image(rgb, "rgb8")
-    stamps = []
+    stamps, unanswered = [], []
     next_t = time.monotonic()
     for i in range(args.count):
         msg.header = Header(frame_id=args.frame_id)
@@ -68,6 +88,13 @@ def main() -> int:
         next_t += 1.0 / args.rate
         while time.monotonic() < next_t:
             rclpy.spin_once(node, timeout_sec=max(0.0, min(0.02, next_t - time.monotonic())))
+        if args.answers:
+            give_up = time.monotonic() + ANSWER_WAIT_S
+            while i + 1 not in answered and time.monotonic() < give_up:
+                rclpy.spin_once(node, timeout_sec=0.02)
+            if i + 1 not in answered:
+                unanswered.append(i + 1)
+            next_t = max(next_t, time.monotonic())
     end = time.monotonic() + 2.0  # let reliable repairs of the last frames finish
     while time.monotonic() < end:
         rclpy.spin_once(node, timeout_sec=0.05)
@@ -75,7 +102,8 @@ def main() -> int:
         s.qos_profile.reliability.name.lower()
         for s in node.get_subscriptions_info_by_topic(args.topic)
     ]
-    print(json.dumps({"stamps": stamps, "subscriptions": subs}), flush=True)
+    report = {"stamps": stamps, "subscriptions": subs, "unanswered": unanswered}
+    print(json.dumps(report), flush=True)
     node.destroy_node()
     rclpy.try_shutdown()
     return 0

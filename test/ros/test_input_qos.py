@@ -4,7 +4,8 @@ the standard ``qos_overrides`` parameters work, and an incompatible publisher is
 
 The node is started with the command the README gives for running it without ``ros2
 launch``; the camera is ``camera_publisher.py`` in its own process, publishing rgb8 frames
-at a rate the node holds on a busy 2-core CPU.
+in step with the node's answers (at most 2 Hz): a busy machine slows the camera down instead
+of making the node skip frames, so an unanswered frame is one the way to the node lost.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from dsflash_ros.msg import SceneGraph
 from dsflash_ros.ros import fastdds
 
 CAMERA = Path(__file__).with_name("camera_publisher.py")
-FRAMES, RATE_HZ = 10, 2.0  # per case; answered share must be >= 80 %
+FRAMES, RATE_HZ = 10, 2.0  # per case; reliable: all answered, best effort: >= 80 %
 
 
 def readme_node_command() -> list[str]:
@@ -142,15 +143,19 @@ def test_real_size_frames_from_another_process_are_answered(
 ):
     node, listener, peer, topic = readme_node
     frame_id = f"{reliability}_{width}x{height}"
-    report = run_camera(topic, reliability, width, height, "--frame-id", frame_id)
+    report = run_camera(
+        topic, reliability, width, height, "--frame-id", frame_id, "--answers", "/scene_graph"
+    )
     stamps = report["stamps"]
     # the node adapted its subscription to this publisher's reliability
     assert report["subscriptions"] == [reliability], report
-    with contextlib.suppress(AssertionError):  # judged below: the criterion is a share
+    with contextlib.suppress(AssertionError):  # judged below
         H.wait_until(lambda: listener.answered(frame_id, stamps) == len(stamps), 20, "answers")
     answered = listener.answered(frame_id, stamps)
-    print(f"{frame_id}: {answered} of {len(stamps)} frames answered at {RATE_HZ} Hz")
-    assert answered >= 0.8 * len(stamps), (answered, len(stamps), node.log()[-3000:])
+    print(f"{frame_id}: {answered} of {len(stamps)} frames answered, in step with the node")
+    # a reliable frame cannot be lost on the way; a best-effort one can, rarely
+    wanted = len(stamps) if reliability == "reliable" else 0.8 * len(stamps)
+    assert answered >= wanted, (answered, report, node.log()[-3000:])
     status = peer.wait_counter(node.fqn, "frames_processed", 1)
     assert status["input_qos_source"] == "adapted to the publishers"
 
@@ -288,7 +293,14 @@ def test_best_effort_camera_on_a_localhost_only_graph_is_answered(tmp_path_facto
             assert "receiving over 127.0.0.1 only" in line and "MiB socket buffers" in line, line
             assert_localhost_sockets_with_large_buffers(node.proc.pid)
             report = run_camera(
-                f"{ns}/image_raw", "best_effort", 640, 480, frames=frames, env=scope
+                f"{ns}/image_raw",
+                "best_effort",
+                640,
+                480,
+                "--answers",
+                f"{ns}/scene_graph",
+                frames=frames,
+                env=scope,
             )
             stamps = report["stamps"]
             assert report["subscriptions"] == ["best_effort"], report
