@@ -70,9 +70,9 @@ def main() -> int:
         node.create_subscription(
             SceneGraph,
             args.answers,
-            lambda g: answered.add(g.header.stamp.sec)
-            if g.header.frame_id == args.frame_id
-            else None,
+            lambda g: (
+                answered.add(g.header.stamp.sec) if g.header.frame_id == args.frame_id else None
+            ),
             10,
         )
 
