@@ -12,13 +12,19 @@ from dsflash_ros.runtime.result import SceneGraphResult
 
 def measure(mask: np.ndarray) -> tuple[tuple[int, int, int, int], int, tuple[float, float]]:
     """(box x, y, w, h; area; centroid x, y) of a boolean mask, in its pixels (all 0 when
-    it is empty)."""
-    ys, xs = np.nonzero(mask)
-    if ys.size == 0:
+    it is empty). From the mask's row and column counts: no pixel coordinates are listed
+    (several times cheaper than ``np.nonzero`` on a VGA mask)."""
+    rows = np.count_nonzero(mask, axis=1)
+    cols = np.count_nonzero(mask, axis=0)
+    area = int(rows.sum())
+    if area == 0:
         return (0, 0, 0, 0), 0, (0.0, 0.0)
-    x0, y0 = int(xs.min()), int(ys.min())
-    box = (x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1)
-    return box, int(ys.size), (float(xs.mean()), float(ys.mean()))
+    ys, xs = np.flatnonzero(rows), np.flatnonzero(cols)
+    x0, y0 = int(xs[0]), int(ys[0])
+    box = (x0, y0, int(xs[-1]) - x0 + 1, int(ys[-1]) - y0 + 1)
+    cx = float(cols @ np.arange(cols.size, dtype=np.float64)) / area
+    cy = float(rows @ np.arange(rows.size, dtype=np.float64)) / area
+    return box, area, (cx, cy)
 
 
 def result_from_segments(

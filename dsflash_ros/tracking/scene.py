@@ -359,8 +359,10 @@ def _with_coasted(
     pan = result.panoptic.copy()
     H, W = pan.shape
     step = tracking_step(H, W)
-    things = result.object_ids[[bool(result.is_thing_table[int(c)]) for c in result.class_ids]]
-    free = ~np.isin(pan, things) if things.size else np.ones(pan.shape, bool)
+    # pixel value -> not free to paint (a thing of this frame, or a track painted already);
+    # looked up in each track's window only, never over the whole image
+    taken = np.zeros(int(np.iinfo(np.uint16).max) + 1, bool)
+    taken[result.object_ids[[bool(result.is_thing_table[int(c)]) for c in result.class_ids]]] = True
     next_id = int(result.object_ids.max(initial=0)) + 1
     touched: set[int] = set()
     rows: list[tuple] = []  # (id, class, score, box, area, centroid)
@@ -372,13 +374,13 @@ def _with_coasted(
         ya, yb, xa, xb = max(y0, 0), min(y0 + h, H), max(x0, 0), min(x0 + w, W)
         if ya >= yb or xa >= xb or next_id > np.iinfo(np.uint16).max:
             continue
-        m = crop[ya - y0 : yb - y0, xa - x0 : xb - x0] & free[ya:yb, xa:xb]
+        window = pan[ya:yb, xa:xb]
+        m = crop[ya - y0 : yb - y0, xa - x0 : xb - x0] & ~taken[window]
         if not m.any():
             continue
-        window = pan[ya:yb, xa:xb]
         touched.update(int(v) for v in np.unique(window[m]) if v)
         window[m] = next_id
-        free[ya:yb, xa:xb][m] = False
+        taken[next_id] = True
         (bx, by, bw, bh), area, (cx, cy) = measure(m)
         rows.append(
             (next_id, tr.class_id, tr.score, (bx + xa, by + ya, bw, bh), area, (cx + xa, cy + ya))
@@ -391,7 +393,13 @@ def _with_coasted(
     areas = np.asarray(result.areas, np.int64).copy()
     cents = np.asarray(result.centroids, np.float32).copy()
     for i in np.flatnonzero(np.isin(result.object_ids, list(touched))):
-        boxes[i], areas[i], cents[i] = measure(pan == result.object_ids[i])
+        # painting only took pixels away: what is left lies inside the object's old box
+        x, y, w, h = (int(v) for v in boxes[i])
+        (bx, by, bw, bh), areas[i], (cx, cy) = measure(
+            pan[y : y + h, x : x + w] == result.object_ids[i]
+        )
+        boxes[i] = (bx + x, by + y, bw, bh) if areas[i] else (0, 0, 0, 0)
+        cents[i] = (cx + x, cy + y) if areas[i] else (0.0, 0.0)
     ids, classes, scores, new_boxes, new_areas, new_cents = zip(*rows)
     return dataclasses.replace(
         result,

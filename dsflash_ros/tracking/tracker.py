@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from dsflash_ros.tracking.frames import measure
+
 # Cost of a forbidden pair (other class, or IoU below the threshold) in the assignment.
 _FORBIDDEN = 1e6
 # Weight of a track's earlier class votes / score at each new detection (smoothing).
@@ -134,10 +136,7 @@ def _crop(panoptic: np.ndarray, seg_id: int, box: tuple[int, int, int, int]):
 
 
 def _box_of(panoptic: np.ndarray, seg_id: int) -> tuple[int, int, int, int]:
-    ys, xs = np.nonzero(panoptic == seg_id)
-    if ys.size == 0:
-        return 0, 0, 0, 0
-    return int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
+    return measure(panoptic == seg_id)[0]
 
 
 class MaskTracker:
@@ -381,10 +380,6 @@ class MaskTracker:
             box = _box_of(panoptic, seg_id)
         mask, x0, y0 = _crop(panoptic, seg_id, box)
         tr.mask, tr.x0, tr.y0 = mask, x0, y0
-        # centroid from the row and column counts: exact, without materialising every
-        # pixel's coordinates (np.nonzero was the tracker's largest cost at 640x480)
-        rows, cols = mask.sum(axis=1), mask.sum(axis=0)
-        tr.area = int(rows.sum())
+        _, tr.area, (cx, cy) = measure(mask)
         if tr.area:
-            tr.cy = float(rows @ np.arange(rows.size)) / tr.area + y0
-            tr.cx = float(cols @ np.arange(cols.size)) / tr.area + x0
+            tr.cy, tr.cx = cy + y0, cx + x0
