@@ -93,6 +93,7 @@ def _run(args: argparse.Namespace) -> int:
     from dsflash_ros.offline.infer import run_inference
     from dsflash_ros.offline.infer_recording import RecordingOptions
     from dsflash_ros.offline.inputs import InputError, collect_inputs
+    from dsflash_ros.offline.interrupt import stop_between_frames
     from dsflash_ros.runtime.pipeline import Pipeline
 
     if args.max_pixels < 0:
@@ -143,19 +144,20 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     write_run_file(args.out, pipeline, thresholds)
-    summary = run_inference(
-        scan.items,
-        args.out,
-        pipeline,
-        video_stride=args.every,
-        max_frames=args.max_frames,
-        write_video=not args.no_video,
-        progress=not args.quiet,
-        max_pixels=args.max_pixels,
-        on_skip=skip,
-        tracking=tracking,
-        recording=RecordingOptions(topics=args.topic or [], copy_input=args.copy_input),
-    )
+    with stop_between_frames():  # Ctrl-C: finish the frame, close the files, exit 130
+        summary = run_inference(
+            scan.items,
+            args.out,
+            pipeline,
+            video_stride=args.every,
+            max_frames=args.max_frames,
+            write_video=not args.no_video,
+            progress=not args.quiet,
+            max_pixels=args.max_pixels,
+            on_skip=skip,
+            tracking=tracking,
+            recording=RecordingOptions(topics=args.topic or [], copy_input=args.copy_input),
+        )
     rate = summary.frames / summary.seconds if summary.seconds > 0 else 0.0
     print(
         f"{summary.images} image(s), {summary.videos} video(s), "

@@ -38,6 +38,7 @@ import cv2
 import numpy as np
 
 from dsflash_ros.limits import MAX_PIXELS
+from dsflash_ros.offline import interrupt
 from dsflash_ros.offline.graph_picture import save_graph_png
 from dsflash_ros.offline.inputs import (
     InputError,
@@ -290,6 +291,7 @@ def process_video(
             frames, total=total, desc=item.path.name, unit="frame", enabled=progress
         )
         for index, stamp, rgb in bar:
+            interrupt.check()
             result, tracked = stream.process(rgb, index, stamp)
             if sink is not None:
                 sink.write(stream.overlay(rgb, result, tracked))
@@ -337,6 +339,7 @@ def run_inference(
         items, desc="infer", unit="input", enabled=progress and len(items) > 1
     )
     for item in inputs_bar:
+        interrupt.check()
         try:
             if item.kind == "image":
                 result, written = process_image(item, out, pipeline, max_pixels)

@@ -33,6 +33,7 @@ from dsflash_ros.message_fields import (
     marker_array_fields,
     scene_graph_fields,
 )
+from dsflash_ros.offline import interrupt
 from dsflash_ros.offline.bag_messages import build, schema_text, serialize
 from dsflash_ros.offline.infer import FrameStream, InferenceSummary, OutputError
 from dsflash_ros.offline.inputs import InputItem
@@ -282,6 +283,7 @@ def process_recording(
             frames, total=total, desc=item.path.name, unit="frame", enabled=progress
         )
         for frame in bar:
+            interrupt.check()
             try:
                 rgb = decode_frame(frame, max_pixels)
             except ImageConversionError as e:
