@@ -19,7 +19,7 @@ import json
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -36,9 +36,10 @@ from dsflash_ros.model.provenance import (
     provenance_extras,
 )
 from dsflash_ros.train.loop import DistInfo, TrainingError, barrier, init_distributed
-from dsflash_ros.train.recipes import AugmentRecipe, TrainRecipe, load_recipe
+from dsflash_ros.train.recipes import AugmentRecipe, StageRecipe, TrainRecipe, load_recipe
 from dsflash_ros.train.relations import run_proposals, run_relations
 from dsflash_ros.train.segmenter import run_segmenter
+from dsflash_ros.train.stage import StageRunner
 
 MODEL_FILE = "model.safetensors"
 STANDARD_PSG_KEYS = {"data", "thing_classes", "stuff_classes", "predicate_classes"}
@@ -179,11 +180,34 @@ def _provenance(
     }
 
 
-def _exporter(extra: dict[str, Any], stage: str):
-    def export(model: DSFlash, run_dir: Path) -> None:
-        save_model(run_dir / MODEL_FILE, model, {**extra, "stage": stage})
+class _StageInputs(NamedTuple):
+    """What :func:`_open_stage` opens for a stage."""
 
-    return export
+    recipe: TrainRecipe
+    info: DistInfo
+    train: PSGDataset
+    val: PSGDataset | None
+
+
+def _fit_stage(
+    run: StageRunner,
+    model: DSFlash,
+    inputs: _StageInputs,
+    stage_recipe: StageRecipe,
+    out_dir: str | Path,
+    resume: bool,
+    extra: dict[str, Any],
+) -> Path:
+    """Train ``model`` with the stage runner ``run`` in ``out_dir/<stage>`` (returned); after
+    every epoch the model is saved there with the provenance ``extra`` and its stage name."""
+    run_dir = Path(out_dir) / run.desc
+
+    def export(model: DSFlash, run_dir: Path) -> None:
+        save_model(run_dir / MODEL_FILE, model, {**extra, "stage": run.desc})
+
+    recipe, info, train, val = inputs
+    run(model, train, val, stage_recipe, run_dir, recipe.seed, info, resume, export)
+    return run_dir
 
 
 def _val_split(data_root: str | Path) -> PSGDataset | None:
@@ -197,7 +221,7 @@ def _open_stage(
     device: str | torch.device,
     data_root: str | Path,
     stage: str,
-) -> tuple[TrainRecipe, DistInfo, PSGDataset, PSGDataset | None]:
+) -> _StageInputs:
     """Start of ``stage`` (``segmenter`` / ``relations``): the loaded recipe, CPU threads, the
     process group, the train split (with the stage's augmentation if enabled) and val split."""
     recipe = load_recipe(recipe)
@@ -206,7 +230,7 @@ def _open_stage(
     aug = recipe.augment if getattr(recipe, stage).augment else None
     train = open_dataset(data_root, "train", aug, stage, cache=True)
     val = _val_split(data_root)
-    return recipe, info, train, val
+    return _StageInputs(recipe, info, train, val)
 
 
 def _read_stage_metrics(run_dir: Path) -> dict[str, str]:
@@ -240,26 +264,16 @@ def train_segmenter(
     dataset's. ``init_checkpoint`` optionally starts from another checkpoint's weights
     (tensors whose shape differs, e.g. the class head of another vocabulary, stay fresh).
     """
-    recipe, info, train, val = _open_stage(recipe, num_threads, device, data_root, "segmenter")
+    inputs = _open_stage(recipe, num_threads, device, data_root, "segmenter")
+    recipe, info, train, val = inputs
     if init_checkpoint is not None:
         config = read_checkpoint(init_checkpoint)[1]
     model = build_model(config_for_dataset(config, train), seed=recipe.seed)  # same on all ranks
     if init_checkpoint is not None:
         init_from_checkpoint(model, init_checkpoint)
     model = resize_input(model, recipe.image_size or model.image_size)
-    run_dir = Path(out_dir) / "segmenter"
     extra = _provenance(recipe, data_root, train, val)
-    run_segmenter(
-        model,
-        train,
-        val,
-        recipe.segmenter,
-        run_dir,
-        recipe.seed,
-        info,
-        resume,
-        _exporter(extra, "segmenter"),
-    )
+    run_dir = _fit_stage(run_segmenter, model, inputs, recipe.segmenter, out_dir, resume, extra)
     barrier(info)
     return run_dir / MODEL_FILE
 
@@ -282,28 +296,18 @@ def train_relations(
     same init a stage-1 checkpoint of this code holds, and the right one for an older one),
     or from the relation head of ``head_init``.
     """
-    recipe, info, train, val = _open_stage(recipe, num_threads, device, data_root, "relations")
+    inputs = _open_stage(recipe, num_threads, device, data_root, "relations")
+    recipe, info, train, val = inputs
     model = backbone_with_fresh_head(backbone_ckpt, recipe.seed, head_init)
     model = resize_input(model, recipe.image_size or model.image_size)
     _check_vocabulary(model.config, train, backbone_ckpt)
-    run_dir = Path(out_dir) / "relations"
     extra = _provenance(recipe, data_root, train, val, backbone_ckpt)
     extra["segmenter_metrics"] = _read_stage_metrics(Path(backbone_ckpt).parent)
     if head_init is not None:
         extra["head_init"] = Path(head_init).name
-    run_relations(
-        model,
-        train,
-        val,
-        recipe.relations,
-        run_dir,
-        recipe.seed,
-        info,
-        resume,
-        _exporter(extra, "relations"),
-    )
+    run_dir = _fit_stage(run_relations, model, inputs, recipe.relations, out_dir, resume, extra)
     if output is not None and info.is_main:
-        _write_final(run_dir / MODEL_FILE, output)
+        _write_final(run_dir, output)
     barrier(info)
     return Path(output) if output is not None else run_dir / MODEL_FILE
 
@@ -356,43 +360,30 @@ def train_proposals(
     scorer trains (a fresh one of ``hidden`` units from the recipe seed where the model has
     none), with the recipe's stage-2 optimiser settings, on GT segments of ``data_root``.
     """
-    recipe, info, train, val = _open_stage(recipe, num_threads, device, data_root, "relations")
+    inputs = _open_stage(recipe, num_threads, device, data_root, "relations")
+    recipe, info, train, _ = inputs
     model, _, extra = load_model(model_path)
     _check_vocabulary(model.config, train, model_path)
     if model.head.proposal is None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(recipe.seed)
             model.head.add_proposal(hidden)
-    run_dir = Path(out_dir) / "proposals"
     extra = {**extra, "proposals_recipe": asdict(recipe.relations)}
-    run_proposals(
-        model,
-        train,
-        val,
-        recipe.relations,
-        run_dir,
-        recipe.seed,
-        info,
-        resume,
-        _exporter(extra, "proposals"),
-    )
+    run_dir = _fit_stage(run_proposals, model, inputs, recipe.relations, out_dir, resume, extra)
     if info.is_main:
-        final, _, final_extra = load_model(run_dir / MODEL_FILE)
-        final_extra = dict(final_extra)
-        final_extra["stage"] = "final"
-        final_extra["proposals_metrics"] = _read_stage_metrics(run_dir)
-        save_model(output, final, final_extra)
+        _write_final(run_dir, output)
     barrier(info)
     return Path(output)
 
 
-def _write_final(relations_model: str | Path, output: str | Path) -> Path:
-    """The stage-2 model as the final checkpoint (``stage: final``, with stage 2's last
-    metrics in its provenance) at ``output``."""
-    model, _, extra = load_model(relations_model)
+def _write_final(run_dir: Path, output: str | Path) -> Path:
+    """The model of a stage's ``run_dir`` (named after the stage, :func:`_fit_stage`) as the
+    final checkpoint (``stage: final``, with the stage's last metrics in its provenance as
+    ``<stage>_metrics``) at ``output``."""
+    model, _, extra = load_model(run_dir / MODEL_FILE)
     extra = dict(extra)
     extra["stage"] = "final"
-    extra["relations_metrics"] = _read_stage_metrics(Path(relations_model).parent)
+    extra[f"{run_dir.name}_metrics"] = _read_stage_metrics(run_dir)
     return save_model(output, model, extra)
 
 

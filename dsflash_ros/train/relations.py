@@ -22,9 +22,7 @@ on the torch backend, fp32, every pair), so validation measures what the node an
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -37,7 +35,6 @@ from dsflash_ros.model.pair_proposal import proposal_loss
 from dsflash_ros.model.panoptic import segments_to_id_map
 from dsflash_ros.model.relation_head import PairOutput, RelationHead
 from dsflash_ros.train.batching import TrainBatch
-from dsflash_ros.train.loop import DistInfo, Trainer
 from dsflash_ros.train.recipes import RelationRecipe
 from dsflash_ros.train.relation_loss import (
     RelationLoss,
@@ -46,7 +43,7 @@ from dsflash_ros.train.relation_loss import (
     predicate_pos_weight,
     proposal_targets,
 )
-from dsflash_ros.train.stage import eval_loader, eval_mode, fit_stage
+from dsflash_ros.train.stage import StageRunner, StageSetup, eval_loader, eval_mode
 
 
 class RelationTrainModule(nn.Module):
@@ -212,23 +209,11 @@ def evaluate_relations(
     return metrics | evaluate_proposals(model, dataset, device, max_images, batch_size)
 
 
-def run_relations(
-    model: DSFlash,
-    train_set: Dataset,
-    val_set: Dataset | None,
-    recipe: RelationRecipe,
-    run_dir: str | Path,
-    seed: int = 0,
-    info: DistInfo | None = None,
-    resume: bool = False,
-    export_fn: Callable[[DSFlash, Path], None] | None = None,
-    extra_state: dict[str, Any] | None = None,
-    stop_after_epoch: int | None = None,
-) -> Trainer:
-    """Train ``model.head`` in place (backbone frozen); returns the finished trainer."""
-    info = info or DistInfo()
-    device = info.device
-    model.to(device)
+def prepare_relations(
+    model: DSFlash, train_set: Dataset, recipe: RelationRecipe, device: torch.device
+) -> StageSetup:
+    """Stage 2 trains ``model.head`` (backbone frozen); the predicate weights of the loss,
+    from ``train_set``'s relations, are saved with the checkpoints (``pos_weight``)."""
     model.backbone.requires_grad_(False)
     model.backbone.eval()
     cfg = RelationLossConfig(
@@ -241,24 +226,12 @@ def run_relations(
         dataset_relations(train_set), model.config.head.num_predicates, recipe.neg_ratio
     )
     loss_fn = RelationLoss(pos_weight, recipe.consistency_weight).to(device)
-    return fit_stage(
-        model,
+    return StageSetup(
         RelationTrainModule(model.head),
-        train_set,
-        val_set,
-        recipe,
-        run_dir,
-        seed=seed,
-        info=info,
-        resume=resume,
-        step=lambda wrapped, batch, _progress: relation_step(
+        lambda wrapped, batch, _progress: relation_step(
             model, wrapped, loss_fn, cfg, batch, device
         ),
-        evaluate=evaluate_relations,
-        export_fn=export_fn,
-        extra_state={"pos_weight": pos_weight.tolist(), **(extra_state or {})},
-        desc="relations",
-        stop_after_epoch=stop_after_epoch,
+        {"pos_weight": pos_weight.tolist()},
     )
 
 
@@ -298,41 +271,26 @@ def evaluate_proposals(
     return {f"pair_R@{k}": found[k] / max(total, 1) for k in PROPOSAL_KS}
 
 
-def run_proposals(
-    model: DSFlash,
-    train_set: Dataset,
-    val_set: Dataset | None,
-    recipe: RelationRecipe,
-    run_dir: str | Path,
-    seed: int = 0,
-    info: DistInfo | None = None,
-    resume: bool = False,
-    export_fn: Callable[[DSFlash, Path], None] | None = None,
-) -> Trainer:
-    """Train only ``model.head.proposal`` in place (backbone and the rest of the head
-    frozen, untouched) with the stage-2 recipe's optimiser settings: how a finished model
-    gains pair proposals in minutes (no backbone pass is needed)."""
-    info = info or DistInfo()
-    model.to(info.device)
+def prepare_proposals(
+    model: DSFlash, _train_set: Dataset, _recipe: RelationRecipe, device: torch.device
+) -> StageSetup:
+    """Only ``model.head.proposal`` trains (backbone and the rest of the head frozen,
+    untouched)."""
     model.requires_grad_(False)
     model.eval()
     module = ProposalTrainModule(model.head)
     module.proposal.requires_grad_(True)
     module.proposal.train()
-    return fit_stage(
-        model,
-        module,
-        train_set,
-        val_set,
-        recipe,
-        run_dir,
-        seed=seed,
-        info=info,
-        resume=resume,
-        step=lambda wrapped, batch, _progress: proposal_step(model, wrapped, batch, info.device),
-        evaluate=evaluate_proposals,
-        export_fn=export_fn,
-        extra_state=None,
-        desc="proposals",
-        stop_after_epoch=None,
+    return StageSetup(
+        module, lambda wrapped, batch, _progress: proposal_step(model, wrapped, batch, device)
     )
+
+
+run_relations = StageRunner("relations", prepare_relations, evaluate_relations)
+"""Train ``model.head`` in place (backbone frozen); returns the finished trainer
+(arguments: :meth:`.stage.StageRunner.__call__`)."""
+
+run_proposals = StageRunner("proposals", prepare_proposals, evaluate_proposals)
+"""Train only the pair-proposal scorer in place with the stage-2 recipe's optimiser
+settings: how a finished model gains pair proposals in minutes (no backbone pass is
+needed)."""

@@ -16,8 +16,6 @@ image frame as ``dsflash eval`` scores its SGDet segments: the val PQ is the PQ
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -28,10 +26,10 @@ from dsflash_ros.limits import EVAL_OPTIONS
 from dsflash_ros.model.backbone import EoMTBackbone, mask_annealing
 from dsflash_ros.model.dsflash import DSFlash
 from dsflash_ros.train.batching import TrainBatch
-from dsflash_ros.train.loop import DistInfo, Trainer, TrainingError
+from dsflash_ros.train.loop import TrainingError
 from dsflash_ros.train.recipes import SegmenterRecipe
 from dsflash_ros.train.segmenter_loss import SegmenterLoss, SegmenterLossConfig, SegmentTargets
-from dsflash_ros.train.stage import eval_mode, fit_stage
+from dsflash_ros.train.stage import StageRunner, StageSetup, eval_mode
 
 
 def freeze_vit(backbone: EoMTBackbone) -> list[str]:
@@ -158,27 +156,10 @@ def evaluate_segmenter(
     }
 
 
-def run_segmenter(
-    model: DSFlash,
-    train_set: Dataset,
-    val_set: Dataset | None,
-    recipe: SegmenterRecipe,
-    run_dir: str | Path,
-    seed: int = 0,
-    info: DistInfo | None = None,
-    resume: bool = False,
-    export_fn: Callable[[DSFlash, Path], None] | None = None,
-    extra_state: dict[str, Any] | None = None,
-    stop_after_epoch: int | None = None,
-) -> Trainer:
-    """Train ``model.backbone`` in place for ``recipe.epochs``; returns the finished trainer.
-
-    ``export_fn(model, run_dir)`` is called (rank 0) after every epoch with the deployable
-    (EMA if enabled) backbone weights loaded in ``model``.
-    """
-    info = info or DistInfo()
-    device = info.device
-    model.to(device)
+def prepare_segmenter(
+    model: DSFlash, _train_set: Dataset, recipe: SegmenterRecipe, device: torch.device
+) -> StageSetup:
+    """Stage 1 trains ``model.backbone`` (its ViT frozen with ``recipe.freeze_vit``)."""
     if recipe.freeze_vit:
         freeze_vit(model.backbone)
     loss_fn = segmenter_loss_from_recipe(len(model.config.class_names), recipe).to(device)
@@ -186,20 +167,9 @@ def run_segmenter(
         step = step_for_recipe(loss_fn, recipe, model.config.backbone.num_blocks, device)
     except ValueError as e:
         raise TrainingError(f"segmenter recipe: {e}") from None
-    return fit_stage(
-        model,
-        model.backbone,
-        train_set,
-        val_set,
-        recipe,
-        run_dir,
-        seed=seed,
-        info=info,
-        resume=resume,
-        step=step,
-        evaluate=evaluate_segmenter,
-        export_fn=export_fn,
-        extra_state=extra_state,
-        desc="segmenter",
-        stop_after_epoch=stop_after_epoch,
-    )
+    return StageSetup(model.backbone, step)
+
+
+run_segmenter = StageRunner("segmenter", prepare_segmenter, evaluate_segmenter)
+"""Train ``model.backbone`` in place for ``recipe.epochs``; returns the finished trainer
+(arguments: :meth:`.stage.StageRunner.__call__`)."""
