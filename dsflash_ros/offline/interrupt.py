@@ -34,9 +34,11 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:
 
 @contextmanager
 def stop_between_frames() -> Iterator[None]:
-    """SIGINT asks the frame loops to stop at their next :func:`check` (main thread only;
-    elsewhere Python delivers no signals and nothing changes)."""
-    if threading.current_thread() is not threading.main_thread():
+    """SIGINT asks the frame loops to stop at their next :func:`check`. Nothing changes
+    outside the main thread (Python delivers signals there only) or when SIGINT is ignored
+    (a job started in the background by a shell, ``nohup``: it stays uninterruptible)."""
+    in_main = threading.current_thread() is threading.main_thread()
+    if not in_main or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         yield
         return
     _requested.clear()

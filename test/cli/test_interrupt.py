@@ -1,5 +1,8 @@
 """Ctrl-C in `dsflash infer` (offline/interrupt.py): a SIGINT that arrives while Python runs a
-finaliser is dropped by plain KeyboardInterrupt handling; between frames it is not."""
+finaliser is dropped by plain KeyboardInterrupt handling; between frames it is not.
+
+SIGINT is set to Python's default handling where a test needs it: a test run started in the
+background by a shell inherits SIGINT ignored."""
 
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ def test_plain_handling_loses_a_sigint_that_lands_in_a_finaliser():
     """The failure the module exists for (in a child process: there the interrupt is lost,
     the program goes on and exits 0, with Python's 'Exception ignored' note)."""
     code = (
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         f"import sys; sys.path[:0] = [{str(Path(__file__).parent)!r}]\n"
         "from test_interrupt import _sigint_during_finaliser\n"
         "_sigint_during_finaliser()\n"
@@ -44,7 +48,14 @@ def test_plain_handling_loses_a_sigint_that_lands_in_a_finaliser():
     assert "Exception ignored" in out.stderr and "KeyboardInterrupt" in out.stderr, out.stderr
 
 
-def test_between_frames_a_sigint_in_a_finaliser_stops_the_run_at_the_next_check():
+@pytest.fixture
+def sigint_default():
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def test_between_frames_a_sigint_in_a_finaliser_stops_the_run_at_the_next_check(sigint_default):
     before = signal.getsignal(signal.SIGINT)
     with interrupt.stop_between_frames():
         _sigint_during_finaliser()
@@ -54,7 +65,18 @@ def test_between_frames_a_sigint_in_a_finaliser_stops_the_run_at_the_next_check(
     interrupt.check()  # the request ends with the run
 
 
-def test_a_second_sigint_interrupts_at_once():
+def test_an_ignored_sigint_stays_ignored():
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with interrupt.stop_between_frames():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGINT)
+            interrupt.check()
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_a_second_sigint_interrupts_at_once(sigint_default):
     with interrupt.stop_between_frames():
         os.kill(os.getpid(), signal.SIGINT)
         with pytest.raises(KeyboardInterrupt):

@@ -132,6 +132,13 @@ class NodeProcess:
         self.stop()
 
 
+def sigint_as_at_a_terminal() -> None:
+    """``preexec_fn`` for a child that a test interrupts: SIGINT at its default, as when
+    started from a shell prompt (a suite run from a background job passes SIGINT on ignored,
+    and the signal would not reach the child at all)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def wait_until(cond: Callable[[], Any], timeout: float, what: str, poll: float = 0.05) -> Any:
     end = time.monotonic() + timeout
     while time.monotonic() < end:

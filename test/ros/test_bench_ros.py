@@ -43,12 +43,6 @@ def _bench_processes(pid: int) -> list[str]:
     return found
 
 
-def _sigint_as_at_a_terminal() -> None:
-    """The bench as started from a shell prompt: SIGINT at its default. A suite run from a
-    background job passes SIGINT on ignored, and Ctrl-C could not reach the bench at all."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def test_bench_ros_reports_node_and_bare_pipeline(tmp_path):
     model = H.make_tiny_checkpoint(tmp_path / "tiny.safetensors")
     out = tmp_path / "bench.json"
@@ -121,7 +115,7 @@ def test_bench_ros_interrupted_leaves_no_processes(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_sigint_as_at_a_terminal,
+        preexec_fn=H.sigint_as_at_a_terminal,
     )
     killer = threading.Timer(240, proc.kill)  # never hang the suite
     killer.start()

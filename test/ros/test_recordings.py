@@ -239,7 +239,13 @@ def test_ctrl_c_leaves_a_finished_mcap(setup: dict, tmp_path: Path) -> None:
     args = [sys.executable, "-m", "dsflash_ros.cli", "infer", str(setup["mcap"]), "--out", str(out)]
     args += ["--model", str(setup["model"]), "--topic", R.JPEG_TOPIC, *LOW]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        args,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=H.sigint_as_at_a_terminal,
+    )
     lines = out / "run_cam1_image_raw_compressed.jsonl"
     try:
         # stop the process the moment its second line is there, then interrupt it: however
