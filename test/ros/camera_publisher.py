@@ -53,21 +53,10 @@ def main() -> int:
         Image, args.topic, QoSProfile(depth=10 if reliable else 5, reliability=policy)
     )
 
-    def matched() -> bool:
-        subs = node.get_subscriptions_info_by_topic(args.topic)
-        same = [s for s in subs if s.qos_profile.reliability == policy]
-        return pub.get_subscription_count() >= 1 and bool(same)
-
-    deadline = time.monotonic() + 60.0
-    while args.match == "same" and not matched():
-        if time.monotonic() > deadline:
-            print(json.dumps({"error": f"no {args.reliability} subscription matched"}))
-            return 1
-        rclpy.spin_once(node, timeout_sec=0.05)
-
     answered: set[int] = set()
+    answers = None
     if args.answers:
-        node.create_subscription(
+        answers = node.create_subscription(
             SceneGraph,
             args.answers,
             lambda g: (
@@ -75,6 +64,20 @@ def main() -> int:
             ),
             10,
         )
+
+    def matched() -> bool:
+        subs = node.get_subscriptions_info_by_topic(args.topic)
+        same = [s for s in subs if s.qos_profile.reliability == policy]
+        # stepping with the node: its answers must reach us from the first frame on
+        hears = answers is None or answers.get_publisher_count() >= 1
+        return pub.get_subscription_count() >= 1 and bool(same) and hears
+
+    deadline = time.monotonic() + 60.0
+    while args.match == "same" and not matched():
+        if time.monotonic() > deadline:
+            print(json.dumps({"error": f"no {args.reliability} subscription matched"}))
+            return 1
+        rclpy.spin_once(node, timeout_sec=0.05)
 
     rgb = np.random.default_rng(0).integers(0, 256, (args.height, args.width, 3), np.uint8)
     msg = numpy_to_image(rgb, "rgb8")

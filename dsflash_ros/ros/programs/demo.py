@@ -265,7 +265,9 @@ def run(args: argparse.Namespace) -> int:
         executor = MultiThreadedExecutor(num_threads=3)
         for n in nodes:
             executor.add_node(n)
-        spinner = threading.Thread(target=executor.spin, daemon=True)
+        spinning = threading.Event()
+        spinning.set()
+        spinner = threading.Thread(target=_spin, args=(executor, spinning), daemon=True)
         spinner.start()
         t0 = time.monotonic()
         finished = listener.graphs_done.wait(args.timeout)
@@ -273,10 +275,13 @@ def run(args: argparse.Namespace) -> int:
         if finished:
             camera.timer.cancel()  # no more frames: only the last one's overlay is awaited
             listener.done.wait(OVERLAY_WAIT_S)  # drawn after its graph
-        # stop spinning first (callbacks in flight finish), then stop the worker and free the
-        # model without a lifecycle transition, as the node's own main() does at exit
-        executor.shutdown(timeout_sec=5.0)
-        spinner.join(timeout=5.0)
+        # stop spinning first, then let the callbacks in flight finish (shutdown destroys the
+        # executor's guard condition: never while the spinner still waits on it), then stop
+        # the worker and free the model without a lifecycle transition, as the node's own
+        # main() does at exit
+        spinning.clear()
+        spinner.join(timeout=30.0)
+        executor.shutdown(timeout_sec=30.0)
         dsflash.stop_and_release()
     except (SourceError, ValueError) as e:
         print(f"demo: {e}", file=sys.stderr)
@@ -299,6 +304,15 @@ def run(args: argparse.Namespace) -> int:
         + (f"; last overlay {png}" if png else "")
     )
     return 0 if finished else 3
+
+
+def _spin(executor: MultiThreadedExecutor, spinning: threading.Event) -> None:
+    """Spin until ``spinning`` is cleared or the context shuts down (Ctrl-C)."""
+    try:
+        while spinning.is_set():
+            executor.spin_once(timeout_sec=0.1)
+    except ExternalShutdownException:
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
