@@ -31,7 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
@@ -262,7 +262,9 @@ def run(args: argparse.Namespace) -> int:
             print("demo: the DSFlash node did not start (see the error above)", file=sys.stderr)
             return 1
         _wait_for_listener(dsflash, DISCOVERY_WAIT_S)
-        executor = MultiThreadedExecutor(num_threads=3)
+        # one thread, as the node's own program: a callback runs inside spin_once, so none is
+        # still running once the spinner has stopped
+        executor = SingleThreadedExecutor()
         for n in nodes:
             executor.add_node(n)
         spinning = threading.Event()
@@ -275,10 +277,9 @@ def run(args: argparse.Namespace) -> int:
         if finished:
             camera.timer.cancel()  # no more frames: only the last one's overlay is awaited
             listener.done.wait(OVERLAY_WAIT_S)  # drawn after its graph
-        # stop spinning first, then let the callbacks in flight finish (shutdown destroys the
-        # executor's guard condition: never while the spinner still waits on it), then stop
-        # the worker and free the model without a lifecycle transition, as the node's own
-        # main() does at exit
+        # stop spinning first (shutdown destroys the executor's guard condition, which a
+        # spinning thread or a callback in flight would still use), then stop the worker and
+        # free the model without a lifecycle transition, as the node's own main() does at exit
         spinning.clear()
         spinner.join(timeout=30.0)
         executor.shutdown(timeout_sec=30.0)
@@ -306,7 +307,7 @@ def run(args: argparse.Namespace) -> int:
     return 0 if finished else 3
 
 
-def _spin(executor: MultiThreadedExecutor, spinning: threading.Event) -> None:
+def _spin(executor: SingleThreadedExecutor, spinning: threading.Event) -> None:
     """Spin until ``spinning`` is cleared or the context shuts down (Ctrl-C)."""
     try:
         while spinning.is_set():
