@@ -7,7 +7,7 @@ weights) and the presets ``tiny``/``S``/``B``/``L`` are YAML files in ``presets/
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +111,8 @@ class HeadConfig:
     proposal_grid: int = 0
 
 
+HEAD_FIELDS = frozenset(f.name for f in fields(HeadConfig))
+
 # Run-time switches that older checkpoints saved in their head config. They are options of
 # each call now (``relation_head.HeadOptions``, set through the pipeline options), so a
 # saved value never decided anything at deployment; loading ignores them.
@@ -193,6 +195,20 @@ def load_preset(name: str, **overrides: Any) -> ModelConfig:
         raise ConfigError(f"unknown preset {name!r}; available: {', '.join(available_presets())}")
     data = yaml.safe_load(path.read_text())
     data.update(overrides)
+    return ModelConfig.from_dict(data)
+
+
+def with_head(config: ModelConfig, changes: dict[str, Any]) -> ModelConfig:
+    """``config`` with the relation-head fields in ``changes`` replaced (a stage-2 recipe's
+    ``head``). A new ``pool`` also resets the scorer's layout grid to the new patch grid,
+    unless ``changes`` sets ``proposal_grid`` itself."""
+    unknown = set(changes) - HEAD_FIELDS
+    if unknown:
+        raise ConfigError(f"unknown relation-head field(s): {', '.join(sorted(unknown))}")
+    data = config.to_dict()
+    if changes.get("pool", config.head.pool) != config.head.pool:
+        data["head"]["proposal_grid"] = 0
+    data["head"].update(changes)
     return ModelConfig.from_dict(data)
 
 

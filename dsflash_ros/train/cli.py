@@ -27,7 +27,7 @@ import torch
 from dsflash_ros.data import transforms as T
 from dsflash_ros.data.psg import PSGDataset, SceneSample
 from dsflash_ros.model.checkpoint import load_weights, read_checkpoint, read_metadata
-from dsflash_ros.model.config import ModelConfig, load_preset
+from dsflash_ros.model.config import ModelConfig, load_preset, with_head
 from dsflash_ros.model.dsflash import DSFlash, build_model, load_model, resize_input, save_model
 from dsflash_ros.model.provenance import (
     combine_domains,
@@ -132,13 +132,22 @@ def _load_fitting(module: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> 
     return set(usable)
 
 
+PATCH_EMBED = "patch_embed.weight"
+
+
 def backbone_with_fresh_head(
-    path: str | Path, seed: int, head_init: str | Path | None = None
+    path: str | Path,
+    seed: int,
+    head_init: str | Path | None = None,
+    head_changes: dict[str, Any] | None = None,
 ) -> DSFlash:
     """A model with the backbone of checkpoint ``path`` (loaded strictly) and a relation head
-    at its seeded init, or warm-started from the head of ``head_init`` (every head tensor
-    whose name and shape fit; e.g. a head trained on an earlier backbone of the same model)."""
+    at its seeded init, or warm-started from the head of ``head_init``
+    (:func:`warm_start_head`; e.g. a head trained on an earlier backbone of the same model).
+    ``head_changes`` replace fields of the checkpoint's head config (a recipe's ``head``)."""
     state, config, _ = read_checkpoint(path)
+    if head_changes:
+        config = with_head(config, head_changes)
     model = build_model(config, seed=seed)
     prefix = "backbone."
     load_weights(
@@ -147,9 +156,26 @@ def backbone_with_fresh_head(
     if head_init is not None:
         init_state, _, _ = read_checkpoint(head_init)
         head = {k[len("head.") :]: v for k, v in init_state.items() if k.startswith("head.")}
-        if not _load_fitting(model.head, head):
+        if not warm_start_head(model.head, head):
             raise ValueError(f"{head_init}: no relation-head tensor fits this model's head")
     return model
+
+
+def warm_start_head(head: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> set[str]:
+    """Load every head tensor whose name and shape fit ``head``; returns the names loaded.
+
+    A patch embedding trained at a finer pooling whose kernel side divides the new one (pool 2
+    -> 4) is tiled and scaled, so that each new token starts as the mean of the old tokens it
+    covers (the mask ratios of a coarser cell are that mean as well)."""
+    tensors = dict(tensors)
+    old = tensors.get(PATCH_EMBED)
+    new = head.state_dict().get(PATCH_EMBED)
+    if old is not None and new is not None and old.shape != new.shape:
+        side, new_side = old.shape[-1], new.shape[-1]
+        if old.shape[:2] == new.shape[:2] and new_side % side == 0:
+            reps = new_side // side
+            tensors[PATCH_EMBED] = old.repeat(1, 1, reps, reps) / reps**2
+    return _load_fitting(head, tensors)
 
 
 def _provenance(
@@ -298,7 +324,7 @@ def train_relations(
     """
     inputs = _open_stage(recipe, num_threads, device, data_root, "relations")
     recipe, info, train, val = inputs
-    model = backbone_with_fresh_head(backbone_ckpt, recipe.seed, head_init)
+    model = backbone_with_fresh_head(backbone_ckpt, recipe.seed, head_init, recipe.head)
     model = resize_input(model, recipe.image_size or model.image_size)
     _check_vocabulary(model.config, train, backbone_ckpt)
     extra = _provenance(recipe, data_root, train, val, backbone_ckpt)

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from dsflash_ros.model.config import HEAD_FIELDS
+
 RECIPE_DIR = Path(__file__).resolve().parents[2] / "config" / "train"
 
 
@@ -142,6 +144,9 @@ class TrainRecipe:
     segmenter: SegmenterRecipe = field(default_factory=SegmenterRecipe)
     relations: RelationRecipe = field(default_factory=RelationRecipe)
     augment: AugmentRecipe = field(default_factory=AugmentRecipe)
+    # relation-head fields stage 2 changes in the backbone checkpoint's config (e.g. {pool: 4});
+    # a warm-start head is adapted where it can be (train.cli.warm_start_head)
+    head: dict[str, Any] = field(default_factory=dict)
     # how to (re)create the synthetic training data this recipe was sized for (provenance)
     data: dict[str, Any] = field(default_factory=dict)
     # operating point written into the exported model (score_threshold, relation_threshold);
@@ -155,6 +160,9 @@ class TrainRecipe:
             )
         self.segmenter.validate("segmenter")
         self.relations.validate("relations")
+        unknown = set(self.head) - HEAD_FIELDS
+        if unknown:
+            raise RecipeError(f"head: unknown relation-head field(s) {', '.join(sorted(unknown))}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -294,3 +294,38 @@ def test_proposals_alone_on_a_finished_model(synth_root, tmp_path) -> None:
     pairs, targets = proposal_targets([torch.tensor([[2, 0, 1]]), torch.zeros(0, 3)], [3, 2])
     assert pairs.tolist() == [[0, 1], [0, 2], [1, 2], [3, 4]]
     assert targets.tolist() == [False, True, False, False]
+
+
+def test_stage2_recipe_changes_the_head_and_warm_starts_a_coarser_pooling(
+    synth_root, tmp_path
+) -> None:
+    """A recipe's ``head: {pool: 2}`` on a backbone saved with pool 1: the warm-started head's
+    patch tokens start as the 2x2 means of the old head's, and the run saves the new pooling."""
+    import dataclasses
+
+    from dsflash_ros.model.config import with_head
+    from dsflash_ros.train.cli import train_relations
+
+    config = config_for_dataset(micro_config(), PSGDataset.from_dir(synth_root, "train"))
+    fine = build_model(with_head(config, {"pool": 1}), seed=5)
+    with torch.no_grad():
+        for p in fine.head.parameters():
+            p.sub_(0.25)
+    old = save_model(tmp_path / "fine.safetensors", fine)
+    model = backbone_with_fresh_head(old, seed=7, head_init=old, head_changes={"pool": 2})
+    assert model.head.grid == fine.head.grid // 2 and model.config.head.proposal_grid == 0
+    g = fine.head.backbone_grid
+    features = torch.randn(1, 4, fine.head.feature_dim, g, g)
+    with torch.no_grad():
+        fine_tokens = fine.head.encode_image(features)  # (1, g*g, H)
+        grid = fine_tokens.transpose(1, 2).reshape(1, -1, g, g)
+        expected = torch.nn.functional.avg_pool2d(grid, 2).flatten(2).transpose(1, 2)
+        assert torch.allclose(model.head.encode_image(features), expected, atol=1e-5)
+    assert torch.equal(model.head.cls_token, fine.head.cls_token)  # the rest loads as is
+
+    recipe = dataclasses.replace(micro_recipe(epochs=1), head={"pool": 4})
+    trained = train_relations(synth_root, old, tmp_path / "run", recipe, output=tmp_path / "m")
+    saved, _, _ = load_model(trained)
+    assert saved.config.head.pool == 4 and saved.head.num_patches == 1
+    with pytest.raises(RecipeError, match="poool"):
+        TrainRecipe.from_dict({"head": {"poool": 4}})
