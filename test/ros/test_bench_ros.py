@@ -171,7 +171,8 @@ def test_node_stats_pool_the_windows():
 def test_bench_camera_switches_topics_on_stdin(tmp_path):
     """The camera of `bench --ros` publishes to its first topic, to none after `pause`, to
     the second after `resume 1` and to the first again after `resume`; it answers each
-    command with the frames published to each topic so far."""
+    command with the frames published to each topic so far; `stop` ends it with its stamps,
+    one whole JSON line."""
     frames = tmp_path / "frames.npy"
     np.save(frames, np.stack([H.rgb_image(480, 640, seed) for seed in range(2)]))
     ns = f"/bench_camera_test_{os.getpid()}"
@@ -216,7 +217,8 @@ def test_bench_camera_switches_topics_on_stdin(tmp_path):
         camera.stdin.flush()
         after = command("resume 0")
         assert after[1] == to_b[1], "frames on the second topic after `resume`"
-        camera.send_signal(signal.SIGINT)
+        camera.stdin.write("stop\n")
+        camera.stdin.flush()
         camera.wait(timeout=30)
         reader.join(timeout=30)
         err = camera.stderr.read()
@@ -225,7 +227,33 @@ def test_bench_camera_switches_topics_on_stdin(tmp_path):
             camera.kill()
         peer.close()
     assert camera.returncode == 0, err[-2000:]
-    out = list(lines.queue)
-    stamps = json.loads(out[-1])["stamps"]
+    out = [json.loads(line) for line in lines.queue]
+    assert out[0]["command"] == "stop"
+    stamps = out[-1]["stamps"]
     assert len(stamps) >= sum(after)  # every publish is recorded
     assert len(b) <= to_b[1] and len(a) <= len(stamps) - len(b)
+
+
+def test_bench_camera_stamps_stay_whole_while_commands_are_answered(tmp_path):
+    """Thousands of stamps (a line longer than the text buffer, written in pieces) while the
+    command thread answers a burst of commands: every line of the camera's output is whole."""
+    frames = tmp_path / "frames.npy"
+    np.save(frames, np.zeros((2, 8, 8, 3), np.uint8))  # the output protocol, not the images
+    args = [sys.executable, "-m", "dsflash_ros.ros.programs.bench_camera", str(frames)]
+    args += ["--rate", "5000", "--stdin-control", "--topic", f"/stamps_test_{os.getpid()}/image"]
+    camera = subprocess.Popen(
+        args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        camera.stdin.write("resume\n")  # answered once publishing runs
+        camera.stdin.flush()
+        H.wait_until(lambda: camera.stdout.readline(), 60, "the camera's first answer")
+        time.sleep(2.0)  # thousands of frames
+        out, err = camera.communicate("pause\nresume\n" * 300 + "stop\n" + "pause\n" * 300, 60)
+    finally:
+        if camera.poll() is None:
+            camera.kill()
+    assert camera.returncode == 0, err[-2000:]
+    lines = [json.loads(line) for line in out.splitlines()]  # every line whole
+    stamps = [o["stamps"] for o in lines if "stamps" in o]
+    assert len(stamps) == 1 and len(json.dumps(stamps[0])) > 16384

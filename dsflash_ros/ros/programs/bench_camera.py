@@ -13,9 +13,10 @@ drivers publish). ``--topic`` may be given several times; frames go to the first
 once in effect (no frame goes to the old route after it), is answered with one JSON line on
 stdout, ``{"command": "pause", "published": [...]}``: the frames published to each topic so
 far. The bench pauses the camera, or sends its frames to itself, while it times the bare
-pipeline, so that the node idles then. Stops on SIGINT or SIGTERM and then prints one JSON
-line, ``{"stamps": [...]}``: the publish times (seconds since the epoch), for the bench to
-count the frames published inside its measured windows.
+pipeline, so that the node idles then. Stops on a ``stop`` line (how the bench stops it: no
+signal has to reach the publishing thread at the right moment), SIGINT or SIGTERM, and then
+prints one JSON line, ``{"stamps": [...]}``: the publish times (seconds since the epoch), for
+the bench to count the frames published inside its measured windows.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class Route:
     def __init__(self, topics: int, target: int | None = 0) -> None:
         self._cond = threading.Condition()
         self._target = target
+        self.stopped = False
         self.published = [0] * topics
 
     def set(self, target: int | None) -> list[int]:
@@ -68,10 +70,20 @@ class Route:
             self._cond.notify_all()
             return list(self.published)
 
-    def wait(self, timeout: float) -> bool:
-        """Whether frames are to be sent, waiting up to ``timeout`` seconds while paused."""
+    def stop(self) -> list[int]:
+        """Pause for good: the publish loop returns (a frame being sent is sent first)."""
         with self._cond:
-            return self._cond.wait_for(lambda: self._target is not None, timeout)
+            self.stopped = True
+        return self.set(None)
+
+    def wait(self, timeout: float) -> bool:
+        """Whether frames are to be sent, waiting up to ``timeout`` seconds while paused
+        (False at once once stopped)."""
+        with self._cond:
+            return (
+                self._cond.wait_for(lambda: self._target is not None or self.stopped, timeout)
+                and not self.stopped
+            )
 
     def send(self, publish: Callable[[int], None]) -> bool:
         """``publish(target)`` unless paused, with no switch meanwhile; False when paused."""
@@ -89,8 +101,9 @@ def publish_loop(
     rate: float,
     route: Route | None = None,
 ) -> list[float]:
-    """Publish ``msgs`` in a loop at ``rate`` Hz until KeyboardInterrupt, to the publisher
-    ``route`` names (default: the first); the publish times.
+    """Publish ``msgs`` in a loop at ``rate`` Hz until ``route`` is stopped or
+    KeyboardInterrupt, to the publisher ``route`` names (default: the first); the publish
+    times.
 
     A tick that comes late is published at once and the schedule restarts from then (no
     burst of catch-up frames, as a camera that missed a frame does not send two). While
@@ -110,8 +123,10 @@ def publish_loop(
     try:
         while True:
             if not route.wait(0):
-                while not route.wait(0.1):  # short waits: Ctrl-C in between
+                while not route.wait(0.1) and not route.stopped:  # short: Ctrl-C in between
                     pass
+                if route.stopped:
+                    break
                 next_t = time.monotonic()
             wait = next_t - time.monotonic()
             if wait > 0:
@@ -123,12 +138,29 @@ def publish_loop(
     return stamps
 
 
-def follow_commands(lines: TextIO, route: Route, out: TextIO) -> None:
-    """``pause``, ``resume`` and ``resume N`` (N a topic's index) switch ``route``, each
-    answered on ``out`` (see the module docstring); other lines are ignored."""
+class JsonLines:
+    """One JSON object per line on ``out``, each written whole: the command thread's answers
+    and the main thread's stamps must never interleave (a long line is flushed in pieces, and
+    another thread's write could land between them, breaking both lines)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self._lock = threading.Lock()
+
+    def write(self, obj: object) -> None:
+        with self._lock:
+            self._out.write(json.dumps(obj) + "\n")
+            self._out.flush()
+
+
+def follow_commands(lines: TextIO, route: Route, out: JsonLines) -> None:
+    """``pause``, ``resume`` and ``resume N`` (N a topic's index) switch ``route``, ``stop``
+    stops it, each answered on ``out`` (see the module docstring); other lines are ignored."""
     for line in lines:
         words = line.split()
-        if words == ["pause"]:
+        if words == ["stop"]:
+            published = route.stop()
+        elif words == ["pause"]:
             published = route.set(None)
         elif words[:1] == ["resume"] and len(words) <= 2:
             target = int(words[1]) if len(words) == 2 and words[1].isdigit() else 0
@@ -137,8 +169,7 @@ def follow_commands(lines: TextIO, route: Route, out: TextIO) -> None:
             published = route.set(target)
         else:
             continue
-        out.write(json.dumps({"command": " ".join(words), "published": published}) + "\n")
-        out.flush()
+        out.write({"command": " ".join(words), "published": published})
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -152,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=30.0, help="frames per second")
     p.add_argument("--compressed", action="store_true", help="publish JPEG CompressedImage")
     p.add_argument(
-        "--stdin-control", action="store_true", help="pause / resume [N] on lines read from stdin"
+        "--stdin-control",
+        action="store_true",
+        help="pause / resume [N] / stop on lines read from stdin",
     )
     args = p.parse_args(argv)
     if args.rate <= 0:
@@ -170,14 +203,13 @@ def main(argv: list[str] | None = None) -> int:
         topics = args.topic or ["image_raw"]
         msg_type = CompressedImage if args.compressed else Image
         pubs = [node.create_publisher(msg_type, topic, CAMERA_QOS) for topic in topics]
-        route = Route(len(pubs))
+        route, out = Route(len(pubs)), JsonLines(sys.stdout)
         if args.stdin_control:
             follow = threading.Thread(
-                target=follow_commands, args=(sys.stdin, route, sys.stdout), daemon=True
+                target=follow_commands, args=(sys.stdin, route, out), daemon=True
             )
             follow.start()
-        stamps = publish_loop(pubs, msgs, args.rate, route)
-        print(json.dumps({"stamps": stamps}), flush=True)
+        out.write({"stamps": publish_loop(pubs, msgs, args.rate, route)})
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

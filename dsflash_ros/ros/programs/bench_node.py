@@ -411,16 +411,25 @@ class _LiveNode:
         return self.listener.frames_received
 
     def stop(self) -> list[float]:
-        """Stop the node and the camera; the camera's publish times."""
+        """Stop the camera (a ``stop`` line; signals if it does not end), then the node; the
+        camera's publish times."""
         camera, camera_log = self.children["camera"]
-        camera_out, _ = _stop_all([camera, self.children["node"][0]])
+        self._camera("stop")
+        try:
+            camera_out, _ = camera.communicate(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            camera_out = _stop_all([camera])[0]
+        _stop_all([self.children["node"][0]])
         self.children.clear()
-        # the other lines answer the pause/resume commands (one may come after the stamps)
+        # the other lines answer the pause/resume/stop commands
         lines = [ln for ln in camera_out.splitlines() if ln.startswith('{"stamps"')]
         try:
             return json.loads(lines[-1])["stamps"]
         except (IndexError, ValueError, KeyError):
-            raise NodeBenchError(f"the camera reported nothing: {_tail(camera_log)}") from None
+            raise NodeBenchError(
+                f"the camera reported nothing (exit code {camera.returncode}): "
+                f"{_tail(camera_log) or 'no output'}"
+            ) from None
 
 
 class _BarePipeline:
