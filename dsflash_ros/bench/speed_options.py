@@ -16,6 +16,10 @@ loaded with those options and
   (:data:`~dsflash_ros.limits.EVAL_OPTIONS`): PQ, SGDet mR@50 and PredCls mR@50, and the
   difference of each from the first option (the plain fp32 torch pipeline).
 
+With ``compare_model`` every chosen option runs a second time with that checkpoint (rows
+``<option> [<file name>]``), interleaved with the first model's rows: two models compared on
+a shared, noisy machine in one run, not in two runs minutes apart.
+
 An option a machine cannot run (onnxruntime missing, bf16 without native support is only
 slow, not refused) becomes a row with ``skipped`` and the reason.
 """
@@ -153,20 +157,26 @@ def bench_speed_options(
     tput_seconds: float = 3.0,
     log: Callable[[str], None] = lambda s: None,
     message: Message | None = None,
+    compare_model: str | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per option: ``ms_n<N>`` frame times, ``fps_n<N>``, with ``workers`` > 1
-    ``tput_n<N>`` (frames/s, that many frames at once for ``tput_seconds``), accuracy and its
-    deltas (accuracy only with ``data``). ``message``: the ``ros`` stage of
+    """One row per option (and per option with ``compare_model``): ``ms_n<N>`` frame times,
+    ``fps_n<N>``, with ``workers`` > 1 ``tput_n<N>`` (frames/s, that many frames at once for
+    ``tput_seconds``), accuracy and its deltas from the first row (accuracy only with
+    ``data``). ``message``: the ``ros`` stage of
     :class:`~dsflash_ros.bench.pipeline.StagedFrame`."""
+    runs = {opt.name: (model_path, opt) for opt in options}
+    if compare_model is not None:
+        label = Path(compare_model).name
+        runs |= {f"{opt.name} [{label}]": (compare_model, opt) for opt in options}
     rgb = test_image((480, 640), 0)
     pipes: dict[str, Pipeline] = {}
     rows: dict[str, dict[str, Any]] = {}
-    for opt in options:
+    for name, (path, opt) in runs.items():
         try:
-            pipes[opt.name] = _load(model_path, opt, max(ns))
-            rows[opt.name] = {"option": opt.name}
+            pipes[name] = _load(path, opt, max(ns))
+            rows[name] = {"option": name}
         except (BackendError, ValueError) as e:
-            rows[opt.name] = {"option": opt.name, "skipped": str(e)}
+            rows[name] = {"option": name, "skipped": str(e)}
     frames = {
         (name, n): StagedFrame(p, rgb, n, 0, message) for name, p in pipes.items() for n in ns
     }
@@ -186,10 +196,10 @@ def bench_speed_options(
     if workers > 1:
         for name in pipes:
             log(f"{name}: {workers} frames at once")
-            opt = next(o for o in options if o.name == name)
+            path, opt = runs[name]
             for n in ns:
                 rows[name][f"tput_n{n}"] = _throughput(
-                    model_path, opt, rgb, n, max(ns), workers, tput_seconds, warmup, message
+                    path, opt, rgb, n, max(ns), workers, tput_seconds, warmup, message
                 )
     if data is not None:
         from dsflash_ros.data.psg import PSGDataset

@@ -145,6 +145,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "node runs them (tput columns; 0: the node's auto, 1: skip)",
     )
     speed.add_argument(
+        "--compare-model",
+        metavar="PATH",
+        help="--speed-options: also every chosen option with this checkpoint (rows marked "
+        "[its file name]), timed interleaved with --model's rows",
+    )
+    speed.add_argument(
         "--tput-seconds",
         type=float,
         default=3.0,
@@ -300,6 +306,8 @@ def _run_speed_options(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"--speed-options {args.speed_options}: no psg.json there")
     if args.model and not Path(args.model).is_file():
         raise FileNotFoundError(f"--model {args.model}: no such file")
+    if args.compare_model and not Path(args.compare_model).is_file():
+        raise FileNotFoundError(f"--compare-model {args.compare_model}: no such file")
     if args.tput_seconds <= 0:
         raise ValueError("--tput-seconds must be > 0")
     ns = [5, 20] if args.quick else args.ns
@@ -315,6 +323,7 @@ def _run_speed_options(args: argparse.Namespace) -> int:
         tput_seconds=args.tput_seconds,
         log=lambda s: print(f"[bench] {s}", flush=True),
         message=_scene_graph_message(),
+        compare_model=args.compare_model,
     )
     print(format_speed_options(rows, ns))
     if args.json:

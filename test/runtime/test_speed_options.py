@@ -64,6 +64,27 @@ def test_options_are_timed_and_scored_against_the_reference(heldout):
     assert "skipped" in table.splitlines()[-1]
 
 
+def test_a_second_model_runs_every_option_beside_the_first(heldout, tmp_path):
+    """``compare_model``: each option again with the other checkpoint, in the same table
+    (here the same weights under another name: the same accuracy, its own timings)."""
+    import shutil
+
+    other = shutil.copy(default_model_path(), tmp_path / "other.safetensors")
+    options = (SpeedOption("reference"), SpeedOption("prune", {"prune": True}))
+    rows = bench_speed_options(
+        str(default_model_path()), heldout, options, ns=(3,), repeats=1, max_images=2,
+        compare_model=str(other),
+    )  # fmt: skip
+    by_name = {r["option"]: r for r in rows}
+    assert list(by_name) == [
+        "reference", "prune", "reference [other.safetensors]", "prune [other.safetensors]"
+    ]  # fmt: skip
+    for name in ("reference", "prune"):
+        mine, theirs = by_name[name], by_name[f"{name} [other.safetensors]"]
+        assert theirs["ms_n3"] > 0 and theirs["pq"] == mine["pq"]
+        assert theirs["d_predcls_mR@50"] == pytest.approx(mine["d_predcls_mR@50"])
+
+
 def test_cli_refuses_a_folder_without_psg_json(tmp_path, capsys):
     from dsflash_ros.cli import main
 
