@@ -32,9 +32,10 @@ bench: setup
 # Retrain the embedded default model from scratch (synthetic data, ~9 h on 2 CPU cores, in
 # five phases: tiny_synth.yaml, then tiny_synth_continue.yaml three times, each continuing
 # the previous phase's segmenter and warm-starting its relation head, then tiny_vga_continue.yaml
-# on camera-size (480x640) data with repeat-factor sampling and tiny_vga_proposals.yaml for
-# the pair-proposal scorer), then score it on held-out splits generated with seeds never used
-# for training or tuning (the numbers in models/MODEL_CARD.md).
+# on camera-size (480x640) data with repeat-factor sampling and its relation head at 4x4
+# pooling, and tiny_vga_proposals.yaml for the pair-proposal scorer), then score it on
+# held-out splits generated with seeds never used for training or tuning (the numbers in
+# models/MODEL_CARD.md).
 MODEL := models/dsflash_tiny_synth.safetensors
 HELDOUT_SEED := 20261202
 HELDOUT_VGA_SEED := 20261210
