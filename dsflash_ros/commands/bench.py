@@ -171,7 +171,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ros.add_argument(
         "--ros-source",
         default="synthetic",
-        help="synthetic, an image folder or a video file (frames loaded into memory once)",
+        help="synthetic (one synthetic sequence, forwards and back: tracks continue), "
+        "synthetic_scenes (unrelated rooms: the tracker's worst case), an image folder or a "
+        "video file (frames loaded into memory once)",
     )
     ros.add_argument(
         "--ros-prune",
@@ -199,7 +201,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="one more node parameter (repeatable), e.g. input_size:=480 or tracking:=false; "
         "pipeline options among them apply to the bare pipeline as well",
     )
-    ros.add_argument("--ros-frames", type=int, default=10, help="distinct frames, looped")
+    ros.add_argument(
+        "--ros-frames", type=int, default=30, help="distinct frames (or rooms), looped"
+    )
     ros.add_argument("--ros-size", type=_size, default="640x480", help="frame size WxH")
     ros.add_argument("--ros-rate", type=float, default=30.0, help="camera frames per second")
     ros.add_argument(

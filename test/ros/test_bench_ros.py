@@ -257,3 +257,19 @@ def test_bench_camera_stamps_stay_whole_while_commands_are_answered(tmp_path):
     lines = [json.loads(line) for line in out.splitlines()]  # every line whole
     stamps = [o["stamps"] for o in lines if "stamps" in o]
     assert len(stamps) == 1 and len(json.dumps(stamps[0])) > 16384
+
+
+def test_bench_frames_play_a_sequence_forwards_and_back_or_unrelated_rooms():
+    """`--ros-source synthetic` (the default) is one sequence played forwards and back, as the
+    sample camera plays it: consecutive frames of one room, no cut when the loop restarts;
+    `synthetic_scenes` is that many unrelated rooms."""
+    from dsflash_ros.ros.programs.bench_node import load_frames
+
+    seq = load_frames("synthetic", 4, (640, 480))
+    assert seq.shape == (6, 480, 640, 3)  # frames 0 1 2 3 2 1, then 0 again
+    assert np.array_equal(seq[2], seq[4]) and np.array_equal(seq[1], seq[5])
+    assert not np.array_equal(seq[0], seq[1])
+    step = np.abs(seq[1].astype(int) - seq[0]).mean()  # one room, the camera moving a little
+    rooms = load_frames("synthetic_scenes", 3, (640, 480))
+    assert rooms.shape == (3, 480, 640, 3)
+    assert np.abs(rooms[1].astype(int) - rooms[0]).mean() > 2 * step

@@ -63,7 +63,12 @@ from dsflash_ros.msg import SceneGraph
 from dsflash_ros.ros.frame_queue import LatestSlot
 from dsflash_ros.ros.image_conversion import compressed_to_rgb8, rgb8_to_compressed
 from dsflash_ros.ros.node_output import OUTPUT_QOS
-from dsflash_ros.ros.programs.sample_camera import CAMERA_QOS, SyntheticSource, open_source
+from dsflash_ros.ros.programs.sample_camera import (
+    CAMERA_QOS,
+    SyntheticSequenceSource,
+    SyntheticSource,
+    open_source,
+)
 
 POLL_S = 0.1
 STOP_TIMEOUT_S = 15.0
@@ -94,8 +99,8 @@ class NodeBenchConfig:
     precision: str = "auto"
     prune: bool = False  # the relation head's mask-based pruning (node parameter `prune`)
     transport: str = "raw"  # rgb8 Image, or "compressed": JPEG (node `input_transport`)
-    source: str = "synthetic"  # or an image folder / video file
-    frames: int = 10  # distinct frames, published in a loop
+    source: str = "synthetic"  # synthetic_scenes, an image folder or a video file
+    frames: int = 30  # distinct frames (or rooms with synthetic_scenes), published in a loop
     size: tuple[int, int] = (640, 480)  # width, height
     rate: float = 30.0  # camera Hz
     seconds: float = 40.0  # the node's measured time in all (the bare pipeline's as well)
@@ -150,10 +155,17 @@ def pipeline_changes(params: tuple[str, ...]) -> dict[str, Any]:
 
 
 def load_frames(source: str, count: int, size: tuple[int, int]) -> np.ndarray:
-    """``count`` RGB frames of ``size`` (w, h), as (N, H, W, 3) uint8: synthetic scenes (the
-    sample camera's), or the first frames of an image folder or video (resized)."""
+    """RGB frames of ``size`` (w, h), as (N, H, W, 3) uint8, published in a loop: as the
+    sample camera plays them, ``synthetic`` is one synthetic sequence of ``count`` frames
+    played forwards and back (a camera's consecutive frames: tracks continue) and
+    ``synthetic_scenes`` ``count`` unrelated rooms (every object new in every frame: the
+    tracker's worst case); else the first ``count`` frames of an image folder or video
+    (resized)."""
     w, h = size
     if source == "synthetic":
+        sequence = SyntheticSequenceSource(w, h, frames=count)
+        return np.stack([sequence.frames[i] for i in sequence.order])
+    if source == "synthetic_scenes":
         return np.stack(SyntheticSource(w, h, scenes=count).frames)
     src = open_source(source)
     frames: list[np.ndarray] = []
