@@ -21,7 +21,11 @@ import node_harness as H
 
 def test_fast_camera_gets_newest_frames_without_backlog(tmp_path):
     model = H.make_tiny_checkpoint(tmp_path / "tiny.safetensors")
-    with H.NodeProcess(tmp_path, params=H.node_params(model)) as node:
+    # one worker: the warm-up's one-at-a-time round trip is then the node's processing rate
+    # (with two, the node answered twice as fast as measured, and the camera, meant to run at
+    # ~10x, ran at 2x: 1103 published, 561 answered)
+    params = {**H.node_params(model), "workers": 1}
+    with H.NodeProcess(tmp_path, params=params) as node:
         peer = H.Peer(name="backpressure_peer")
         try:
             for seed in range(3):  # warm up: discovery, first-call allocations
@@ -31,7 +35,7 @@ def test_fast_camera_gets_newest_frames_without_backlog(tmp_path):
             for seed in range(3, 6):
                 peer.request_good(seed=seed)
             per_frame = (time.monotonic() - t0) / 3
-            period = max(per_frame / 10, 0.005)
+            period = max(per_frame / 10, 0.002)
             msgs = [peer.image_msg(H.rgb_image(64, 80, s), 0, "fast") for s in range(8)]
             peer.graphs.clear()
             rss = [node.rss_mb()]
