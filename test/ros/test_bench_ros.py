@@ -3,6 +3,7 @@ bare pipeline. Structure only (no timing thresholds: shared CI machines are nois
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -273,3 +274,22 @@ def test_bench_frames_play_a_sequence_forwards_and_back_or_unrelated_rooms():
     rooms = load_frames("synthetic_scenes", 3, (640, 480))
     assert rooms.shape == (3, 480, 640, 3)
     assert np.abs(rooms[1].astype(int) - rooms[0]).mean() > 2 * step
+
+
+def test_a_command_to_a_camera_that_has_exited_is_a_clear_error(tmp_path):
+    """The bench's commands to its camera (pause, resume, stop) after the camera died: a
+    NodeBenchError with its exit code and log, not a broken-pipe traceback."""
+    from dsflash_ros.ros.programs.bench_node import NodeBenchError, _LiveNode
+
+    log = tmp_path / "camera.log"
+    log.write_text("camera: out of memory\n")
+    dead = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.exit(3)"], stdin=subprocess.PIPE, text=True
+    )
+    dead.wait(timeout=30)
+    live = object.__new__(_LiveNode)  # only its children: no node, camera or listener started
+    live.children = {"camera": (dead, log)}
+    with pytest.raises(NodeBenchError, match=r"the camera exited \(code 3\): camera: out"):
+        live._camera("stop")
+    with contextlib.suppress(BrokenPipeError):  # what the failed write left in its buffer
+        dead.stdin.close()

@@ -358,11 +358,9 @@ class _LiveNode:
         """Sleep, failing at once when a child exits."""
         end = time.monotonic() + seconds
         while True:
-            for name, (proc, log) in self.children.items():
-                if proc.poll() is not None:
-                    raise NodeBenchError(
-                        f"the {name} exited (code {proc.returncode}): {_tail(log) or 'no output'}"
-                    )
+            for name in self.children:
+                if self.children[name][0].poll() is not None:
+                    raise self._exited(name)
             left = end - time.monotonic()
             if left <= 0:
                 return
@@ -386,11 +384,24 @@ class _LiveNode:
         latest = [g.received - g.stamp for g in self.graphs()[-5:]]
         return min(SETTLE_MAX_S, 1.0 + 2 * max(latest, default=0.0))
 
+    def _exited(self, name: str) -> NodeBenchError:
+        proc, log = self.children[name]
+        return NodeBenchError(
+            f"the {name} exited (code {proc.poll()}): {_tail(log) or 'no output'}"
+        )
+
     def _camera(self, command: str) -> None:
+        """One command line to the camera; a camera that has exited is a NodeBenchError
+        (its code and log), not a broken-pipe traceback."""
         camera = self.children["camera"][0]
         assert camera.stdin is not None
-        camera.stdin.write(command + "\n")
-        camera.stdin.flush()
+        try:
+            camera.stdin.write(command + "\n")
+            camera.stdin.flush()
+        except (BrokenPipeError, ValueError):  # ValueError: its stdin is closed already
+            with contextlib.suppress(subprocess.TimeoutExpired):  # its exit code, if it has one
+                camera.wait(timeout=STOP_TIMEOUT_S)
+            raise self._exited("camera") from None
 
     def pause(self) -> None:
         """Stop the camera and wait until the node has answered the frames in flight."""
