@@ -1,6 +1,6 @@
-"""CPU time of processes and of a process's threads, from /proc (Linux; None elsewhere):
-what ``dsflash bench --ros`` reports as the cores the node, its thread groups, the camera and
-the listener use.
+"""CPU time of processes and of a process's threads, and a process's peak memory, from /proc
+(Linux; None elsewhere): what ``dsflash bench --ros`` reports as the cores the node, its
+thread groups, the camera and the listener use, and the node's peak resident memory.
 """
 
 from __future__ import annotations
@@ -33,6 +33,15 @@ def cpu_seconds(pid: int | None = None) -> float | None:
         return time.process_time()
     stat = _read_stat(f"/proc/{pid}/stat")
     return None if stat is None else stat[1]
+
+
+def peak_memory_mb(pid: int) -> float | None:
+    """Peak resident memory (``VmHWM``) of child ``pid`` in MiB; None where /proc cannot say."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    return None
 
 
 def thread_cpu_seconds(pid: int) -> dict[str, float] | None:

@@ -77,6 +77,7 @@ def format_report(report: dict[str, Any]) -> str:
                     "cpu_node_dds",
                     "cpu_camera",
                     "cpu_listener",
+                    "node_peak_mb",
                 ),
             ),
             format_table(

@@ -237,6 +237,7 @@ class DSFlashNode(LifecycleNode):
             f"{pipeline.precision} in {time.monotonic() - t0:.1f} s; {workers} frame(s) at "
             f"once{cpu}"
         )
+        self.get_logger().info(pipeline.allocator.summary)
         return TransitionCallbackReturn.SUCCESS
 
     def _frame_workers(self, workers: int) -> FrameWorkers:
@@ -419,6 +420,7 @@ class DSFlashNode(LifecycleNode):
             "precision": pipeline.precision.precision if pipeline is not None else "",
             "precision_requested": s["precision"],
             "precision_reason": pipeline.precision.reason if pipeline is not None else "",
+            "memory_allocator": pipeline.allocator.summary if pipeline is not None else "",
             # pairs the relation head runs per frame (0 = all), pair_topk auto resolved
             "pair_topk": str(pipeline.pair_topk()) if pipeline is not None else "",
             "workers": str(self._worker.workers),

@@ -35,6 +35,7 @@ from dsflash_ros.model.panoptic import (
 from dsflash_ros.model.preprocess import LetterboxInfo, letterbox, letterbox_masks
 from dsflash_ros.model.provenance import ModelFacts, ProvenanceError
 from dsflash_ros.model.relation_head import HeadOptions
+from dsflash_ros.runtime import allocator
 from dsflash_ros.runtime.backends import BACKENDS, Backend, create_backend
 from dsflash_ros.runtime.backends.torch_backend import cpu_has_native_bf16
 from dsflash_ros.runtime.frame_result import build_result
@@ -206,6 +207,7 @@ class Pipeline:
         facts: ModelFacts | None = None,
     ) -> None:
         self.facts = facts or ModelFacts()  # training domain + recommended thresholds
+        self.allocator = allocator.tune()  # frames keep their memory mapped (once per process)
         options = options or PipelineOptions()
         # the input size in force: the one asked for, else the model's recommended, else its own
         size = options.input_size or self.facts.input_size or model.image_size

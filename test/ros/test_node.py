@@ -85,6 +85,8 @@ def test_diagnostics_report_state_and_latency(running):
     assert status["precision_requested"] == "auto" and status["precision"] in ("bf16", "fp32")
     assert status["precision_reason"].startswith("auto: ")
     assert status["pair_topk"] == "32"  # auto: the tiny preset has a pair-proposal scorer
+    # the node process keeps its frames' memory mapped (glibc here, nothing configured)
+    assert status["memory_allocator"].startswith("glibc malloc keeps up to 64 MiB")
 
 
 def test_bad_parameter_rejected_with_reason_old_value_kept(running):

@@ -18,6 +18,7 @@ import rclpy
 
 from dsflash_ros.ros.node import DSFlashNode
 from dsflash_ros.ros.programs.dsflash_node import spin_until_shutdown
+from dsflash_ros.runtime.allocator import AllocatorTuning
 from dsflash_ros.runtime.precision import PrecisionChoice
 from dsflash_ros.tracking.frames import result_from_segments
 
@@ -35,6 +36,7 @@ class ScriptedPipeline:
     config = SimpleNamespace(class_names=CLASSES, is_thing=[True, True], predicate_names=PREDICATES)
     facts = SimpleNamespace(thresholds={})
     precision = PrecisionChoice("fp32", "scripted: no model", "fp32")
+    allocator = AllocatorTuning(False, "scripted: no model")
 
     def __init__(self, options):
         self.options = options.resolved({}) if hasattr(options, "resolved") else options

@@ -23,7 +23,8 @@ subscriber's. Interleaving matters on a shared machine, whose speed drifts by
 Reported: the node's processed fps (graphs received in its windows per second), latency
 p50/p95 of those graphs, the pipeline's time per frame as the graphs report it, frames
 published vs answered, the CPU cores used by the node (and by its workers, its executor
-thread and Fast DDS's threads), the camera and the listener meanwhile (Linux); for both bare
+thread and Fast DDS's threads), the camera and the listener meanwhile, the node's peak resident
+memory (Linux); for both bare
 runs fps, time per frame and CPU cores; ``node_vs_bare_pct`` and ``node_vs_fed_pct`` (node
 fps / that fps * 100) over all rounds, and per round.
 
@@ -56,7 +57,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image
 
-from dsflash_ros.bench.cpu_accounting import CpuMeter
+from dsflash_ros.bench.cpu_accounting import CpuMeter, peak_memory_mb
 from dsflash_ros.bench.ros_report import Graph, format_report, node_stats, percentile
 from dsflash_ros.bench.side_by_side import run_side_by_side
 from dsflash_ros.msg import SceneGraph
@@ -433,10 +434,11 @@ class _LiveNode:
         assert self.listener is not None
         return self.listener.frames_received
 
-    def stop(self) -> list[float]:
+    def stop(self) -> tuple[list[float], float | None]:
         """Stop the camera (a ``stop`` line; signals if it does not end), then the node; the
-        camera's publish times."""
+        camera's publish times and the node's peak resident memory (MiB, None if unknown)."""
         camera, camera_log = self.children["camera"]
+        node_peak_mb = peak_memory_mb(self.children["node"][0].pid)
         self._camera("stop")
         try:
             camera_out, _ = camera.communicate(timeout=STOP_TIMEOUT_S)
@@ -447,7 +449,7 @@ class _LiveNode:
         # the other lines answer the pause/resume/stop commands
         lines = [ln for ln in camera_out.splitlines() if ln.startswith('{"stamps"')]
         try:
-            return json.loads(lines[-1])["stamps"]
+            return json.loads(lines[-1])["stamps"], node_peak_mb
         except (IndexError, ValueError, KeyError):
             raise NodeBenchError(
                 f"the camera reported nothing (exit code {camera.returncode}): "
@@ -560,10 +562,11 @@ def run_node_bench(
                 f"round {r + 1}/{cfg.rounds}: node {node_fps:.2f} fps, bare {bare_fps:.2f}, "
                 f"fed {fed_fps:.2f}"
             )
-        stamps = live.stop()
+        stamps, node_peak_mb = live.stop()
         graphs = live.graphs()
         assert live.cpu is not None
         node = node_stats(graphs, stamps, live.windows) | live.cpu.cores()
+        node["node_peak_mb"] = node_peak_mb
         log("node and camera stopped")
     quiet, fed = bare.stats("bare"), bare.stats("fed")
     fed["input_hz"] = fed_frames / fed_wall
