@@ -1,12 +1,14 @@
-"""CPU time of processes and of a process's threads, and a process's peak memory, from /proc
-(Linux; None elsewhere): what ``dsflash bench --ros`` reports as the cores the node, its
-thread groups, the camera and the listener use, and the node's peak resident memory.
+"""CPU time and page faults of processes, CPU time of a process's threads, and a process's
+peak memory, from /proc (Linux; None elsewhere): what ``dsflash bench --ros`` reports as the
+cores the node, its thread groups, the camera and the listener use, the node's page faults
+and its peak resident memory.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,16 +16,17 @@ from pathlib import Path
 THREAD_GROUPS = ("executor", "dds", "workers")  # see thread_cpu_seconds
 
 
-def _read_stat(path: str) -> tuple[str, float] | None:
-    """The name (comm) and CPU seconds (user + system) in a /proc ``stat`` file; None when
-    it cannot be read (not Linux, or the process or thread has gone)."""
+def _read_stat(path: str) -> tuple[str, float, int] | None:
+    """The name (comm), CPU seconds (user + system) and minor page faults in a /proc ``stat``
+    file; None when it cannot be read (not Linux, or the process or thread has gone)."""
     try:
         text = Path(path).read_text()
     except OSError:
         return None
     comm = text[text.index("(") + 1 : text.rindex(")")]
-    fields = text[text.rindex(")") + 2 :].split()  # fields 14 and 15 of proc(5): utime, stime
-    return comm, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    # fields 10 (minflt), 14 and 15 (utime, stime) of proc(5), counted from the state (3)
+    fields = text[text.rindex(")") + 2 :].split()
+    return comm, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), int(fields[7])
 
 
 def cpu_seconds(pid: int | None = None) -> float | None:
@@ -33,6 +36,15 @@ def cpu_seconds(pid: int | None = None) -> float | None:
         return time.process_time()
     stat = _read_stat(f"/proc/{pid}/stat")
     return None if stat is None else stat[1]
+
+
+def page_faults(pid: int | None = None) -> int | None:
+    """Minor page faults so far of this process (``None``) or of child ``pid`` (None where
+    /proc cannot say): a page the kernel had to map (and zero) on first touch."""
+    if pid is None:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    stat = _read_stat(f"/proc/{pid}/stat")
+    return None if stat is None else stat[2]
 
 
 def peak_memory_mb(pid: int) -> float | None:
@@ -58,7 +70,7 @@ def thread_cpu_seconds(pid: int) -> dict[str, float] | None:
         stat = _read_stat(f"/proc/{pid}/task/{tid}/stat")
         if stat is None:
             continue  # the thread ended meanwhile
-        comm, seconds = stat
+        comm, seconds, _ = stat
         group = "executor" if int(tid) == pid else "dds" if comm.startswith("dds.") else "workers"
         groups[group] += seconds
     return groups
@@ -66,21 +78,24 @@ def thread_cpu_seconds(pid: int) -> dict[str, float] | None:
 
 class CpuMeter:
     """CPU cores used (CPU seconds per wall second) by named processes over timed windows;
-    for the processes named in ``by_thread`` also per thread group (thread_cpu_seconds)."""
+    for the processes named in ``by_thread`` also per thread group (thread_cpu_seconds);
+    the page faults of each named process in the windows (``faults``)."""
 
     def __init__(self, pids: dict[str, int | None], by_thread: tuple[str, ...] = ()) -> None:
         self.pids = pids
         self.cpu: dict[str, float | None] = dict.fromkeys(pids, 0.0)
         self.threads = {name: pids[name] for name in by_thread if pids[name] is not None}
         self.cpu.update({f"{name}_{g}": 0.0 for name in self.threads for g in THREAD_GROUPS})
+        self.faults: dict[str, float | None] = dict.fromkeys(pids, 0.0)
         self.wall = 0.0
 
     def _sample(self) -> dict[str, float | None]:
-        out = {k: cpu_seconds(pid) for k, pid in self.pids.items()}
+        out: dict[str, float | None] = {k: cpu_seconds(pid) for k, pid in self.pids.items()}
         for name, pid in self.threads.items():
             groups = thread_cpu_seconds(pid)
             for g in THREAD_GROUPS:
                 out[f"{name}_{g}"] = None if groups is None else groups[g]
+        out.update({f"faults {k}": page_faults(pid) for k, pid in self.pids.items()})
         return out
 
     @contextlib.contextmanager
@@ -90,9 +105,10 @@ class CpuMeter:
         yield
         self.wall += time.monotonic() - t
         for k, now in self._sample().items():
-            then, total = before[k], self.cpu[k]
+            counter, key = (self.faults, k[7:]) if k.startswith("faults ") else (self.cpu, k)
+            then, total = before[k], counter[key]
             unknown = now is None or then is None or total is None  # not Linux, or gone
-            self.cpu[k] = None if unknown else total + now - then
+            counter[key] = None if unknown else total + now - then
 
     def cores(self) -> dict[str, float | None]:
         return {

@@ -50,6 +50,19 @@ def node_stats(
     }
 
 
+def per_frame(
+    cores: float | None, faults: float | None, seconds: float, frames: int
+) -> dict[str, float | None]:
+    """CPU milliseconds and page faults per frame from the cores used over ``seconds`` and
+    the faults counted meanwhile (None where /proc could not say, or no frame)."""
+    if not frames:
+        return {"cpu_ms_per_frame": None, "faults_per_frame": None}
+    return {
+        "cpu_ms_per_frame": None if cores is None else cores * seconds * 1e3 / frames,
+        "faults_per_frame": None if faults is None else faults / frames,
+    }
+
+
 def format_report(report: dict[str, Any]) -> str:
     from dsflash_ros.bench.pipeline import format_table  # imports torch: only when needed
 
@@ -77,6 +90,8 @@ def format_report(report: dict[str, Any]) -> str:
                     "cpu_node_dds",
                     "cpu_camera",
                     "cpu_listener",
+                    "cpu_ms_per_frame",
+                    "faults_per_frame",
                     "node_peak_mb",
                 ),
             ),
@@ -94,6 +109,8 @@ def format_report(report: dict[str, Any]) -> str:
                     "workers",
                     "threads",
                     "cpu_bare",
+                    "cpu_ms_per_frame",
+                    "faults_per_frame",
                     "input_hz",
                 ),
             ),

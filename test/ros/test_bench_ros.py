@@ -73,6 +73,8 @@ def test_bench_ros_reports_node_and_bare_pipeline(tmp_path):
     assert sum(groups) <= node["cpu_node"] + 0.05  # ended threads count in the process only
     assert fed["input_hz"] > 5  # the camera's frames reached the bench in its fed windows
     assert node["node_peak_mb"] > 100  # torch and the model at least (VmHWM, /proc)
+    for row in (node, bare, fed):  # CPU and page faults per frame, from /proc
+        assert row["cpu_ms_per_frame"] > 0 and row["faults_per_frame"] >= 0
     assert report["config"]["size"] == "160x120" and report["config"]["rate"] == 30.0
     assert report["config"]["prune"] is True and ", prune on cpu" in stdout
     assert _bench_processes(proc.pid) == []  # node and camera stopped

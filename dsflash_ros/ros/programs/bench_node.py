@@ -23,10 +23,12 @@ subscriber's. Interleaving matters on a shared machine, whose speed drifts by
 Reported: the node's processed fps (graphs received in its windows per second), latency
 p50/p95 of those graphs, the pipeline's time per frame as the graphs report it, frames
 published vs answered, the CPU cores used by the node (and by its workers, its executor
-thread and Fast DDS's threads), the camera and the listener meanwhile, the node's peak resident
-memory (Linux); for both bare
-runs fps, time per frame and CPU cores; ``node_vs_bare_pct`` and ``node_vs_fed_pct`` (node
-fps / that fps * 100) over all rounds, and per round.
+thread and Fast DDS's threads), the camera and the listener meanwhile, its workers' CPU
+milliseconds and the node's page faults per frame, the node's peak resident memory (Linux);
+for both bare runs fps, time per frame, CPU cores, CPU milliseconds and page faults per frame;
+``node_vs_bare_pct`` and ``node_vs_fed_pct`` (node fps / that fps * 100) over all rounds, and
+per round. CPU per frame separates the two ways the node can fall behind: frames that cost
+more (node above bare) or cores it does not get (the same cost, fewer frames).
 
 Children are stopped on every way out (SIGINT, then kill); on Linux they also get SIGTERM if
 this process dies without cleaning up (``PR_SET_PDEATHSIG``), so no node is left behind.
@@ -58,7 +60,13 @@ from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image
 
 from dsflash_ros.bench.cpu_accounting import CpuMeter, peak_memory_mb
-from dsflash_ros.bench.ros_report import Graph, format_report, node_stats, percentile
+from dsflash_ros.bench.ros_report import (
+    Graph,
+    format_report,
+    node_stats,
+    per_frame,
+    percentile,
+)
 from dsflash_ros.bench.side_by_side import run_side_by_side
 from dsflash_ros.msg import SceneGraph
 from dsflash_ros.ros.frame_queue import LatestSlot
@@ -506,14 +514,19 @@ class _BarePipeline:
         run = self.runs[kind]
         frames = sum(n for n, _ in run.windows)
         seconds = sum(s for _, s in run.windows)
-        return {
-            "fps": frames / seconds,
-            "frame_p50_ms": percentile(run.times_ms, 50),
-            "frames": frames,
-            "seconds": seconds,
-            "workers": self.workers,
-            "threads": self.threads,
-        } | run.cpu.cores()
+        cores = run.cpu.cores()
+        return (
+            {
+                "fps": frames / seconds,
+                "frame_p50_ms": percentile(run.times_ms, 50),
+                "frames": frames,
+                "seconds": seconds,
+                "workers": self.workers,
+                "threads": self.threads,
+            }
+            | cores
+            | per_frame(cores["cpu_bare"], run.cpu.faults["bare"], run.cpu.wall, frames)
+        )
 
 
 @dataclass
@@ -567,6 +580,13 @@ def run_node_bench(
         assert live.cpu is not None
         node = node_stats(graphs, stamps, live.windows) | live.cpu.cores()
         node["node_peak_mb"] = node_peak_mb
+        # the workers' CPU (pipeline, tracking, message) and the process's faults per frame
+        node |= per_frame(
+            node["cpu_node_workers"],
+            live.cpu.faults["node"],
+            live.cpu.wall,
+            node["received_in_window"],
+        )
         log("node and camera stopped")
     quiet, fed = bare.stats("bare"), bare.stats("fed")
     fed["input_hz"] = fed_frames / fed_wall
