@@ -296,3 +296,30 @@ def test_a_command_to_a_camera_that_has_exited_is_a_clear_error(tmp_path):
         live._camera("stop")
     with contextlib.suppress(BrokenPipeError):  # what the failed write left in its buffer
         dead.stdin.close()
+
+
+def test_the_listener_reads_stamp_and_pipeline_time_from_the_graph_bytes():
+    """graph_timing reads a serialised SceneGraph's stamp and total_ms without building the
+    message: checked on a full VGA graph (objects, relations, id image) against rclpy."""
+    from rclpy.serialization import serialize_message
+    from std_msgs.msg import Header
+
+    from dsflash_ros.ros.messages import scene_graph_msg
+    from dsflash_ros.ros.programs.bench_node import graph_timing
+    from dsflash_ros.tracking.frames import result_from_segments
+
+    pan = np.zeros((480, 640), np.uint16)
+    pan[100:300, 50:250], pan[320:400, 400:500] = 1, 2
+    result = result_from_segments(
+        pan, [1, 2], [0, 1], ["person", "cup"], predicate_names=["holding"],
+        relations=[(1, 2, 0, 0.8)],
+    )  # fmt: skip
+    for total_ms in (0.0, 12.5, 317.25):
+        result.timings_ms = {"total": total_ms}
+        header = Header(frame_id="camera")
+        header.stamp.sec, header.stamp.nanosec = 1_765_000_000, 123_456_789
+        data = serialize_message(scene_graph_msg(result, header))
+        assert len(data) > 640 * 480 * 2  # the id image travels with it
+        stamp, read_ms = graph_timing(data)
+        assert stamp == pytest.approx(1_765_000_000.123456789, abs=1e-6)
+        assert read_ms == pytest.approx(total_ms)
