@@ -29,22 +29,14 @@ def _read_stat(path: str) -> tuple[str, float, int] | None:
     return comm, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), int(fields[7])
 
 
-def cpu_seconds(pid: int | None = None) -> float | None:
-    """CPU time (user + system) used so far by this process (``None``) or by child ``pid``
-    (from /proc: Linux only, None elsewhere or once it has gone)."""
+def process_counters(pid: int | None = None) -> tuple[float, int] | None:
+    """CPU seconds (user + system) and minor page faults (pages the kernel had to map, and
+    zero, on first touch) so far of this process (``None``) or of child ``pid``, from one
+    read of its /proc ``stat`` (None elsewhere or once it has gone)."""
     if pid is None:
-        return time.process_time()
+        return time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     stat = _read_stat(f"/proc/{pid}/stat")
-    return None if stat is None else stat[1]
-
-
-def page_faults(pid: int | None = None) -> int | None:
-    """Minor page faults so far of this process (``None``) or of child ``pid`` (None where
-    /proc cannot say): a page the kernel had to map (and zero) on first touch."""
-    if pid is None:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    stat = _read_stat(f"/proc/{pid}/stat")
-    return None if stat is None else stat[2]
+    return None if stat is None else (stat[1], stat[2])
 
 
 def peak_memory_mb(pid: int) -> float | None:
@@ -89,14 +81,18 @@ class CpuMeter:
         self.faults: dict[str, float | None] = dict.fromkeys(pids, 0.0)
         self.wall = 0.0
 
-    def _sample(self) -> dict[str, float | None]:
-        out: dict[str, float | None] = {k: cpu_seconds(pid) for k, pid in self.pids.items()}
+    def _sample(self) -> tuple[dict[str, float | None], dict[str, float | None]]:
+        """CPU seconds (processes and thread groups) and page faults (processes) so far."""
+        cpu: dict[str, float | None] = {}
+        faults: dict[str, float | None] = {}
+        for k, pid in self.pids.items():
+            counters = process_counters(pid)
+            cpu[k], faults[k] = (None, None) if counters is None else counters
         for name, pid in self.threads.items():
             groups = thread_cpu_seconds(pid)
             for g in THREAD_GROUPS:
-                out[f"{name}_{g}"] = None if groups is None else groups[g]
-        out.update({f"faults {k}": page_faults(pid) for k, pid in self.pids.items()})
-        return out
+                cpu[f"{name}_{g}"] = None if groups is None else groups[g]
+        return cpu, faults
 
     @contextlib.contextmanager
     def window(self) -> Iterator[None]:
@@ -104,11 +100,10 @@ class CpuMeter:
         t = time.monotonic()
         yield
         self.wall += time.monotonic() - t
-        for k, now in self._sample().items():
-            counter, key = (self.faults, k[7:]) if k.startswith("faults ") else (self.cpu, k)
-            then, total = before[k], counter[key]
-            unknown = now is None or then is None or total is None  # not Linux, or gone
-            counter[key] = None if unknown else total + now - then
+        for totals, then, now in zip((self.cpu, self.faults), before, self._sample()):
+            for k, total in totals.items():
+                unknown = now[k] is None or then[k] is None or total is None  # not Linux, gone
+                totals[k] = None if unknown else total + now[k] - then[k]
 
     def cores(self) -> dict[str, float | None]:
         return {

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from dsflash_ros.bench.cpu_accounting import CpuMeter, page_faults, peak_memory_mb
+from dsflash_ros.bench.cpu_accounting import CpuMeter, peak_memory_mb, process_counters
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
 
@@ -30,6 +30,6 @@ def test_a_window_counts_the_cpu_and_the_faults_of_what_ran_in_it() -> None:
 
 
 def test_a_process_that_is_gone_reads_as_unknown() -> None:
-    assert page_faults(2**22 + 12345) is None  # above the largest pid Linux hands out
+    assert process_counters(2**22 + 12345) is None  # above the largest pid Linux hands out
     assert peak_memory_mb(2**22 + 12345) is None
     assert peak_memory_mb(os.getpid()) > 10  # this interpreter and numpy at least
