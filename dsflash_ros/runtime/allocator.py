@@ -93,8 +93,3 @@ def _apply() -> AllocatorTuning:
         f"frames (mmap threshold {MMAP_THRESHOLD_BYTES // 2**20} MiB; {TUNING_SWITCH}=0 "
         "keeps glibc's defaults)",
     )
-
-
-def current() -> AllocatorTuning | None:
-    """The result of :func:`tune` in this process, None before it ran."""
-    return _done

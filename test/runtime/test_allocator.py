@@ -84,5 +84,5 @@ def test_every_pipeline_reports_the_process_tuning() -> None:
     from dsflash_ros.runtime.pipeline import Pipeline
 
     pipe = Pipeline.random("tiny")
-    assert pipe.allocator is allocator.current()  # tuned once per process, then reused
+    assert pipe.allocator is allocator.tune()  # tuned once per process, then reused
     assert pipe.allocator.summary
