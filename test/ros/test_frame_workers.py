@@ -111,6 +111,56 @@ def test_a_failing_frame_does_not_block_the_next_ones():
     assert log.finished == [2, 3]
 
 
+def test_a_worker_finishing_a_frame_has_the_next_one_fetched():
+    """Once a frame is computed, the slot is wanted while the worker tracks and publishes it:
+    frames put meanwhile replace each other (the newest wins), and the worker takes the
+    newest at once when it is done. A stopped worker leaves the slot unwanted."""
+    log = _Log()
+    slot: LatestSlot[int] = LatestSlot(on_wait=log.poke)
+
+    def finish(item: int, result: int) -> None:
+        log.note(log.started, item)
+        assert log.release[item].wait(10.0), f"frame {item} never released"
+        log.note(log.finished, (item, result))
+
+    workers = FrameWorkers(slot, lambda i: i, finish, lambda e, i: log.errors.append(e))
+    workers.start()
+    try:
+        log.wait(lambda: slot.wanted)
+        slot.put(0)
+        log.wait(lambda: 0 in log.started)  # finishing frame 0
+        assert slot.wanted  # ... and the next frame is wanted already
+        assert not slot.put(1)
+        assert slot.wanted  # still: a newer one replaces it
+        assert slot.put(2)  # frame 1 dropped
+        log.release[0].set()
+        log.wait(lambda: 2 in log.started)
+        assert log.started == [0, 2]
+        log.release[2].set()
+        log.wait(lambda: len(log.finished) == 2)
+    finally:
+        assert workers.stop()
+    assert log.errors == []
+    assert not slot.wanted
+
+
+def test_slot_expectations():
+    calls = []
+    slot: LatestSlot[int] = LatestSlot(on_wait=lambda: calls.append(slot.wanted))
+    slot.expect()
+    assert slot.wanted and calls == [True]
+    slot.put(1)
+    assert slot.wanted  # full, yet a newer item is still wanted
+    assert slot.take(0.0, expected=True) == 1
+    assert not slot.wanted
+    slot.expect()
+    slot.unexpect()
+    assert not slot.wanted
+    slot.unexpect()  # more than expected: no negative count
+    slot.put(2)
+    assert not slot.wanted and slot.take(0.0) == 2
+
+
 def test_worker_counts():
     assert resolve_workers(0, "cpu", "torch", cores=2) == 2
     assert resolve_workers(0, "cpu", "torch", cores=1) == 1
