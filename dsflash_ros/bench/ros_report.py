@@ -50,6 +50,13 @@ def node_stats(
     }
 
 
+def reachable_fps(bare_fps: float, node: dict[str, Any]) -> float:
+    """The most frames a second the node could answer: the bare pipeline's fps, or the
+    camera's measured rate (``node_stats``' ``publish_rate_hz``) when that is lower."""
+    rate = node.get("publish_rate_hz") or bare_fps
+    return min(bare_fps, rate)
+
+
 def per_frame(
     cores: float | None, faults: float | None, seconds: float, frames: int
 ) -> dict[str, float | None]:
@@ -116,8 +123,25 @@ def format_report(report: dict[str, Any]) -> str:
             ),
             _ratio_line(report, "bare"),
             _ratio_line(report, "fed"),
+            _reachable_line(report),
         ]
     )
+
+
+def _reachable_line(report: dict[str, Any]) -> str:
+    node, bare = report["node"], report["bare"]
+    line = (
+        "node_vs_reachable_pct (node fps / min(bare fps, camera rate) * 100): "
+        f"{report['node_vs_reachable_pct']:.1f}"
+    )
+    rate = node.get("publish_rate_hz")
+    if rate and rate < bare["fps"]:
+        line += (
+            f"\n  the camera ({rate:.1f} Hz) sends fewer frames than the bare pipeline does "
+            f"({bare['fps']:.1f} fps): node vs bare cannot pass {100 * rate / bare['fps']:.0f} %; "
+            "a --ros-rate above the bare fps compares the node's capacity"
+        )
+    return line
 
 
 def _ratio_line(report: dict[str, Any], kind: str) -> str:

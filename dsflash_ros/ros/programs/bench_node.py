@@ -27,8 +27,11 @@ thread and Fast DDS's threads), the camera and the listener meanwhile, its worke
 milliseconds and the node's page faults per frame, the node's peak resident memory (Linux);
 for both bare runs fps, time per frame, CPU cores, CPU milliseconds and page faults per frame;
 ``node_vs_bare_pct`` and ``node_vs_fed_pct`` (node fps / that fps * 100) over all rounds, and
-per round. CPU per frame separates the two ways the node can fall behind: frames that cost
-more (node above bare) or cores it does not get (the same cost, fewer frames).
+per round; ``node_vs_reachable_pct``: node fps / the lower of the bare fps and the camera's
+rate (a node cannot answer more frames than it is sent: with the camera slower than the bare
+pipeline, node vs bare measures the camera; a ``rate`` above the bare fps measures the
+node). CPU per frame separates the two ways the node can fall behind: frames that cost more
+(node above bare) or cores it does not get (the same cost, fewer frames).
 
 Children are stopped on every way out (SIGINT, then kill); on Linux they also get SIGTERM if
 this process dies without cleaning up (``PR_SET_PDEATHSIG``), so no node is left behind.
@@ -68,6 +71,7 @@ from dsflash_ros.bench.ros_report import (
     node_stats,
     per_frame,
     percentile,
+    reachable_fps,
 )
 from dsflash_ros.bench.side_by_side import run_side_by_side
 from dsflash_ros.msg import SceneGraph
@@ -625,6 +629,7 @@ def run_node_bench(
         "node_vs_bare_pct_rounds": pct["bare"],
         "node_vs_fed_pct": 100.0 * node["fps"] / fed["fps"],
         "node_vs_fed_pct_rounds": pct["fed"],
+        "node_vs_reachable_pct": 100.0 * node["fps"] / reachable_fps(quiet["fps"], node),
     }
 
 
