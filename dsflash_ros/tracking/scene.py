@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -38,19 +38,28 @@ def tracking_step(height: int, width: int) -> int:
     return max(1, min(height, width) // TRACKING_MIN_SIDE)
 
 
-def tracking_view(
-    result: SceneGraphResult,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """The panoptic image the tracker works on, the segments' boxes in it, and their areas
-    (None: counted by the tracker on the subsampled image)."""
+class TrackingView(NamedTuple):
+    """The panoptic image the tracker works on and the segments measured in its pixels."""
+
+    panoptic: np.ndarray
+    boxes: np.ndarray  # (N, 4) x, y, w, h
+    areas: np.ndarray | None  # (N,); None: counted by the tracker on the subsampled image
+    centroids: np.ndarray  # (N, 2) x, y
+
+
+def tracking_view(result: SceneGraphResult) -> TrackingView:
+    """The result's segments as the tracker sees them: at full size, or subsampled by
+    :func:`tracking_step` (boxes cover the kept pixels, centroids are scaled)."""
     step = tracking_step(*result.panoptic.shape)
+    centroids = np.asarray(result.centroids, np.float64).reshape(-1, 2)
     if step == 1:
-        return result.panoptic, result.boxes_xywh, result.areas
+        return TrackingView(result.panoptic, result.boxes_xywh, result.areas, centroids)
     panoptic = np.ascontiguousarray(result.panoptic[::step, ::step])
     b = np.asarray(result.boxes_xywh, np.int64).reshape(-1, 4)
     start = -(-b[:, :2] // step)  # first kept row/column inside the box
     end = -(-(b[:, :2] + b[:, 2:]) // step)
-    return panoptic, np.concatenate([start, np.maximum(end - start, 0)], axis=1), None
+    boxes = np.concatenate([start, np.maximum(end - start, 0)], axis=1)
+    return TrackingView(panoptic, boxes, None, centroids / step)
 
 
 def _default(name: str):
@@ -235,9 +244,16 @@ class SceneGraphTracker:
         is_thing = np.array(
             [bool(result.is_thing_table[int(c)]) for c in result.class_ids], dtype=bool
         )
-        panoptic, boxes, areas = tracking_view(result)
+        view = tracking_view(result)
         out = self.tracker.update(
-            panoptic, result.object_ids, result.class_ids, result.scores, boxes, is_thing, areas
+            view.panoptic,
+            result.object_ids,
+            result.class_ids,
+            result.scores,
+            view.boxes,
+            is_thing,
+            view.areas,
+            view.centroids,
         )
         frame = self.tracker.frame
         # each object reported with its track's class and score (majority vote, average)

@@ -42,6 +42,7 @@ often a false detection, or a poor mask, than an object worth holding.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -97,6 +98,14 @@ class Track:
         return self.track_id > 0
 
 
+class _Measured(NamedTuple):
+    """What is known of a frame's segments (row i: segment i); None: measured here."""
+
+    boxes: np.ndarray | None  # (N, 4) x, y, w, h
+    areas: np.ndarray  # (N,) pixels
+    centroids: np.ndarray | None  # (N, 2) x, y
+
+
 @dataclass
 class TrackerOutput:
     """Result of one ``MaskTracker.update``.
@@ -137,6 +146,14 @@ def _crop(panoptic: np.ndarray, seg_id: int, box: tuple[int, int, int, int]):
 
 def _box_of(panoptic: np.ndarray, seg_id: int) -> tuple[int, int, int, int]:
     return measure(panoptic == seg_id)[0]
+
+
+def segment_areas(panoptic: np.ndarray, object_ids: np.ndarray) -> np.ndarray:
+    """Pixel count of each segment id in ``panoptic``."""
+    cols = object_ids.astype(np.int64)
+    if cols.size == 0:
+        return np.zeros(0, np.int64)
+    return np.bincount(panoptic.ravel(), minlength=int(cols.max()) + 1)[cols]
 
 
 class MaskTracker:
@@ -205,29 +222,35 @@ class MaskTracker:
         """(T, N) mask overlap (see the module docstring) of every track (its last mask,
         moved by its velocity when ``motion`` is on) with every segment of the next frame.
         ``areas[i]``: pixel count of segment i (counted here when not given)."""
-        n = int(object_ids.shape[0])
+        n, T = int(object_ids.shape[0]), len(self.tracks)
         if n == 0 or not self.tracks:
-            return np.zeros((len(self.tracks), n), np.float64)
+            return np.zeros((T, n), np.float64)
         cols = object_ids.astype(np.int64)
-        size = int(cols.max()) + 1
-        if areas is None:
-            seg = np.bincount(panoptic.ravel(), minlength=size)[cols].astype(np.float64)
-        else:
-            seg = np.asarray(areas, np.float64)
-        inter = np.zeros((len(self.tracks), size), np.float64)
-        area = np.zeros(len(self.tracks), np.float64)
+        seg = np.asarray(
+            segment_areas(panoptic, object_ids) if areas is None else areas, np.float64
+        )
+        # the segment ids under each track's (moved) mask, all tracks counted in one bincount
+        under: list[np.ndarray] = []
+        owners: list[int] = []
         H, W = panoptic.shape
         for t, tr in enumerate(self.tracks):
             h, w = tr.mask.shape
             _, y0, x0 = self.predicted_mask(tr, self.frame + 1)
             # the part of the (moved) crop inside the frame; the frame may also have changed
             ya, yb, xa, xb = max(y0, 0), min(y0 + h, H), max(x0, 0), min(x0 + w, W)
-            if ya >= yb or xa >= xb:
-                continue
-            m = tr.mask[ya - y0 : yb - y0, xa - x0 : xb - x0]
-            inter[t] = np.bincount(panoptic[ya:yb, xa:xb][m], minlength=size)[:size]
-            area[t] = np.count_nonzero(m)
-        inter_n = inter[:, cols]
+            if ya < yb and xa < xb:
+                under.append(panoptic[ya:yb, xa:xb][tr.mask[ya - y0 : yb - y0, xa - x0 : xb - x0]])
+                owners.append(t)
+        area = np.zeros(T, np.float64)
+        inter_n = np.zeros((T, n), np.float64)
+        if owners:
+            counts = np.array([u.size for u in under], np.int64)
+            area[owners] = counts
+            ids = np.concatenate(under).astype(np.int64)
+            size = int(max(cols.max(), ids.max(initial=0))) + 1
+            flat = np.repeat(np.asarray(owners, np.int64) * size, counts) + ids
+            inter_n = np.bincount(flat, minlength=T * size).reshape(T, size)[:, cols]
+            inter_n = inter_n.astype(np.float64)
         union = area[:, None] + seg[None, :] - inter_n
         contain = inter_n / np.maximum(np.minimum(area[:, None], seg[None, :]), 1.0)
         return np.maximum(inter_n / np.maximum(union, 1.0), 0.5 * contain)
@@ -241,13 +264,18 @@ class MaskTracker:
         boxes_xywh: np.ndarray | None = None,
         is_thing: np.ndarray | None = None,
         areas: np.ndarray | None = None,
+        centroids: np.ndarray | None = None,
     ) -> TrackerOutput:
         """Advance one frame. ``object_ids[i]`` is segment i's pixel value in ``panoptic``;
-        ``boxes_xywh`` and ``areas`` (optional) save measuring them again."""
+        ``boxes_xywh``, ``areas`` and ``centroids`` (x, y) (optional, in ``panoptic``'s
+        pixels) save measuring them again."""
         n = int(object_ids.shape[0])
         scores = np.ones(n, np.float32) if scores is None else scores
         is_thing = np.ones(n, bool) if is_thing is None else np.asarray(is_thing, bool)
         class_ids = np.asarray(class_ids)
+        if areas is None:
+            areas = segment_areas(panoptic, object_ids)
+        seen = _Measured(boxes_xywh, areas, centroids)
         iou = self.overlap_matrix(panoptic, object_ids, areas)
         self.frame += 1
         matches: list[tuple[int, int]] = []
@@ -271,7 +299,7 @@ class MaskTracker:
             tr = self.tracks[t]
             age = max(self.frame - tr.last_frame, 1)
             cy, cx = tr.cy, tr.cx
-            self._set_mask(tr, panoptic, int(object_ids[i]), boxes_xywh, i)
+            self._set_mask(tr, panoptic, int(object_ids[i]), seen, i)
             vy, vx = (tr.cy - cy) / age, (tr.cx - cx) / age
             if tr.total_hits == 1:
                 tr.vy, tr.vx = vy, vx
@@ -313,7 +341,7 @@ class MaskTracker:
                     votes={int(class_ids[i]): float(scores[i])},
                 )
                 self._next_key += 1
-                self._set_mask(tr, panoptic, int(object_ids[i]), boxes_xywh, i)
+                self._set_mask(tr, panoptic, int(object_ids[i]), seen, i)
                 if self.min_hits <= 1:
                     tr.track_id = self._new_id()
                 kept.append(tr)
@@ -373,13 +401,18 @@ class MaskTracker:
         return tid
 
     @staticmethod
-    def _set_mask(tr: Track, panoptic, seg_id: int, boxes_xywh, i: int) -> None:
-        if boxes_xywh is not None:
-            box = tuple(int(v) for v in boxes_xywh[i])
+    def _set_mask(tr: Track, panoptic, seg_id: int, seen: _Measured, i: int) -> None:
+        if seen.boxes is not None:
+            box = tuple(int(v) for v in seen.boxes[i])
         else:
             box = _box_of(panoptic, seg_id)
         mask, x0, y0 = _crop(panoptic, seg_id, box)
         tr.mask, tr.x0, tr.y0 = mask, x0, y0
+        if seen.centroids is not None:
+            tr.area = int(seen.areas[i])
+            if tr.area:
+                tr.cx, tr.cy = (float(v) for v in seen.centroids[i])
+            return
         _, tr.area, (cx, cy) = measure(mask)
         if tr.area:
             tr.cy, tr.cx = cy + y0, cx + x0

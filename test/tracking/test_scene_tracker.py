@@ -164,12 +164,13 @@ def test_vga_frames_are_tracked_on_a_subsampled_view_with_the_same_ids(monkeypat
     from dsflash_ros.tracking import scene
 
     seq = _vga_sequence()
-    view, boxes, areas = scene.tracking_view(seq[0])
+    view, boxes, areas, centroids = scene.tracking_view(seq[0])
     assert view.shape == (240, 320) and areas is None
     for i, oid in enumerate(seq[0].object_ids):  # every kept pixel lies inside its box
         ys, xs = np.nonzero(view == oid)
         x, y, w, h = boxes[i]
         assert ys.size and x <= xs.min() and xs.max() < x + w and y <= ys.min() and ys.max() < y + h
+        assert np.abs(centroids[i] - (xs.mean(), ys.mean())).max() < 1.0  # scaled, not counted
     sub = run(SceneGraphTracker(), seq)
     monkeypatch.setattr(scene, "TRACKING_MIN_SIDE", 10_000)  # step 1: full resolution
     assert scene.tracking_view(seq[0])[0].shape == (480, 640)

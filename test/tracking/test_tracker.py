@@ -112,6 +112,28 @@ def test_overlap_matrix_and_resolution_change():
     assert tr.update(small, np.zeros(0, np.uint16), np.zeros(0, np.int64)).track_ids.size == 0
 
 
+def test_overlap_matrix_equals_whole_image_mask_overlaps():
+    """Every track against every segment, counted in one pass over the tracks' crops, equals
+    the overlaps of whole-image masks; ids in the image that are not segments of the frame
+    (here 9) count for nothing."""
+    rng = np.random.default_rng(3)
+    tr = MaskTracker(min_hits=1, motion=False)
+    first = rng.integers(0, 5, (H, W)).astype(np.uint16)  # segments 1-4, scattered pixels
+    ids = np.arange(1, 5, dtype=np.uint16)
+    tr.update(first, ids, np.zeros(4, np.int64))
+    second = rng.integers(0, 6, (H, W)).astype(np.uint16)
+    second[:10, :10] = 9
+    seg_ids = np.array([2, 3, 5, 1], np.uint16)
+    got = tr.overlap_matrix(second, seg_ids)
+    want = np.zeros((4, 4))
+    for t, a in enumerate(first == k for k in ids):
+        for i, b in enumerate(second == k for k in seg_ids):
+            inter = np.count_nonzero(a & b)
+            iou = inter / np.count_nonzero(a | b)
+            want[t, i] = max(iou, 0.5 * inter / min(a.sum(), b.sum()))
+    np.testing.assert_allclose(got, want)
+
+
 def test_reset_restarts_ids():
     tr = MaskTracker(min_hits=1)
     step(tr, [(0, 0, 10, 10)], [0])
