@@ -5,9 +5,10 @@ executor would wake for every one of them and turn it into a Python message (abo
 Python per VGA frame, measured, holding the GIL the inference workers need between torch
 ops). The input subscription therefore sits in an :class:`InputGate` callback group: while
 every worker is busy the executor leaves it out of its wait set, DDS keeps the newest frame
-in the subscription's keep-last-1 history, and when a worker starts waiting the gate wakes
-the executor, which takes that frame at once. The newest-frame policy is unchanged; only the
-frames nobody would process are never taken.
+in the subscription's keep-last-1 history, and when a worker is about to want a frame (it
+has computed its own and is tracking and publishing it, see frame_queue) or starts waiting,
+the gate wakes the executor, which takes the newest frame at once. The newest-frame policy
+is unchanged; only the frames nobody would process are never taken.
 
 Frames skipped this way (or lost on the wire) are counted from the publishers' sequence
 numbers (:class:`PublisherSequences`), so ``/diagnostics`` still reports the camera's rate
@@ -30,9 +31,10 @@ from rclpy.guard_condition import GuardCondition
 class InputGate(ReentrantCallbackGroup):
     """A callback group whose entities are waited on only while ``wanted()`` is true.
 
-    Call :meth:`wake` whenever ``wanted()`` may have become true (a worker started waiting):
-    it triggers ``guard`` (a guard condition of the node, no-op callback) if the executor was
-    turned away since, so the executor rebuilds its wait set with the subscription in it.
+    Call :meth:`wake` whenever ``wanted()`` may have become true (a worker started waiting,
+    or will soon): it triggers ``guard`` (a guard condition of the node, no-op callback) if
+    the executor was turned away since, so the executor rebuilds its wait set with the
+    subscription in it.
     The subscription's QoS event handlers are in the group too and are held back with it: left
     in the wait set, the reader's status condition (data available, never cleared while no
     frame is taken) would wake the executor in a busy loop. ``enabled`` False = a plain group.
