@@ -35,6 +35,8 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from dsflash_ros.env_switch import switched_off
+
 SOCKET_BUFFER_BYTES = 8 * 1024 * 1024  # > one 1280x720 rgb8 frame (2.8 MB) with room
 LARGE_FRAME_BYTES = 1280 * 720 * 3
 TUNING_SWITCH = "DSFLASH_TUNE_FASTDDS"
@@ -107,7 +109,7 @@ def discovery_range(env: MutableMapping[str, str]) -> str:
 def tune(env: MutableMapping[str, str], cwd: Path | None = None) -> Tuning:
     """Set the node's Fast DDS transports for large frames in ``env`` (``os.environ``
     before ``rclpy.init``); see the module docstring."""
-    if env.get(TUNING_SWITCH, "1").strip().lower() in ("0", "false", "no", "off"):
+    if switched_off(env, TUNING_SWITCH):
         return Tuning(f"Fast DDS transports left as configured ({TUNING_SWITCH}=0)")
     if env.get("RMW_IMPLEMENTATION", "") not in _FASTDDS_RMWS:
         return Tuning(None)  # another middleware: its own configuration applies

@@ -27,6 +27,8 @@ import platform
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from dsflash_ros.env_switch import switched_off
+
 MMAP_THRESHOLD_BYTES = 32 * 2**20  # glibc's upper bound for the threshold on 64-bit
 TRIM_THRESHOLD_BYTES = 64 * 2**20  # twice it, as glibc's own adjustment would set
 TUNING_SWITCH = "DSFLASH_TUNE_MALLOC"
@@ -55,7 +57,7 @@ _done: AllocatorTuning | None = None
 
 def decide(env: Mapping[str, str], libc: str) -> AllocatorTuning | None:
     """Why malloc is left alone (an untouched :class:`AllocatorTuning`), or None to tune it."""
-    if env.get(TUNING_SWITCH, "1").strip().lower() in ("0", "false", "no", "off"):
+    if switched_off(env, TUNING_SWITCH):
         return AllocatorTuning(False, f"malloc left as configured ({TUNING_SWITCH}=0)")
     if libc != "glibc":
         return AllocatorTuning(False, f"malloc left alone (C library {libc or 'unknown'})")
