@@ -21,8 +21,9 @@ from dsflash_ros.ros.node import DSFlashNode
 
 # The executor thread runs stretches of Python (wait sets, callbacks, taking a frame) while
 # the workers are in torch calls; a worker back from one waits for the GIL until its holder
-# is asked to let go, after the switch interval (5 ms by default). At 1 ms the node answered
-# 2-4 % more frames on 2 cores (the bare pipeline, which has no executor: no change).
+# is asked to let go, after the switch interval (5 ms by default). At 1 ms that wait is
+# shorter; the node's fps on 2 cores changed by less than the machine's noise (a few %), and
+# the bare pipeline, which has no executor, not at all.
 GIL_SWITCH_INTERVAL_S = 0.001
 
 USAGE = """\
