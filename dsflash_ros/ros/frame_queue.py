@@ -201,12 +201,17 @@ class FrameWorkers(Generic[T, R]):
         expected = not stop.is_set()
         if expected:
             self._slot.expect()  # the newest item is fetched while this one is finished
-        with turns.lock:
-            turns.ready[ticket] = (item, result, error)
-            if turns.finishing:
-                return expected  # the worker finishing now will reach this item
-            turns.finishing = True
-        self._finish_ready(turns)
+        try:
+            with turns.lock:
+                turns.ready[ticket] = (item, result, error)
+                if turns.finishing:
+                    return expected  # the worker finishing now will reach this item
+                turns.finishing = True
+            self._finish_ready(turns)
+        except BaseException:  # this thread ends: the slot must not stay wanted for it
+            if expected:
+                self._slot.unexpect()
+            raise
         return expected
 
     def _finish_ready(self, turns: _Turns) -> None:
@@ -228,6 +233,10 @@ class FrameWorkers(Generic[T, R]):
                 # a broken error handler must not kill the worker either
                 with contextlib.suppress(Exception):
                     self._on_error(e, item)
+            except BaseException:  # SystemExit & co. end this thread: the next worker to
+                with turns.lock:  # compute a frame finishes the frames waiting here
+                    turns.finishing = False
+                raise
             finally:
                 with turns.lock:
                     turns.done += 1

@@ -144,6 +144,39 @@ def test_a_worker_finishing_a_frame_has_the_next_one_fetched():
     assert not slot.wanted
 
 
+@pytest.mark.parametrize("count", [1, 2])
+def test_a_worker_killed_while_finishing_leaves_nothing_behind(monkeypatch, count):
+    """A worker ended by a BaseException (SystemExit from a callback) in its finish step
+    withdraws its expectation, so the slot does not stay wanted for a worker that is gone,
+    and the frames computed after that one are still finished by the other worker."""
+    died: list[type] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: died.append(args.exc_type))
+    log = _Log()
+    slot: LatestSlot[int] = LatestSlot(on_wait=log.poke)
+
+    def finish(item: int, result: int) -> None:
+        if item == 0:
+            raise SystemExit("a callback called sys.exit")
+        log.note(log.finished, (item, result))
+
+    workers = FrameWorkers(slot, lambda i: i, finish, lambda e, i: None, workers=count)
+    workers.start()
+    threads = workers._threads
+    try:
+        log.wait(lambda: slot.wanted)
+        slot.put(0)
+        log.wait(lambda: died == [SystemExit] and sum(t.is_alive() for t in threads) == count - 1)
+        if count == 1:
+            assert not slot.wanted  # nobody is left to take a frame
+        else:
+            log.wait(lambda: slot.wanted)  # the other worker waits for a frame
+            slot.put(1)
+            log.wait(lambda: log.finished == [(1, 1)])
+    finally:
+        workers.stop()
+    assert not slot.wanted
+
+
 def test_slot_expectations():
     calls = []
     slot: LatestSlot[int] = LatestSlot(on_wait=lambda: calls.append(slot.wanted))
