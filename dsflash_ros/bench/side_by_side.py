@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 def run_side_by_side(
     warm: Callable[[int], None],
-    step: Callable[[int, int], None],
+    step: Callable[[int, int], bool | None],
     workers: int,
     count: int | None = None,
     seconds: float | None = None,
@@ -18,7 +18,8 @@ def run_side_by_side(
     """``workers`` threads each call ``warm(worker)`` untimed, then, released together,
     ``step(worker, k)`` for k = 0, 1, ... until ``count`` calls or ``seconds`` (each thread's
     own clock) have passed. Returns (timed calls in all, wall seconds from the release to the
-    last thread's end). The first exception stops the other threads after their current call
+    last thread's end); a call that returns False had nothing to do (e.g. no frame came) and
+    is not counted. The first exception stops the other threads after their current call
     and is raised here."""
     if (count is None) == (seconds is None):
         raise ValueError("give count or seconds")
@@ -35,10 +36,11 @@ def run_side_by_side(
             while not errors and (
                 k < count if count is not None else time.perf_counter() - start < seconds
             ):
-                step(worker, k)
+                counted = step(worker, k) is not False
                 k += 1
-                with lock:
-                    done[0] += 1
+                if counted:
+                    with lock:
+                        done[0] += 1
         except BaseException as e:  # raised by the caller
             errors.append(e)
             barrier.abort()

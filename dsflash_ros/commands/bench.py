@@ -163,7 +163,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="instead: the DSFlash node in its own process, fed over ROS 2 by a camera process "
         "(processed fps, end-to-end latency p50/p95, frames published vs answered, CPU used), "
         "alternating with the bare pipeline on the same frames, the camera paused "
-        "(node_vs_bare_pct) and the camera's frames received in its process (node_vs_fed_pct); "
+        "(node_vs_bare_pct) and taking the camera's frames in its process (node_vs_fed_pct); "
         "uses "
         "--model (default: the embedded model), --device, --threads and the first of "
         "--backends and --precisions; no plot",

@@ -23,7 +23,7 @@ import node_harness as H
 import numpy as np
 from sensor_msgs.msg import Image
 
-from dsflash_ros.bench.ros_report import Graph, format_report, node_stats, reachable_fps
+from dsflash_ros.bench.ros_report import Graph, format_report, node_stats
 
 CLI = [sys.executable, "-m", "dsflash_ros.cli", "bench", "--ros"]
 RATE = 20  # the bench camera's frames per second in test_bench_camera_switches_topics_on_stdin
@@ -65,9 +65,6 @@ def test_bench_ros_reports_node_and_bare_pipeline(tmp_path):
         assert len(report[f"node_vs_{kind}_pct_rounds"]) == 2
         assert row["seconds"] >= 2.0  # each thread runs 1 s per window, finishing its frame
         assert row["cpu_bare"] > 0.05  # CPU from /proc
-    reachable = min(bare["fps"], node["publish_rate_hz"])
-    assert report["node_vs_reachable_pct"] == pytest.approx(100 * node["fps"] / reachable)
-    assert "node_vs_reachable_pct" in stdout
     assert node["window_s"] == pytest.approx(2.0, abs=0.5)  # two windows of 1 s
     assert node["cpu_node"] > 0.05 and node["cpu_camera"] > 0
     # the node's CPU by thread group (/proc/PID/task): its workers do most of the work
@@ -75,6 +72,9 @@ def test_bench_ros_reports_node_and_bare_pipeline(tmp_path):
     assert min(groups) >= 0 and node["cpu_node_workers"] > node["cpu_node_executor"]
     assert sum(groups) <= node["cpu_node"] + 0.05  # ended threads count in the process only
     assert fed["input_hz"] > 5  # the camera's frames reached the bench in its fed windows
+    # ... and its workers took them, each once: at most the camera's rate, where the same
+    # tiny frames back to back go far faster
+    assert fed["fps"] <= 1.25 * fed["input_hz"] + 2 < bare["fps"]
     assert node["node_peak_mb"] > 100  # torch and the model at least (VmHWM, /proc)
     for row in (node, bare, fed):  # CPU and page faults per frame, from /proc
         assert row["cpu_ms_per_frame"] > 0 and row["faults_per_frame"] >= 0
@@ -175,21 +175,14 @@ def test_node_stats_pool_the_windows():
     assert stats["frame_p50_ms"] == pytest.approx(115.0)
 
 
-def test_reachable_fps_is_the_camera_rate_when_the_pipeline_is_faster():
-    assert reachable_fps(36.0, {"publish_rate_hz": 30.0}) == 30.0
-    assert reachable_fps(12.0, {"publish_rate_hz": 30.0}) == 12.0
-    assert reachable_fps(12.0, {}) == 12.0  # no rate measured: the bare fps
-
-
 def test_report_says_when_the_camera_caps_the_node():
     node = {"fps": 29.0, "publish_rate_hz": 30.0}
     config = {"backend": "torch", "precision": "bf16", "device": "cpu", "model": "m"}
     config |= {"size": "640x480", "rate": 30.0, "rounds": 1}
     report = {"config": config, "node": node, "bare": {"fps": 40.0}, "bare_fed": {"fps": 38.0}}
     report |= {f"node_vs_{k}_pct": 100 * 29.0 / f for k, f in (("bare", 40.0), ("fed", 38.0))}
-    report["node_vs_reachable_pct"] = 100 * 29.0 / 30.0
     text = format_report(report)
-    assert "node_vs_reachable_pct (node fps / min(bare fps, camera rate) * 100): 96.7" in text
+    assert "node_vs_fed_pct (node fps / fed fps * 100): 76.3" in text
     assert "node vs bare cannot pass 75 %" in text
     report["bare"]["fps"] = report["bare_fed"]["fps"] = 20.0
     assert "cannot pass" not in format_report(report)  # the pipeline is the limit

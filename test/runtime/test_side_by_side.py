@@ -35,3 +35,10 @@ def test_a_failing_thread_stops_the_run_with_its_error():
 
     with pytest.raises(RuntimeError, match="warm-up failed"):
         run_side_by_side(warm, step, workers=2, count=3)
+
+
+def test_a_call_with_nothing_to_do_is_not_counted():
+    """A step returning False (a fed worker whose wait for a camera frame ran out) still
+    uses up its turn but is not a timed frame."""
+    done, _ = run_side_by_side(lambda w: None, lambda w, k: k % 2 == 0, workers=2, count=5)
+    assert done == 6  # k = 0, 2, 4 in each thread

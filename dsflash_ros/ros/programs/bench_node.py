@@ -7,18 +7,20 @@ camera (:mod:`.bench_camera`: pre-recorded frames at a fixed rate, rgb8 Images o
 which listens to ``scene_graph``. The node copies the input header, so a graph's end-to-end
 latency is its receive time minus its stamp.
 
-The bare pipeline (:meth:`Pipeline.load` in this process, the same frames back to back, with
-the node's number of workers and CPU threads each) is timed in the same run, interleaved
-with the node: after the node's first answer and a warm-up, ``rounds`` times three windows
-of ``seconds / rounds``: the node (camera running); the bare pipeline with the camera paused
-(the node idles, nothing competes for the CPU); and the bare pipeline *fed*: the camera
-sends its frames to this process instead (a second topic), where a plain subscription takes
-every one of them and drops it (the node takes only the frames a worker is free for).
-Receiving a 30 Hz VGA stream costs any ROS 2 subscriber something before it does anything
-(Fast DDS reassembly and copies, rclpy's per-message work, the wake-ups): node vs bare is
-the whole price of running as a ROS node, node vs fed that price against a plain
-subscriber's. Interleaving matters on a shared machine, whose speed drifts by
-10-20 % within minutes: one long window each compared two different machines.
+The bare pipeline (:meth:`Pipeline.load` in this process, with the node's number of workers
+and CPU threads each) is timed in the same run, interleaved with the node: after the node's
+first answer and a warm-up, ``rounds`` times three windows of ``seconds / rounds``: the node
+(camera running); the bare pipeline on the same frames back to back, the camera paused (the
+node idles, nothing competes for the CPU): what the pipeline can do; and the bare pipeline
+*fed*: the camera sends its frames to this process instead (a second topic), where a plain
+subscription keeps the newest one and each worker takes it, waiting for one when none is
+new, and converts it as the node does: what a plain ROS 2 subscriber running the pipeline
+answers of this camera's stream. Node vs bare is the whole price of running as a ROS node
+(a camera slower than the pipeline is part of it: the node cannot answer more frames than it
+is sent); node vs fed what the node adds to a plain subscriber (tracking, publishing, its
+lifecycle and input gate) on the same stream. Interleaving matters on a shared machine,
+whose speed drifts by 10-20 % within minutes: one long window each compared two different
+machines.
 
 Reported: the node's processed fps (graphs received in its windows per second), latency
 p50/p95 of those graphs, the pipeline's time per frame as the graphs report it, frames
@@ -27,11 +29,8 @@ thread and Fast DDS's threads), the camera and the listener meanwhile, its worke
 milliseconds and the node's page faults per frame, the node's peak resident memory (Linux);
 for both bare runs fps, time per frame, CPU cores, CPU milliseconds and page faults per frame;
 ``node_vs_bare_pct`` and ``node_vs_fed_pct`` (node fps / that fps * 100) over all rounds, and
-per round; ``node_vs_reachable_pct``: node fps / the lower of the bare fps and the camera's
-rate (a node cannot answer more frames than it is sent: with the camera slower than the bare
-pipeline, node vs bare measures the camera; a ``rate`` above the bare fps measures the
-node). CPU per frame separates the two ways the node can fall behind: frames that cost more
-(node above bare) or cores it does not get (the same cost, fewer frames).
+per round. CPU per frame separates the two ways the node can fall behind: frames that cost
+more (node above bare) or cores it does not get (the same cost, fewer frames).
 
 Children are stopped on every way out (SIGINT, then kill); on Linux they also get SIGTERM if
 this process dies without cleaning up (``PR_SET_PDEATHSIG``), so no node is left behind.
@@ -71,12 +70,15 @@ from dsflash_ros.bench.ros_report import (
     node_stats,
     per_frame,
     percentile,
-    reachable_fps,
 )
 from dsflash_ros.bench.side_by_side import run_side_by_side
 from dsflash_ros.msg import SceneGraph
 from dsflash_ros.ros.frame_queue import LatestSlot
-from dsflash_ros.ros.image_conversion import compressed_to_rgb8, rgb8_to_compressed
+from dsflash_ros.ros.image_conversion import (
+    compressed_to_rgb8,
+    image_to_rgb8,
+    rgb8_to_compressed,
+)
 from dsflash_ros.ros.node_output import OUTPUT_QOS
 from dsflash_ros.ros.programs.sample_camera import (
     CAMERA_QOS,
@@ -91,6 +93,7 @@ BARE_WARMUP_FRAMES = 3  # per worker, before the first bare window (1 before the
 FED_TOPIC = "bench_fed/image_raw"  # the camera's second topic: frames for this process
 SETTLE_MAX_S = 5.0  # longest wait for the node to reach its steady state or to drain
 FED_SETTLE_S = 1.0  # frames flowing to this process before a fed window is timed
+FED_TAKE_TIMEOUT_S = 0.5  # a fed worker's longest wait for a camera frame
 AUTOSTART_FAILED = "autostart failed"  # the node's log line when configure/activate failed
 # The child execs the real command line after asking the kernel for SIGTERM when its
 # parent (this process) dies; it quits if the parent is already gone.
@@ -245,8 +248,8 @@ def _tail(path: Path, lines: int = 5) -> str:
 class _Listener:
     """Subscribes to ``<ns>/scene_graph`` and keeps a :class:`Graph` of every graph; also
     takes every camera frame on ``<ns>/FED_TOPIC`` as a plain subscriber would (newest frame
-    into a slot, counted; the node, gated, takes only the frames it processes), for the bare
-    pipeline's fed windows."""
+    into a slot, counted; the node, gated, takes only the frames it processes), where the
+    bare pipeline's workers take them in its fed windows."""
 
     def __init__(self, ns: str, compressed: bool = False) -> None:
         self.context = rclpy.Context()
@@ -462,6 +465,11 @@ class _LiveNode:
         finally:
             self._camera("pause")
 
+    def fed_slot(self) -> LatestSlot[Image | CompressedImage]:
+        """The newest camera frame received by this process (fed windows)."""
+        assert self.listener is not None
+        return self.listener.fed_slot
+
     def frames_received(self) -> int:
         """Frames of the camera received by this process so far (fed windows)."""
         assert self.listener is not None
@@ -517,18 +525,37 @@ class _BarePipeline:
         self.pipe = Pipeline.load(cfg.model or None, options)
         self.runs = {kind: _BareRuns() for kind in ("bare", "fed")}
 
-    def window(self, kind: str, seconds: float, warmup_frames: int = 1) -> float:
-        """``warmup_frames`` untimed frames per worker, then ``seconds`` timed; its fps."""
+    def window(
+        self,
+        kind: str,
+        seconds: float,
+        warmup_frames: int = 1,
+        camera: LatestSlot[Image | CompressedImage] | None = None,
+    ) -> float:
+        """``warmup_frames`` untimed frames per worker, then ``seconds`` timed; its fps.
+        With ``camera`` (fed windows) each worker takes the newest camera frame from that slot,
+        waiting for one as the node's workers do, and converts it as the node does; else the
+        held frames back to back."""
         frames, workers, pipe, run = self.frames, self.workers, self.pipe, self.runs[kind]
 
         def warm(worker: int) -> None:
             for i in range(warmup_frames):
                 pipe(frames[(worker + i) % len(frames)])
 
-        def step(worker: int, k: int) -> None:
+        def step(worker: int, k: int) -> bool:
+            if camera is None:
+                frame = frames[(worker + k * workers) % len(frames)]
+            else:
+                msg = camera.take(FED_TAKE_TIMEOUT_S)
+                if msg is None:
+                    return False  # the window ends without a frame for this worker
+                frame = (compressed_to_rgb8 if isinstance(msg, CompressedImage) else image_to_rgb8)(
+                    msg
+                )
             t = time.perf_counter()
-            pipe(frames[(worker + k * workers) % len(frames)])
+            pipe(frame)
             run.times_ms.append((time.perf_counter() - t) * 1e3)  # list.append is atomic
+            return True
 
         with run.cpu.window():
             done, elapsed = run_side_by_side(warm, step, workers, seconds=seconds)
@@ -579,7 +606,7 @@ def run_node_bench(
         log(
             f"node answering; warm-up {cfg.warmup:g} s, then {cfg.rounds} rounds of {each:g} s "
             f"each: node; bare pipeline ({bare.workers} worker(s) x {bare.threads} thread(s), "
-            "camera paused); bare pipeline fed (the camera's frames to this process)"
+            "camera paused); bare pipeline fed (the camera's frames, taken in this process)"
         )
         live.sleep(cfg.warmup)
         pct: dict[str, list[float]] = {"bare": [], "fed": []}
@@ -591,7 +618,7 @@ def run_node_bench(
             bare_fps = bare.window("bare", each, BARE_WARMUP_FRAMES if r == 0 else 1)
             with live.feeding_this_process():
                 before, t = live.frames_received(), time.monotonic()
-                fed_fps = bare.window("fed", each)
+                fed_fps = bare.window("fed", each, camera=live.fed_slot())
                 fed_frames += live.frames_received() - before
                 fed_wall += time.monotonic() - t  # with the untimed warm-up frames
             pct["bare"].append(100.0 * node_fps / bare_fps)
@@ -629,7 +656,6 @@ def run_node_bench(
         "node_vs_bare_pct_rounds": pct["bare"],
         "node_vs_fed_pct": 100.0 * node["fps"] / fed["fps"],
         "node_vs_fed_pct_rounds": pct["fed"],
-        "node_vs_reachable_pct": 100.0 * node["fps"] / reachable_fps(quiet["fps"], node),
     }
 
 
