@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import array
 
+import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
@@ -31,6 +32,12 @@ try:  # pragma: no cover - only on machines with a ROS install
 except ImportError:
     CvBridge = None
     HAVE_CV_BRIDGE = False
+
+
+def message_to_rgb8(msg: Image | CompressedImage) -> np.ndarray:
+    """An (H, W, 3) RGB array from a raw or compressed camera frame, as the node reads its
+    input (raw: a view of the message buffer; errors: ImageConversionError)."""
+    return (compressed_to_rgb8 if isinstance(msg, CompressedImage) else image_to_rgb8)(msg)
 
 
 def numpy_to_image(arr, encoding: str, header: Header | None = None) -> Image:

@@ -40,7 +40,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from dsflash_ros.ros import params as P
 from dsflash_ros.ros.diagnostics import NodeStats, RateLimitedLog
 from dsflash_ros.ros.frame_queue import FrameWorkers, LatestSlot
-from dsflash_ros.ros.image_conversion import ImageConversionError, compressed_to_rgb8, image_to_rgb8
+from dsflash_ros.ros.image_conversion import ImageConversionError, message_to_rgb8
 from dsflash_ros.ros.node_input import NodeInput
 from dsflash_ros.ros.node_output import NodeOutput
 from dsflash_ros.ros.node_tracking import NodeTracking
@@ -325,7 +325,7 @@ class DSFlashNode(LifecycleNode):
         msg, _ = item
         started = time.monotonic()
         try:
-            rgb = (compressed_to_rgb8 if isinstance(msg, CompressedImage) else image_to_rgb8)(msg)
+            rgb = message_to_rgb8(msg)
         except ImageConversionError as e:
             self._reject(e.reason, msg, str(e))
             return None

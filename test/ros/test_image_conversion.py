@@ -165,6 +165,20 @@ def test_compressed_round_trip(fmt):
         assert err[:, :24].max() <= 4 and err[:, 40:].max() <= 4
 
 
+def test_message_to_rgb8_reads_raw_and_compressed_frames():
+    """The node's one entry for camera frames: rgb8/bgr8 Images and PNG CompressedImages of a
+    640x480 frame give the same RGB array; a bad one is an ImageConversionError."""
+    rgb = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    for msg in (
+        ic.numpy_to_image(rgb, "rgb8"),
+        ic.numpy_to_image(rgb[..., ::-1].copy(), "bgr8"),
+        ic.rgb8_to_compressed(rgb, "png"),
+    ):
+        assert np.array_equal(ic.message_to_rgb8(msg), rgb)
+    with pytest.raises(ic.ImageConversionError, match="empty CompressedImage"):
+        ic.message_to_rgb8(CompressedImage(format="jpeg"))
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [

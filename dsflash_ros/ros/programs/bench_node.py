@@ -76,7 +76,7 @@ from dsflash_ros.msg import SceneGraph
 from dsflash_ros.ros.frame_queue import LatestSlot
 from dsflash_ros.ros.image_conversion import (
     compressed_to_rgb8,
-    image_to_rgb8,
+    message_to_rgb8,
     rgb8_to_compressed,
 )
 from dsflash_ros.ros.node_output import OUTPUT_QOS
@@ -549,9 +549,7 @@ class _BarePipeline:
                 msg = camera.take(FED_TAKE_TIMEOUT_S)
                 if msg is None:
                     return False  # the window ends without a frame for this worker
-                frame = (compressed_to_rgb8 if isinstance(msg, CompressedImage) else image_to_rgb8)(
-                    msg
-                )
+                frame = message_to_rgb8(msg)
             t = time.perf_counter()
             pipe(frame)
             run.times_ms.append((time.perf_counter() - t) * 1e3)  # list.append is atomic
